@@ -1,0 +1,48 @@
+# seqshards developer targets. Every target creates .venv on first use.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+# The Beam portable worker pool starts plain `python`: keep the venv first on PATH.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: help install test test-fast parity run example bench bench-quick lint fmt clean
+
+help:  ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(STAMP): setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## Create .venv and install seqshards with its test extras.
+
+test: $(STAMP)  ## Run the whole test suite (what CI runs).
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)  ## Run the tests not marked slow.
+	$(PY) -m pytest -q -m "not slow"
+
+parity: $(STAMP)  ## Run only the parity tests against tf_keras.
+	$(PY) -m pytest -q -m parity
+
+run: $(STAMP)  ## Materialize data/ into out/ and print a summary.
+	$(PY) -m pipeline --input 'data/sample-*.tfrecord' --columns data/columns.py \
+	    --output out --overwrite --runner DirectRunner
+
+example: $(STAMP)  ## Train the example RNN on the shards of `make run`.
+	$(PY) examples/train_rnn.py
+
+bench: $(STAMP)  ## Benchmarks, side by side with the stock-TensorFlow reference.
+	$(PY) bench/bench_features.py
+	$(PY) bench/run_bench.py
+
+bench-quick: $(STAMP)  ## A ~1-minute version of `make bench`.
+	$(PY) bench/bench_features.py --quick
+	$(PY) bench/run_bench.py --quick
+
+clean:  ## Remove the venv and generated output.
+	rm -rf $(VENV) out *.egg-info .pytest_cache

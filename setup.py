@@ -1,0 +1,29 @@
+"""seqshards: SequenceExample TFRecords -> length-bucketed, padded [B, T, D] shards.
+
+Also usable as Dataflow's `--setup_file` (it installs `transforms` and `pipeline`
+on the workers).
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="seqshards",
+    version="0.1.0",
+    description=(
+        "Sequence feature columns on Keras 3 and a Beam/tf.data job that turns "
+        "SequenceExample TFRecords into padded, length-bucketed tensor shards."
+    ),
+    python_requires=">=3.10",
+    packages=find_packages(include=["transforms", "transforms.*", "pipeline", "pipeline.*"]),
+    install_requires=[
+        "tensorflow>=2.21,<2.22",
+        "apache-beam>=2.77,<2.78",
+        "tfx-bsl>=1.21,<1.22",
+        "pyyaml>=6",
+        "numpy",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "hypothesis>=6", "tf-keras>=2.21,<2.22", "matplotlib>=3.8"],
+        "plot": ["matplotlib>=3.8"],
+    },
+    entry_points={"console_scripts": ["seqshards=pipeline.__main__:main"]},
+)
