@@ -1,0 +1,244 @@
+"""Column base classes, the column registry and the per-call input cache.
+
+Place in the flow: constructors (numeric.py, categorical.py, dense.py) build the
+frozen column dataclasses defined on top of these bases; `SequenceFeatures`
+(sequence_features.py) hands every call's `features` dict to an `InputCache`,
+which normalizes each raw input once (ragged -> sparse, dense -> sparse, rank 1
+-> rank 2) and caches the flat id lookup of each categorical column so that an
+embedding and an indicator of the same column share it.
+
+Error messages repeat TensorFlow 2.21's `tf.feature_column` wording on purpose
+(callers migrate from it and match on them); `__repr__` of every column is the
+one TensorFlow prints, for the same reason.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import re
+from typing import Any, NamedTuple
+
+import tensorflow as tf
+
+_COLUMN_CLASSES: dict[str, type] = {}
+
+
+def register_column(cls: type) -> type:
+    """Class decorator: makes `cls` known to `deserialize_column`."""
+    _COLUMN_CLASSES[cls.__name__] = cls
+    return cls
+
+
+def serialize_column(column: FeatureColumn) -> dict[str, Any]:
+    """Returns `{'class_name', 'config'}` for `column` (TF's serialization form)."""
+    return {"class_name": type(column).__name__, "config": column.get_config()}
+
+
+def deserialize_column(config: dict[str, Any], custom_objects=None) -> FeatureColumn:
+    """Inverse of `serialize_column`."""
+    if isinstance(config, FeatureColumn):
+        return config
+    class_name = config["class_name"]
+    if class_name not in _COLUMN_CLASSES:
+        raise ValueError(
+            "Invalid value for argument `config`. Expected the config of a "
+            f"transforms column. Received: class_name={class_name!r}"
+        )
+    return _COLUMN_CLASSES[class_name].from_config(
+        config["config"], custom_objects=custom_objects
+    )
+
+
+def sanitize_name(name: str) -> str:
+    """Replaces every character outside `[A-Za-z0-9_.-]` with `_` (TF's rule)."""
+    return re.sub(r"[^A-Za-z0-9_.\-]", "_", name)
+
+
+def assert_key_is_string(key: Any) -> None:
+    if not isinstance(key, str):
+        raise ValueError(
+            f"key must be a string. Got: type {type(key)}. Given key: {key}."
+        )
+
+
+def assert_string_or_int(dtype: tf.DType, prefix: str) -> None:
+    if dtype != tf.string and not dtype.is_integer:
+        raise ValueError(f"{prefix} dtype must be string or integer. dtype: {dtype}.")
+
+
+class FeatureColumn(abc.ABC):
+    """Base of every transforms column (frozen dataclasses, hashable, picklable)."""
+
+    @property
+    @abc.abstractmethod
+    def name(self) -> str:
+        """The column's name; SequenceFeatures sorts its output by it."""
+
+    @property
+    @abc.abstractmethod
+    def parse_example_spec(self) -> dict[str, tf.io.VarLenFeature]:
+        """`{key: tf.io.VarLenFeature(dtype)}` for tf.io.parse_(sequence_)example."""
+
+    def get_config(self) -> dict[str, Any]:
+        config = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, tf.DType):
+                value = value.name
+            config[field.name] = value
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], custom_objects=None):
+        kwargs = dict(config)
+        for field in dataclasses.fields(cls):
+            if field.name == "dtype" and kwargs.get("dtype") is not None:
+                kwargs["dtype"] = tf.as_dtype(kwargs["dtype"])
+        return cls(**kwargs)
+
+
+class SequenceCategoricalColumn(FeatureColumn):
+    """A sequence of ids in `[0, num_buckets)` per step (identity/hash/vocab)."""
+
+    @property
+    def name(self) -> str:
+        return self.key
+
+    # Subclasses provide `key`, `dtype` and `num_buckets` (field or property).
+
+    @property
+    def parse_example_spec(self) -> dict[str, tf.io.VarLenFeature]:
+        return {self.key: tf.io.VarLenFeature(self.dtype)}
+
+    def check_input_dtype(self, dtype: tf.DType) -> None:
+        """Raises TF's ValueError for an input dtype this column cannot read."""
+        if dtype.is_integer != self.dtype.is_integer:
+            raise ValueError(
+                "Column dtype and SparseTensors dtype must be compatible. "
+                f"key: {self.key}, column dtype: {self.dtype}, tensor dtype: {dtype}"
+            )
+        assert_string_or_int(dtype, prefix=f"column_name: {self.key} input_tensor")
+
+    def make_lookup(self) -> Any:
+        """Builds the (eager) lookup state, e.g. a hash table; None if stateless."""
+        return None
+
+    @abc.abstractmethod
+    def lookup(self, values: tf.Tensor, state: Any) -> tf.Tensor:
+        """Maps the flat input `values` [N] to int64 ids [N] (may be < 0: dropped)."""
+
+    def _tf_repr(self, inner: str) -> str:
+        return f"SequenceCategoricalColumn(categorical_column={inner})"
+
+
+class SequenceDenseColumn(FeatureColumn):
+    """A column giving `[B, T, output_width]` values per step."""
+
+    @property
+    @abc.abstractmethod
+    def variable_shape(self) -> tf.TensorShape:
+        """Shape of one step's value (TF's `variable_shape`)."""
+
+    @property
+    def output_width(self) -> int:
+        """Number of features this column contributes to the last output axis."""
+        return int(self.variable_shape.num_elements())
+
+    @abc.abstractmethod
+    def sequence_dense(self, cache: InputCache, state: Any) -> tuple[tf.Tensor, tf.Tensor]:
+        """Returns `(dense [B, T, output_width], sequence_length int64 [B])`."""
+
+
+class SparseIds(NamedTuple):
+    """Flat ids of one categorical column for one batch.
+
+    `ids[i]` sits at row `rows[i]`, step `steps[i]`; entries are in input order
+    (row-major for canonical SparseTensors and for RaggedTensors).
+    """
+
+    rows: tf.Tensor  # int64 [N]
+    steps: tf.Tensor  # int64 [N]
+    ids: tf.Tensor  # int64 [N]
+    batch_size: tf.Tensor  # int64 scalar B
+    num_steps: tf.Tensor  # int64 scalar T
+    length: tf.Tensor  # int64 [B]
+    static_batch_size: int | None
+
+
+def sequence_length(rows, steps, batch_size):
+    """`max(step) + 1` per row, 0 for rows without entries; int64 [B]."""
+    length = tf.math.unsorted_segment_max(steps + 1, rows, num_segments=batch_size)
+    return tf.maximum(length, 0)
+
+
+class InputCache:
+    """Per-call view of `features`: normalized raw inputs and categorical ids."""
+
+    def __init__(self, features: dict, states: dict):
+        self._features = features
+        self._states = states
+        self._raw: dict[str, Any] = {}
+        self._ids: dict[SequenceCategoricalColumn, SparseIds] = {}
+
+    def raw(self, key: str):
+        """Returns the input for `key` as a rank >= 2 SparseTensor or dense Tensor."""
+        if key in self._raw:
+            return self._raw[key]
+        if key not in self._features:
+            raise ValueError(f"Feature {key} is not in features dictionary.")
+        value = self._features[key]
+        if isinstance(value, tf.RaggedTensor):
+            if value.dtype.is_floating:
+                value = tf.cast(value, tf.float32)
+            value = value.to_sparse()
+        elif not isinstance(value, tf.SparseTensor):
+            value = tf.convert_to_tensor(value)
+        if value.dtype.is_floating and value.dtype != tf.float32:
+            value = tf.cast(value, tf.float32)
+        rank = value.shape.rank
+        if rank is None:
+            raise ValueError(
+                f"Feature (key: {key}) must have a known rank. Given: {value}"
+            )
+        if rank == 0:
+            raise ValueError(f"Feature (key: {key}) cannot have rank 0. Given: {value}")
+        if rank == 1:
+            if isinstance(value, tf.SparseTensor):
+                value = tf.sparse.reshape(value, [tf.shape(value, tf.int64)[0], 1])
+            else:
+                value = tf.expand_dims(value, -1)
+        self._raw[key] = value
+        return value
+
+    def ids(self, column: SequenceCategoricalColumn) -> SparseIds:
+        """Looks up the ids of `column` once per call (shared by its users)."""
+        if column in self._ids:
+            return self._ids[column]
+        value = self.raw(column.key)
+        if isinstance(value, tf.SparseTensor):
+            indices, values = value.indices, value.values
+            dense_shape = value.dense_shape
+        else:  # dense categorical input: drop -1 / '' cells (TF's rule)
+            ignore = "" if value.dtype == tf.string else (
+                -1 if value.dtype.is_integer else 0
+            )
+            ignore = tf.cast(ignore, value.dtype)
+            indices = tf.where(tf.not_equal(value, ignore))
+            values = tf.gather_nd(value, indices)
+            dense_shape = tf.shape(value, out_type=tf.int64)
+        column.check_input_dtype(values.dtype)
+        ids = column.lookup(values, self._states.get(column))
+        rows, steps = indices[:, 0], indices[:, 1]
+        batch_size, num_steps = dense_shape[0], dense_shape[1]
+        result = SparseIds(
+            rows=rows,
+            steps=steps,
+            ids=ids,
+            batch_size=batch_size,
+            num_steps=num_steps,
+            length=sequence_length(rows, steps, batch_size),
+            static_batch_size=value.shape[0],
+        )
+        self._ids[column] = result
+        return result

@@ -1,0 +1,313 @@
+"""`embedding_column` and `indicator_column`: ids -> `[B, T, D]` in one step.
+
+Place in the flow: both read the flat ids of their categorical column (looked
+up once per call by `InputCache`) and build the padded output directly:
+the embedding with one `tf.sparse.segment_{sum,mean,sqrt_n}` over the step
+index `row * T + step` (the same kernel TF's safe_embedding_lookup_sparse ends
+in, so results are bit-identical), the indicator with one `tf.scatter_nd` of
+ones into `[B * T, num_buckets]`.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import math
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from transforms import _base
+
+_COMBINERS = ("mean", "sqrtn", "sum")
+
+
+@keras.saving.register_keras_serializable(package="transforms")
+class ArrayInitializer(keras.initializers.Initializer):
+    """Initializer returning a fixed NumPy table (hashable, serializable)."""
+
+    def __init__(self, value):
+        value = np.asarray(value, dtype=np.float32)
+        self._value = value
+        self._value.setflags(write=False)
+        self._digest = hashlib.sha256(value.tobytes() + str(value.shape).encode()).digest()
+
+    @property
+    def value(self) -> np.ndarray:
+        return self._value
+
+    def __call__(self, shape, dtype=None, **kwargs):
+        if tuple(shape) != self._value.shape:
+            raise ValueError(
+                "Invalid value for argument `initializer`. Expected an array of "
+                f"shape {tuple(shape)}. Received: shape={self._value.shape}"
+            )
+        return tf.constant(self._value, dtype=dtype or tf.float32)
+
+    def __eq__(self, other):
+        return isinstance(other, ArrayInitializer) and self._digest == other._digest
+
+    def __hash__(self):
+        return hash(self._digest)
+
+    def __repr__(self):
+        return f"ArrayInitializer(shape={self._value.shape})"
+
+    def get_config(self):
+        return {
+            "shape": list(self._value.shape),
+            "data": base64.b64encode(self._value.astype("<f4").tobytes()).decode(),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        data = np.frombuffer(base64.b64decode(config["data"]), dtype="<f4")
+        return cls(data.reshape(config["shape"]))
+
+
+class _CheckpointInitializer:
+    """Loads `tensor_name` from the TF checkpoint `ckpt` (tf.train.load_variable)."""
+
+    def __init__(self, ckpt: str, tensor_name: str):
+        self._ckpt, self._tensor_name = ckpt, tensor_name
+
+    def __call__(self, shape, dtype=None, **kwargs):
+        value = tf.train.load_variable(self._ckpt, self._tensor_name)
+        if tuple(value.shape) != tuple(shape):
+            raise ValueError(
+                "Invalid value for argument `tensor_name_in_ckpt`. Expected a tensor "
+                f"of shape {tuple(shape)}. Received: {self._tensor_name!r} of shape "
+                f"{tuple(value.shape)} in {self._ckpt}"
+            )
+        return tf.constant(value, dtype=dtype or tf.float32)
+
+
+def default_seed(name: str) -> int:
+    """Stable 31-bit seed from a column name (same in every process)."""
+    return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:4], "big") >> 1
+
+
+def embedding_column(
+    categorical_column: _base.SequenceCategoricalColumn,
+    dimension: int,
+    combiner: str = "mean",
+    initializer: Callable | np.ndarray | None = None,
+    ckpt_to_load_from: str | None = None,
+    tensor_name_in_ckpt: str | None = None,
+    max_norm: float | None = None,
+    trainable: bool = True,
+    use_safe_embedding_lookup: bool = True,
+) -> EmbeddingColumn:
+    """Returns a column embedding each step's ids (TF signature).
+
+    Args:
+      categorical_column: A `sequence_categorical_column_with_*` column.
+      dimension: Embedding width.
+      combiner: How a step's ids combine: "mean", "sqrtn" or "sum".
+      initializer: A callable `(shape, dtype)`, or a NumPy array
+        `[num_buckets, dimension]`. Default: truncated normal, mean 0, stddev
+        `1/sqrt(dimension)`, seeded from the column name (deterministic).
+      ckpt_to_load_from: TF checkpoint to warm-start the table from...
+      tensor_name_in_ckpt: ...and the name of the tensor in it.
+      max_norm: If set, each looked-up row is clipped to this L2 norm.
+      trainable: Whether the table is trained.
+      use_safe_embedding_lookup: Accepted for compatibility (no effect).
+
+    Raises:
+      ValueError: Bad dimension, half-specified checkpoint, non-callable
+        initializer, unknown combiner, a non-categorical `categorical_column`.
+    """
+    if dimension is None or dimension < 1:
+        raise ValueError(f"Invalid dimension {dimension}.")
+    if isinstance(dimension, float) or not isinstance(dimension, (int, np.integer)):
+        raise TypeError(
+            "Invalid value for argument `dimension`. Expected an int. "
+            f"Received: dimension={dimension!r}"
+        )
+    if (ckpt_to_load_from is None) != (tensor_name_in_ckpt is None):
+        raise ValueError(
+            "Must specify both `ckpt_to_load_from` and `tensor_name_in_ckpt` "
+            "or none of them."
+        )
+    if isinstance(initializer, (np.ndarray, list)):
+        initializer = ArrayInitializer(initializer)
+    if initializer is not None and not callable(initializer):
+        raise ValueError(
+            "initializer must be callable if specified. "
+            f"Embedding of column_name: {categorical_column.name}"
+        )
+    if combiner not in _COMBINERS:
+        raise ValueError(
+            f"combiner must be one of 'mean', 'sqrtn' or 'sum', got {combiner}"
+        )
+    _check_categorical(categorical_column, "embedding_column")
+    return EmbeddingColumn(
+        categorical_column=categorical_column,
+        dimension=int(dimension),
+        combiner=combiner,
+        initializer=initializer,
+        ckpt_to_load_from=ckpt_to_load_from,
+        tensor_name_in_ckpt=tensor_name_in_ckpt,
+        max_norm=max_norm,
+        trainable=trainable,
+        use_safe_embedding_lookup=use_safe_embedding_lookup,
+    )
+
+
+def indicator_column(categorical_column: _base.SequenceCategoricalColumn) -> IndicatorColumn:
+    """Returns a multi-hot `[num_buckets]` column per step (TF signature)."""
+    _check_categorical(categorical_column, "indicator_column")
+    return IndicatorColumn(categorical_column)
+
+
+def _check_categorical(column, function: str) -> None:
+    if not isinstance(column, _base.SequenceCategoricalColumn):
+        raise ValueError(
+            "Unsupported input type. Input must be a CategoricalColumn. "
+            f"Given: {column}"
+        )
+
+
+def _serialize(obj):
+    return None if obj is None else keras.saving.serialize_keras_object(obj)
+
+
+def _deserialize(config, custom_objects):
+    if config is None:
+        return None
+    return keras.saving.deserialize_keras_object(config, custom_objects=custom_objects)
+
+
+@_base.register_column
+@dataclasses.dataclass(frozen=True)
+class EmbeddingColumn(_base.SequenceDenseColumn):
+    """See `embedding_column`."""
+
+    categorical_column: _base.SequenceCategoricalColumn
+    dimension: int
+    combiner: str = "mean"
+    initializer: Callable | None = None
+    ckpt_to_load_from: str | None = None
+    tensor_name_in_ckpt: str | None = None
+    max_norm: float | None = None
+    trainable: bool = True
+    use_safe_embedding_lookup: bool = True
+
+    @property
+    def name(self) -> str:
+        return f"{self.categorical_column.name}_embedding"
+
+    @property
+    def parse_example_spec(self):
+        return self.categorical_column.parse_example_spec
+
+    @property
+    def variable_shape(self) -> tf.TensorShape:
+        return tf.TensorShape([self.dimension])
+
+    @property
+    def num_buckets(self) -> int:
+        return self.categorical_column.num_buckets
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config["categorical_column"] = _base.serialize_column(self.categorical_column)
+        config["initializer"] = _serialize(self.initializer)
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        config["categorical_column"] = _base.deserialize_column(
+            config["categorical_column"], custom_objects
+        )
+        config["initializer"] = _deserialize(config.get("initializer"), custom_objects)
+        return cls(**config)
+
+    def table_initializer(self) -> Callable:
+        """The initializer used for the `[num_buckets, dimension]` table."""
+        if self.initializer is not None:
+            return self.initializer
+        return keras.initializers.TruncatedNormal(
+            mean=0.0, stddev=1.0 / math.sqrt(self.dimension),
+            seed=default_seed(self.name),
+        )
+
+    def make_initializer(self) -> Callable:
+        """`(shape, dtype) -> table`: the checkpoint tensor if given, else the
+        initializer (see `table_initializer`)."""
+        if self.ckpt_to_load_from is None:
+            return self.table_initializer()
+        return _CheckpointInitializer(self.ckpt_to_load_from, self.tensor_name_in_ckpt)
+
+    def sequence_dense(self, cache, table):
+        ids = cache.ids(self.categorical_column)
+        batch_size, num_steps = ids.batch_size, ids.num_steps
+        valid = ids.ids >= 0
+        segments = tf.boolean_mask(ids.rows * num_steps + ids.steps, valid)
+        flat_ids = tf.boolean_mask(ids.ids, valid)
+        num_segments = batch_size * num_steps
+        if self.max_norm is not None:
+            unique_ids, positions = tf.unique(flat_ids)
+            data = tf.clip_by_norm(tf.gather(table, unique_ids), self.max_norm, axes=[1])
+            indices = positions
+        else:
+            data, indices = table, flat_ids
+        segment_op = {
+            "sum": tf.sparse.segment_sum,
+            "mean": tf.sparse.segment_mean,
+            "sqrtn": tf.sparse.segment_sqrt_n,
+        }[self.combiner]
+        out = segment_op(
+            data, indices, segments, num_segments=num_segments,
+            sparse_gradient=self.max_norm is None,
+        )
+        dense = tf.reshape(out, tf.stack([batch_size, num_steps, self.dimension]))
+        dense.set_shape([ids.static_batch_size, None, self.dimension])
+        return dense, ids.length
+
+
+@_base.register_column
+@dataclasses.dataclass(frozen=True)
+class IndicatorColumn(_base.SequenceDenseColumn):
+    """See `indicator_column`."""
+
+    categorical_column: _base.SequenceCategoricalColumn
+
+    @property
+    def name(self) -> str:
+        return f"{self.categorical_column.name}_indicator"
+
+    @property
+    def parse_example_spec(self):
+        return self.categorical_column.parse_example_spec
+
+    @property
+    def variable_shape(self) -> tf.TensorShape:
+        return tf.TensorShape([1, self.categorical_column.num_buckets])
+
+    def get_config(self) -> dict[str, Any]:
+        return {"categorical_column": _base.serialize_column(self.categorical_column)}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        return cls(_base.deserialize_column(config["categorical_column"], custom_objects))
+
+    def sequence_dense(self, cache, state=None):
+        ids = cache.ids(self.categorical_column)
+        batch_size, num_steps = ids.batch_size, ids.num_steps
+        depth = self.categorical_column.num_buckets
+        valid = tf.logical_and(ids.ids >= 0, ids.ids < depth)
+        segments = tf.boolean_mask(ids.rows * num_steps + ids.steps, valid)
+        hot = tf.stack([segments, tf.boolean_mask(ids.ids, valid)], axis=1)
+        out = tf.scatter_nd(
+            hot, tf.ones_like(segments, dtype=tf.float32),
+            tf.stack([batch_size * num_steps, tf.constant(depth, tf.int64)]),
+        )
+        dense = tf.reshape(out, tf.stack([batch_size, num_steps, depth]))
+        dense.set_shape([ids.static_batch_size, None, depth])
+        return dense, ids.length

@@ -1,0 +1,166 @@
+"""`from_tf_feature_columns`: migrate `tf.feature_column` sequence columns.
+
+Place in the flow: used once, when a user moves a model from
+`tf_keras.experimental.SequenceFeatures` to ours. Reads TensorFlow's column
+namedtuples (and, given a built tf_keras layer, its embedding tables) and
+returns the equivalent transforms columns. TensorFlow's deprecated
+`tf.feature_column` module is only read here, never by the layer's math.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.python.feature_column import feature_column_v2 as tf_fc
+from tensorflow.python.feature_column import sequence_feature_column as tf_sfc
+from tensorflow.python.ops import init_ops
+
+from transforms import _base, categorical, dense, numeric
+
+
+def from_tf_feature_columns(
+    feature_columns: Iterable, layer=None
+) -> list[_base.FeatureColumn]:
+    """Converts TF sequence feature columns into transforms columns.
+
+    Supported: `sequence_numeric_column`, `sequence_categorical_column_with_*`,
+    and `embedding_column` / `indicator_column` over those. TF's default
+    embedding initializer (unseeded truncated normal) becomes ours (seeded).
+
+    To keep trained weights, pass the built tf_keras `SequenceFeatures` that
+    used the columns: each embedding column then carries its table as a NumPy
+    initializer, so `SequenceFeatures(from_tf_feature_columns(cols, layer))`
+    computes the same outputs as `layer` (also readable afterwards with
+    `get_embedding_weights()`).
+
+    Args:
+      feature_columns: TF columns (a single column is accepted too).
+      layer: Optional built `tf_keras.experimental.SequenceFeatures`.
+
+    Returns:
+      The converted columns, in input order.
+
+    Raises:
+      ValueError: an unsupported column (with TF's SequenceFeatures message),
+        an embedding/indicator over a non-sequence categorical column, or an
+        unbuilt `layer` / a layer without a table for an embedding column.
+    """
+    if isinstance(feature_columns, tf.__internal__.feature_column.FeatureColumn):
+        feature_columns = [feature_columns]
+    tables = _layer_tables(layer) if layer is not None else None
+    return [_convert(column, tables) for column in feature_columns]
+
+
+def _layer_tables(layer) -> dict[str, np.ndarray]:
+    if not layer.built:
+        raise ValueError(
+            "Invalid value for argument `layer`. Expected a built SequenceFeatures "
+            "layer (call it on a batch first). Received: an unbuilt layer "
+            f"{layer.name!r}"
+        )
+    return {v.name: v.numpy() for v in layer.variables}
+
+
+def _unsupported(column):
+    return ValueError(
+        f"Items of feature_columns must be a {_base.SequenceDenseColumn}. You can "
+        "wrap a categorical column with an embedding_column or indicator_column. "
+        f"Given: {column}"
+    )
+
+
+def _convert(column, tables=None, layer_name=None):
+    if isinstance(column, _base.FeatureColumn):
+        return column
+    if isinstance(column, tf_sfc.SequenceNumericColumn):
+        return numeric.SequenceNumericColumn(
+            key=column.key, shape=tuple(column.shape),
+            default_value=column.default_value, dtype=column.dtype,
+            normalizer_fn=column.normalizer_fn,
+        )
+    if isinstance(column, tf_fc.SequenceCategoricalColumn):
+        return _convert_categorical(column.categorical_column, column)
+    if isinstance(column, (tf_fc.EmbeddingColumn, tf_fc.IndicatorColumn)):
+        inner = column.categorical_column
+        kind = (
+            "embedding_column" if isinstance(column, tf_fc.EmbeddingColumn)
+            else "indicator_column"
+        )
+        if not isinstance(inner, tf_fc.SequenceCategoricalColumn):
+            raise ValueError(
+                f"In {kind}: {column.name}. categorical_column must be of type "
+                "SequenceCategoricalColumn to use SequenceFeatures. Suggested fix: "
+                "Use one of sequence_categorical_column_with_*. "
+                f"Given (type {type(inner)}): {inner}"
+            )
+        categorical_column = _convert(inner)
+        if isinstance(column, tf_fc.IndicatorColumn):
+            return dense.IndicatorColumn(categorical_column)
+        initializer = column.initializer
+        if _is_tf_default_initializer(initializer, column.dimension):
+            initializer = None
+        if tables is not None:
+            initializer = dense.ArrayInitializer(_find_table(tables, column.name))
+        return dense.EmbeddingColumn(
+            categorical_column=categorical_column,
+            dimension=column.dimension,
+            combiner=column.combiner,
+            initializer=initializer,
+            ckpt_to_load_from=None if tables is not None else column.ckpt_to_load_from,
+            tensor_name_in_ckpt=(
+                None if tables is not None else column.tensor_name_in_ckpt
+            ),
+            max_norm=column.max_norm,
+            trainable=column.trainable,
+            use_safe_embedding_lookup=column.use_safe_embedding_lookup,
+        )
+    raise _unsupported(column)
+
+
+def _convert_categorical(inner, column):
+    if isinstance(inner, tf_fc.IdentityCategoricalColumn):
+        return categorical.IdentityCategoricalColumn(
+            key=inner.key, num_buckets=inner.number_buckets,
+            default_value=inner.default_value,
+        )
+    if isinstance(inner, tf_fc.HashedCategoricalColumn):
+        return categorical.HashedCategoricalColumn(
+            key=inner.key, hash_bucket_size=inner.hash_bucket_size, dtype=inner.dtype
+        )
+    if isinstance(inner, tf_fc.VocabularyListCategoricalColumn):
+        return categorical.VocabularyListCategoricalColumn(
+            key=inner.key, vocabulary_list=tuple(inner.vocabulary_list),
+            dtype=inner.dtype, default_value=inner.default_value,
+            num_oov_buckets=inner.num_oov_buckets,
+        )
+    if isinstance(inner, tf_fc.VocabularyFileCategoricalColumn):
+        return categorical.VocabularyFileCategoricalColumn(
+            key=inner.key, vocabulary_file=inner.vocabulary_file,
+            vocabulary_size=int(inner.vocabulary_size),
+            num_oov_buckets=inner.num_oov_buckets, dtype=inner.dtype,
+            default_value=inner.default_value, file_format=inner.file_format,
+        )
+    raise _unsupported(column)
+
+
+def _is_tf_default_initializer(initializer, dimension) -> bool:
+    if not isinstance(initializer, init_ops.TruncatedNormal):
+        return False
+    return (
+        initializer.mean == 0.0
+        and np.isclose(initializer.stddev, 1 / np.sqrt(dimension))
+        and initializer.seed is None
+    )
+
+
+def _find_table(tables: dict[str, np.ndarray], column_name: str) -> np.ndarray:
+    suffix = f"/{_base.sanitize_name(column_name)}/embedding_weights:0"
+    matches = [value for name, value in tables.items() if name.endswith(suffix)]
+    if len(matches) != 1:
+        raise ValueError(
+            "Invalid value for argument `layer`. Expected one embedding table for "
+            f"column {column_name!r}. Received: variables {sorted(tables)}"
+        )
+    return matches[0]

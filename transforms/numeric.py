@@ -1,0 +1,155 @@
+"""`sequence_numeric_column`: per-step numeric values, padded with a default.
+
+Place in the flow: a column object built by the user; `SequenceFeatures` calls
+its `sequence_dense` with the batch's SparseTensor, which scatters the present
+values into a default-filled `[B, T, prod(shape)]` tensor in one op.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from transforms import _base
+
+
+def _check_shape(shape, key) -> tuple[int, ...]:
+    if not isinstance(shape, (list, tuple)):
+        shape = [shape]
+    shape = tuple(shape)
+    for dimension in shape:
+        if not isinstance(dimension, int):
+            raise TypeError(
+                f"shape dimensions must be integer. shape: {shape}, key: {key}"
+            )
+        if dimension < 1:
+            raise ValueError(
+                f"shape dimensions must be greater than 0. shape: {shape}, key: {key}"
+            )
+    return shape
+
+
+def sequence_numeric_column(
+    key: str,
+    shape=(1,),
+    default_value: float = 0.0,
+    dtype: tf.DType = tf.float32,
+    normalizer_fn: Callable | None = None,
+) -> SequenceNumericColumn:
+    """Returns a column for a sequence of numeric values (TF signature).
+
+    Args:
+      key: Feature key in the parsed `features` dict.
+      shape: Shape of one step's value; an int `n` means `(n,)`, `()` one value.
+      default_value: Fills steps (and step slots) with no value.
+      dtype: Float or integer dtype of the parsed values.
+      normalizer_fn: Called once with the input SparseTensor, must return one
+        (only present values are normalized). Serialized through Keras
+        serialization: register it with `keras.saving.register_keras_serializable`
+        for `.keras` files; lambdas round-trip only with `safe_mode=False`.
+
+    Raises:
+      TypeError: a non-int shape entry, a non-callable `normalizer_fn`, a
+        non-numeric `default_value`.
+      ValueError: a shape entry < 1, a dtype not convertible to float.
+    """
+    shape = _check_shape(shape=shape, key=key)
+    dtype = tf.as_dtype(dtype)
+    if not (dtype.is_integer or dtype.is_floating):
+        raise ValueError(
+            f"dtype must be convertible to float. dtype: {dtype}, key: {key}"
+        )
+    if normalizer_fn is not None and not callable(normalizer_fn):
+        raise TypeError(f"normalizer_fn must be a callable. Given: {normalizer_fn}")
+    if isinstance(default_value, (bool, np.bool_)) or not isinstance(
+        default_value, (int, float, np.integer, np.floating)
+    ):
+        raise TypeError(
+            "Invalid value for argument `default_value`. Expected a number. "
+            f"Received: default_value={default_value!r}"
+        )
+    return SequenceNumericColumn(
+        key, shape=shape, default_value=default_value, dtype=dtype,
+        normalizer_fn=normalizer_fn,
+    )
+
+
+@_base.register_column
+@dataclasses.dataclass(frozen=True)
+class SequenceNumericColumn(_base.SequenceDenseColumn):
+    """See `sequence_numeric_column`."""
+
+    key: str
+    shape: tuple[int, ...] = (1,)
+    default_value: float = 0.0
+    dtype: tf.DType = tf.float32
+    normalizer_fn: Callable | None = None
+
+    @property
+    def name(self) -> str:
+        return self.key
+
+    @property
+    def parse_example_spec(self) -> dict[str, tf.io.VarLenFeature]:
+        return {self.key: tf.io.VarLenFeature(self.dtype)}
+
+    @property
+    def variable_shape(self) -> tf.TensorShape:
+        return tf.TensorShape(self.shape)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config["shape"] = list(self.shape)
+        config["normalizer_fn"] = (
+            None if self.normalizer_fn is None
+            else keras.saving.serialize_keras_object(self.normalizer_fn)
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        config["shape"] = tuple(config["shape"])
+        if config.get("normalizer_fn") is not None:
+            config["normalizer_fn"] = keras.saving.deserialize_keras_object(
+                config["normalizer_fn"], custom_objects=custom_objects
+            )
+        return super().from_config(config, custom_objects)
+
+    def sequence_dense(self, cache, state=None):
+        sp = cache.raw(self.key)
+        if not isinstance(sp, tf.SparseTensor):
+            raise TypeError("Input must be a SparseTensor.")
+        if self.normalizer_fn is not None:
+            sp = self.normalizer_fn(sp)
+        values, indices, dense_shape = sp.values, sp.indices, sp.dense_shape
+        default = tf.convert_to_tensor(self.default_value, dtype=values.dtype)
+        width = self.output_width
+        batch_size = dense_shape[0]
+        row_size = tf.reduce_prod(dense_shape[1:])
+        rows = indices[:, 0]
+        if sp.shape.rank == 2:
+            offsets = indices[:, 1]
+        else:  # row-major position inside the row, as densify + reshape does
+            tail = dense_shape[1:]
+            strides = tf.math.cumprod(tail, exclusive=True, reverse=True)
+            offsets = tf.reduce_sum(indices[:, 1:] * strides, axis=1)
+        flat = tf.tensor_scatter_nd_update(
+            tf.fill(tf.reshape(batch_size * row_size, [1]), default),
+            tf.expand_dims(rows * row_size + offsets, 1),
+            values,
+        )
+        # [B * R] -> [B, R] -> [B, R / width, width]; the second reshape raises
+        # TF's own "requires a multiple of" error when R is not divisible.
+        flat = tf.reshape(flat, tf.stack([batch_size, row_size]))
+        dense = tf.reshape(flat, tf.stack([batch_size, -1, width]))
+        length = _base.sequence_length(rows, indices[:, 1], batch_size)
+        if sp.shape.rank == 2 and width > 1:
+            length = (length + (width - 1)) // width
+        dense.set_shape([sp.shape[0], None, width])
+        return dense, length

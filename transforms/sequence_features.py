@@ -1,0 +1,256 @@
+"""`SequenceFeatures`: a Keras 3 layer turning parsed sequence features into
+`(sequence_input float32 [B, T, D], sequence_length int64 [B])`.
+
+Place in the flow: parsed SparseTensors (tf.io.parse_example /
+parse_sequence_example with `make_parse_example_spec`) or RaggedTensors go in;
+columns are evaluated in name order and concatenated on the last axis. The
+semantics (T, padding, lengths, errors) are those of
+`tf_keras.experimental.SequenceFeatures` in TF 2.21.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from transforms import _base
+from transforms.dense import EmbeddingColumn
+
+
+def _is_tf_feature_column(column) -> bool:
+    return isinstance(column, tf.__internal__.feature_column.FeatureColumn)
+
+
+def _normalize_feature_columns(feature_columns) -> list[_base.FeatureColumn]:
+    if isinstance(feature_columns, _base.FeatureColumn) or _is_tf_feature_column(
+        feature_columns
+    ):
+        feature_columns = [feature_columns]
+    if isinstance(feature_columns, collections.abc.Iterator):
+        feature_columns = list(feature_columns)
+    if isinstance(feature_columns, dict):
+        raise ValueError("Expected feature_columns to be iterable, found dict.")
+    columns = []
+    for column in feature_columns:
+        if _is_tf_feature_column(column):
+            from transforms.interop import from_tf_feature_columns
+
+            column = from_tf_feature_columns([column])[0]
+        if not isinstance(column, _base.FeatureColumn):
+            raise ValueError(
+                "Items of feature_columns must be a FeatureColumn. "
+                f"Given (type {type(column)}): {column}."
+            )
+        columns.append(column)
+    if not columns:
+        raise ValueError("feature_columns must not be empty.")
+    name_to_column = {}
+    for column in columns:
+        if column.name in name_to_column:
+            raise ValueError(
+                f"Duplicate feature column name found for columns: {column} and "
+                f"{name_to_column[column.name]}. This usually means that these "
+                "columns refer to same base feature. Either one must be discarded "
+                "or a duplicated but renamed item must be inserted in features dict."
+            )
+        name_to_column[column.name] = column
+    return sorted(columns, key=lambda c: c.name)
+
+
+def _verify_static_batch_size_equality(tensors, columns) -> None:
+    expected, expected_index = None, None
+    for i, tensor in enumerate(tensors):
+        batch_size = tensor.shape[0]
+        if batch_size is None:
+            continue
+        if expected is None:
+            expected, expected_index = batch_size, i
+        elif expected != batch_size:
+            raise ValueError(
+                "Batch size (first dimension) of each feature must be same. "
+                f"Batch size of columns ({columns[expected_index].name}, "
+                f"{columns[i].name}): ({expected}, {batch_size})"
+            )
+
+
+def _assert_all_equal_and_return(tensors):
+    if len(tensors) == 1:
+        return tensors[0]
+    checks = [tf.compat.v1.assert_equal(tensors[0], t) for t in tensors[1:]]
+    with tf.control_dependencies([c for c in checks if c is not None]):
+        return tf.identity(tensors[0])
+
+
+@keras.saving.register_keras_serializable(package="transforms")
+class SequenceFeatures(keras.layers.Layer):
+    """A layer for sequence input (Keras 3 port of tf_keras' SequenceFeatures).
+
+    All `feature_columns` must be sequence dense columns (`sequence_numeric_column`,
+    `embedding_column` / `indicator_column` over `sequence_categorical_column_*`).
+    `tf.feature_column` columns are converted with `from_tf_feature_columns`.
+
+    Example:
+    ```python
+    rating = transforms.sequence_numeric_column("rating")
+    watches = transforms.sequence_categorical_column_with_identity("watches", 1000)
+    layer = transforms.SequenceFeatures(
+        [rating, transforms.embedding_column(watches, dimension=10)])
+    sequence_input, sequence_length = layer(features)  # [B, T, 11], [B]
+    mask = tf.sequence_mask(sequence_length)
+    ```
+
+    Args:
+      feature_columns: A column or an iterable of columns.
+      trainable: Whether the embedding tables are trained (each column's own
+        `trainable` must hold too).
+      name: Layer name (default `sequence_features`).
+      **kwargs: Other Keras layer arguments. `partitioner` must be None.
+    """
+
+    def __init__(self, feature_columns, trainable: bool = True, name: str | None = None,
+                 **kwargs):
+        partitioner = kwargs.pop("partitioner", None)
+        if partitioner is not None:
+            raise ValueError(
+                "Invalid value for argument `partitioner`. Expected None (variable "
+                f"partitioning does not exist in Keras 3). Received: {partitioner!r}"
+            )
+        super().__init__(trainable=trainable, name=name, **kwargs)
+        self._feature_columns = _normalize_feature_columns(feature_columns)
+        for column in self._feature_columns:
+            if not isinstance(column, _base.SequenceDenseColumn):
+                raise ValueError(
+                    f"Items of feature_columns must be a {_base.SequenceDenseColumn}. "
+                    "You can wrap a categorical column with an embedding_column or "
+                    f"indicator_column. Given: {column}"
+                )
+        self._convert_input_args = False
+        self._allow_non_tensor_positional_args = True
+        self._lookups: dict = {}
+        self._tables: list = []
+        self._table_index: dict[str, int] = {}
+
+    @property
+    def feature_columns(self) -> list[_base.SequenceDenseColumn]:
+        """The columns, sorted by name (the output order)."""
+        return list(self._feature_columns)
+
+    def build(self, input_shape=None):
+        """Creates lookup tables and one `[num_buckets, dim]` table per embedding."""
+        if self.built:
+            return
+        for column in self._feature_columns:
+            categorical = getattr(column, "categorical_column", None)
+            if categorical is not None and categorical not in self._lookups:
+                with tf.init_scope():
+                    self._lookups[categorical] = categorical.make_lookup()
+            if isinstance(column, EmbeddingColumn):
+                shape = (column.num_buckets, column.dimension)
+                with tf.init_scope(), keras.name_scope(
+                    _base.sanitize_name(column.name)
+                ):
+                    table = keras.Variable(
+                        column.make_initializer(),
+                        shape=shape,
+                        dtype="float32",
+                        trainable=column.trainable,
+                        name="embedding_weights",
+                    )
+                self._table_index[column.name] = len(self._tables)
+                self._tables.append(table)
+        self.built = True
+
+    def call(self, features, training=None):
+        """Returns `(sequence_input [B, T, D], sequence_length int64 [B])`."""
+        if not isinstance(features, dict):
+            raise ValueError("We expected a dictionary here. Instead we got: ", features)
+        cache = _base.InputCache(features, self._lookups)
+        outputs, lengths = [], []
+        for column in self._feature_columns:
+            state = None
+            if isinstance(column, EmbeddingColumn):
+                state = self._tables[self._table_index[column.name]].value
+            dense, length = column.sequence_dense(cache, state)
+            outputs.append(dense)
+            lengths.append(length)
+        _verify_static_batch_size_equality(lengths, self._feature_columns)
+        sequence_length = _assert_all_equal_and_return(lengths)
+        _verify_static_batch_size_equality(outputs, self._feature_columns)
+        return tf.concat(outputs, -1), sequence_length
+
+    def _output_dtype(self) -> str:
+        dtypes = {
+            getattr(c, "dtype", tf.float32) if not hasattr(c, "categorical_column")
+            else tf.float32
+            for c in self._feature_columns
+        }
+        dtypes = {tf.float32 if d.is_floating else d for d in dtypes}
+        return dtypes.pop().name if len(dtypes) == 1 else "float32"
+
+    @property
+    def output_width(self) -> int:
+        """D, the sum of the columns' output widths."""
+        return sum(c.output_width for c in self._feature_columns)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[1], self.output_width)
+
+    def compute_output_spec(self, features, training=None):
+        batch_size = None
+        for column in self._feature_columns:
+            for key in column.parse_example_spec:
+                value = features.get(key) if isinstance(features, dict) else None
+                if value is not None and getattr(value, "shape", None) is not None:
+                    batch_size = batch_size or value.shape[0]
+        return (
+            keras.KerasTensor((batch_size, None, self.output_width),
+                              dtype=self._output_dtype()),
+            keras.KerasTensor((batch_size,), dtype="int64"),
+        )
+
+    def get_embedding_weights(self) -> dict[str, np.ndarray]:
+        """Returns `{embedding column name: [num_buckets, dim] table}`."""
+        self.build()
+        return {
+            name: keras.ops.convert_to_numpy(self._tables[i])
+            for name, i in self._table_index.items()
+        }
+
+    def set_embedding_weights(self, weights: dict[str, Any]) -> None:
+        """Assigns tables by embedding column name (builds the layer first)."""
+        self.build()
+        for name, value in weights.items():
+            if name not in self._table_index:
+                raise ValueError(
+                    "Invalid value for argument `weights`. Expected keys among "
+                    f"{sorted(self._table_index)}. Received: {name!r}"
+                )
+            table = self._tables[self._table_index[name]]
+            value = np.asarray(value, dtype=np.float32)
+            if value.shape != tuple(table.shape):
+                raise ValueError(
+                    f"Invalid value for argument `weights[{name!r}]`. Expected shape "
+                    f"{tuple(table.shape)}. Received: shape={value.shape}"
+                )
+            table.assign(value)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config["feature_columns"] = [
+            _base.serialize_column(c) for c in self._feature_columns
+        ]
+        config["partitioner"] = None
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        config["feature_columns"] = [
+            _base.deserialize_column(c, custom_objects) for c in config["feature_columns"]
+        ]
+        return cls(**config)
+
