@@ -1,0 +1,104 @@
+"""CLI: `python -m pipeline` / `seqshards`: argparse -> JobConfig -> job.run().
+
+Unknown flags are Beam pipeline options (e.g. --runner, --direct_num_workers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from pipeline import bucket
+from pipeline.config import JobConfig
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {text!r}")
+    return value
+
+
+def _boundaries(text: str):
+    try:
+        return bucket.parse_boundaries(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="seqshards",
+        description=(
+            "Materialize SequenceExample TFRecords into length-bucketed, padded "
+            "float32 [B, T, D] shards (DIR/shards), with dead letters (DIR/errors), "
+            "the embedding tables (DIR/embeddings) and DIR/metadata.json. Any other "
+            "flag is passed to Beam's PipelineOptions (e.g. --runner, "
+            "--direct_running_mode, --direct_num_workers); the default runner is the "
+            "in-process DirectRunner (FnApiRunner)."
+        ),
+    )
+    parser.add_argument("--input", required=True, metavar="GLOB",
+                        help="Glob of the input SequenceExample TFRecord files.")
+    parser.add_argument("--output", required=True, metavar="DIR",
+                        help="Output directory (must be new or empty, see --overwrite).")
+    parser.add_argument("--columns", required=True, metavar="FILE",
+                        help="Python columns file defining COLUMNS (transforms sequence "
+                             "dense columns) and optionally CONTEXT (dict name -> "
+                             "tf.io.FixedLenFeature/VarLenFeature). It is executed.")
+    parser.add_argument("--batch_size", type=_positive_int, default=64,
+                        help="Examples per output batch B (default: 64).")
+    parser.add_argument("--bucket_boundaries", type=_boundaries, default="auto",
+                        metavar="auto|N,N,...",
+                        help="'auto' (default: a first pass picks boundaries that "
+                             "minimize padding for the batch size) or increasing "
+                             "lengths; bucket i holds lengths <= boundaries[i], the "
+                             "last bucket the rest.")
+    parser.add_argument("--num_shards", type=_positive_int, default=None,
+                        help="Number of output shards (default: one per 256 MiB of "
+                             "input).")
+    parser.add_argument("--engine", choices=("beam", "tfdata"), default="beam",
+                        help="beam (default; any Beam runner) or tfdata (single "
+                             "machine, no Beam).")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="Replace DIR if it exists (atomically, on success only).")
+    parser.add_argument("--id_feature", default="id",
+                        help="Context feature written as example_id (default: id).")
+    parser.add_argument("--no_progress", action="store_true",
+                        help="No progress line on stderr (tfdata engine).")
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[JobConfig, list[str]]:
+    """Parses argv into (JobConfig, beam_argv)."""
+    args, beam_argv = make_parser().parse_known_args(argv)
+    config = JobConfig(
+        input_pattern=args.input,
+        output_dir=args.output,
+        columns_file=args.columns,
+        batch_size=args.batch_size,
+        bucket_boundaries=args.bucket_boundaries,
+        num_shards=args.num_shards,
+        engine=args.engine,
+        overwrite=args.overwrite,
+        id_feature=args.id_feature,
+        progress=not args.no_progress,
+    )
+    return config, beam_argv
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    config, beam_argv = parse_args(argv)
+    from pipeline import job, metadata
+
+    result = job.run(config, beam_argv)
+    print(metadata.summary(result.metadata, result.seconds))
+    print(f"  output: {config.output_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

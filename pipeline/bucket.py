@@ -1,0 +1,301 @@
+"""Length bucketing: boundaries ("auto" or a list), length -> bucket id, batch plans.
+
+Place in the flow: validate -> **bucket** -> features. Pure functions shared by the Beam
+job (`job.py`) and the tf.data engine (`tfdata_engine.py`).
+
+Conventions:
+  * `boundaries` is a sorted tuple of upper bounds; bucket i holds lengths
+    `<= boundaries[i]`, the last bucket (id `len(boundaries)`) holds the rest.
+  * A histogram is a dict `{length: count}` over the valid examples.
+  * Padding efficiency = real steps / sum over batches of B * T (T = the longest
+    example of the batch, B = its number of examples).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+# Each sub-key of a bucket collects about this many batches before grouping.
+SUBKEY_BATCHES = 32
+# Each bucket is charged this fraction of a batch of padding at its longest length:
+# trades a little padding for fewer buckets (fewer short batches). At B=128 on
+# lognormal(median 30, sigma 1) lengths: 120 buckets, >= 98.8 % efficiency.
+BUCKET_PENALTY = 0.1
+# Histograms with more distinct lengths are coarsened before the auto search.
+_MAX_DP_POINTS = 2048
+
+
+def parse_boundaries(text: str) -> tuple[int, ...] | str:
+    """Parses the `--bucket_boundaries` flag: "auto" or comma-separated ints.
+
+    Raises:
+      ValueError: if the list is empty, not strictly increasing or has values < 1.
+    """
+    text = text.strip()
+    if text == "auto":
+        return "auto"
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        values = ()
+    if not values or any(v < 1 for v in values) or any(
+        b <= a for a, b in zip(values, values[1:])
+    ):
+        raise ValueError(
+            "Invalid value for argument `bucket_boundaries`. Expected 'auto' or "
+            "strictly increasing integers >= 1 separated by commas (e.g. 8,16,32). "
+            f"Received: bucket_boundaries={text!r}"
+        )
+    return values
+
+
+def assign_bucket(length: int, boundaries: Sequence[int]) -> int:
+    """Returns the bucket id, in [0, len(boundaries)], for `length` steps.
+
+    Args:
+      length: Number of steps T, >= 1.
+      boundaries: Sorted upper bounds; bucket i holds lengths <= boundaries[i].
+    """
+    return int(np.searchsorted(np.asarray(boundaries, np.int64), length, side="left"))
+
+
+def assign_buckets(lengths: np.ndarray, boundaries: Sequence[int]) -> np.ndarray:
+    """Vectorized `assign_bucket`: int64 [N] lengths -> int64 [N] bucket ids."""
+    return np.searchsorted(np.asarray(boundaries, np.int64), lengths, side="left").astype(
+        np.int64
+    )
+
+
+def _sorted_hist(histogram: Mapping[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    items = sorted((int(k), int(v)) for k, v in histogram.items() if v > 0)
+    if not items:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    lengths, counts = zip(*items)
+    return np.asarray(lengths, np.int64), np.asarray(counts, np.int64)
+
+
+def auto_boundaries(histogram: Mapping[int, int], batch_size: int) -> tuple[int, ...]:
+    """Chooses boundaries that minimize padded steps for `batch_size`.
+
+    Dynamic programme over the sorted distinct lengths: buckets are contiguous
+    length ranges, a bucket costs (its examples) * (its longest length), and every
+    bucket holds at least `batch_size` examples so that short batches (one per
+    bucket at most) stay rare; each bucket also pays `BUCKET_PENALTY` of a batch.
+    The cost is an upper bound of the padded steps of the batches the job forms.
+
+    Args:
+      histogram: {length: count} of the valid examples.
+      batch_size: B, >= 1.
+
+    Returns:
+      The boundaries (possibly empty: one bucket).
+    """
+    lengths, counts = _sorted_hist(histogram)
+    if len(lengths) <= 1 or counts.sum() < 2 * batch_size:
+        return ()
+    if len(lengths) > _MAX_DP_POINTS:
+        lengths, counts = _coarsen(lengths, counts, _MAX_DP_POINTS)
+    m = len(lengths)
+    prefix = np.concatenate([[0], np.cumsum(counts)]).astype(np.float64)
+    best = np.full(m + 1, np.inf)
+    best[0] = 0.0
+    choice = np.zeros(m + 1, np.int64)
+    for j in range(1, m + 1):
+        # Candidate starts i (group = distinct lengths i..j-1) with >= B examples.
+        n = prefix[j] - prefix[:j]
+        cost = best[:j] + (n + BUCKET_PENALTY * batch_size) * lengths[j - 1]
+        cost[n < batch_size] = np.inf
+        i = int(np.argmin(cost))
+        best[j], choice[j] = cost[i], i
+    if not np.isfinite(best[m]):
+        return ()
+    ends = []
+    j = m
+    while j > 0:
+        ends.append(int(lengths[j - 1]))
+        j = int(choice[j])
+    ends.reverse()
+    return tuple(ends[:-1])  # the last group is the unbounded bucket
+
+
+def _coarsen(lengths, counts, points):
+    """Merges distinct lengths into `points` groups of similar mass (max kept)."""
+    cum = np.cumsum(counts)
+    edges = np.searchsorted(cum, np.linspace(0, cum[-1], points + 1)[1:], side="left")
+    edges = np.unique(np.minimum(edges, len(lengths) - 1))
+    starts = np.concatenate([[0], edges[:-1] + 1])
+    new_counts = np.array([counts[s : e + 1].sum() for s, e in zip(starts, edges)])
+    return lengths[edges], new_counts
+
+
+def estimated_padding_efficiency(
+    histogram: Mapping[int, int], boundaries: Sequence[int]
+) -> float:
+    """Lower bound of the padding efficiency: each bucket padded to its longest."""
+    lengths, counts = _sorted_hist(histogram)
+    if not len(lengths):
+        return 1.0
+    buckets = assign_buckets(lengths, boundaries)
+    padded = 0
+    for b in np.unique(buckets):
+        sel = buckets == b
+        padded += int(counts[sel].sum()) * int(lengths[sel].max())
+    return float((lengths * counts).sum()) / padded
+
+
+def num_subkeys(count: int, batch_size: int) -> int:
+    """Number of sub-keys a bucket of `count` examples is spread over (>= 1)."""
+    return max(1, count // (batch_size * SUBKEY_BATCHES))
+
+
+def subkey(position: tuple[int, int], n: int) -> int:
+    """A stable (process-independent) sub-key in [0, n) for a record position."""
+    if n == 1:
+        return 0
+    x = ((position[0] & 0xFFFFFFFF) << 40) ^ (position[1] & 0xFFFFFFFFFF)
+    x = (x * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    x ^= x >> 31
+    x = (x * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    x ^= x >> 29
+    return int(x % n)
+
+
+@dataclasses.dataclass(frozen=True)
+class BucketPlan:
+    """What both engines need to form batches.
+
+    Attributes:
+      boundaries: Sorted upper bounds (see module docstring).
+      batch_size: B.
+      subkeys: Number of sub-keys per bucket id (Beam engine only).
+      estimated_efficiency: `estimated_padding_efficiency` of the histogram.
+    """
+
+    boundaries: tuple[int, ...]
+    batch_size: int
+    subkeys: tuple[int, ...]
+    estimated_efficiency: float
+
+    @property
+    def num_buckets(self) -> int:
+        return len(self.boundaries) + 1
+
+
+def make_plan(
+    histogram: Mapping[int, int],
+    boundaries: Sequence[int] | str,
+    batch_size: int,
+) -> BucketPlan:
+    """Builds the `BucketPlan` from the length histogram of the valid examples.
+
+    Args:
+      histogram: {length: count}.
+      boundaries: "auto" or explicit sorted upper bounds.
+      batch_size: B.
+    """
+    if isinstance(boundaries, str):
+        if boundaries != "auto":
+            raise ValueError(
+                "Invalid value for argument `boundaries`. Expected 'auto' or a "
+                f"sequence of ints. Received: boundaries={boundaries!r}"
+            )
+        bounds = auto_boundaries(histogram, batch_size)
+    else:
+        bounds = tuple(int(b) for b in boundaries)
+    per_bucket = [0] * (len(bounds) + 1)
+    for length, count in histogram.items():
+        per_bucket[assign_bucket(int(length), bounds)] += int(count)
+    return BucketPlan(
+        boundaries=bounds,
+        batch_size=int(batch_size),
+        subkeys=tuple(num_subkeys(c, batch_size) for c in per_bucket),
+        estimated_efficiency=estimated_padding_efficiency(histogram, bounds),
+    )
+
+
+def padding_efficiency(real_steps: int, padded_steps: int) -> float:
+    """real / (real + padding) as reported in metadata.json (1.0 with no steps)."""
+    total = real_steps + padded_steps
+    return 1.0 if total == 0 else real_steps / total
+
+
+def chunk(items: Sequence, batch_size: int) -> list:
+    """Splits `items` into consecutive chunks of `batch_size` (last may be short)."""
+    return [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
+
+
+def default_num_shards(total_input_bytes: int, *, target_bytes: int = 256 << 20) -> int:
+    """Default `--num_shards`: one shard per `target_bytes` of input (>= 1)."""
+    return max(1, math.ceil(total_input_bytes / target_bytes))
+
+
+# --- Beam wrapper -------------------------------------------------------------------
+
+import apache_beam as beam  # noqa: E402
+
+REMAINDER = "remainder"
+
+
+def batch_keys_of(members_sorted, bucket: int, phase: int, sub: int, batch_size: int):
+    """Chunks sorted members; yields ((bucket, phase, sub, i), chunk)."""
+    for i, part in enumerate(chunk(members_sorted, batch_size)):
+        yield (bucket, phase, sub, i), part
+
+
+class FormBatches(beam.PTransform):
+    """(position, length, bytes) -> (batch_key, [members sorted by position]).
+
+    Keys `(bucket, sub)` spread each bucket over `plan.subkeys[bucket]` sub-keys
+    (no hot key); each group yields its full batches (key `(bucket, 0, sub, i)`)
+    and sends its remainder (< B) to a per-bucket regroup that yields key
+    `(bucket, 1, 0, i)` batches: only a bucket's last batch can be short.
+    """
+
+    def __init__(self, plan):
+        super().__init__()
+        self._plan = plan  # a singleton PCollection of BucketPlan
+
+    def expand(self, valid):
+        plan = beam.pvalue.AsSingleton(self._plan)
+        grouped = (
+            valid
+            | "KeyBySubBucket" >> beam.Map(_sub_bucket_key, plan=plan)
+            | "GroupSubBuckets" >> beam.GroupByKey()
+        )
+        full = grouped | "ChunkSubBuckets" >> beam.ParDo(_ChunkDoFn(), plan=plan).with_outputs(
+            REMAINDER, main="full"
+        )
+        rest = (
+            full[REMAINDER]
+            | "GroupRemainders" >> beam.GroupByKey()
+            | "ChunkRemainders" >> beam.FlatMap(_chunk_remainder, plan=plan)
+        )
+        return (full.full, rest) | "AllBatches" >> beam.Flatten()
+
+
+def _sub_bucket_key(record, plan):
+    position, length, _ = record
+    b = assign_bucket(length, plan.boundaries)
+    return (b, subkey(position, plan.subkeys[b])), record
+
+
+class _ChunkDoFn(beam.DoFn):
+    def process(self, item, plan):
+        (b, sub), members = item
+        members = sorted(members, key=lambda m: m[0])
+        for key, part in batch_keys_of(members, b, 0, sub, plan.batch_size):
+            if len(part) == plan.batch_size:
+                yield key, part
+            else:
+                for member in part:
+                    yield beam.pvalue.TaggedOutput(REMAINDER, (b, member))
+
+
+def _chunk_remainder(item, plan):
+    b, members = item
+    members = sorted(members, key=lambda m: m[0])
+    yield from batch_keys_of(members, b, 1, 0, plan.batch_size)

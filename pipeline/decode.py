@@ -1,0 +1,158 @@
+"""Decoding serialized SequenceExamples in batches (vectorized), for validation.
+
+Place in the flow: read -> **decode** -> validate -> bucket -> features.
+One `tf.io.parse_sequence_example` call per batch (RaggedFeature specs, so every
+feature list arrives as flat values + per-step and per-example row splits,
+which `validate.check_batch` inspects with numpy). A batch that fails to parse
+is bisected to isolate the failing records, whose parser messages are returned.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+import transforms
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordSpec:
+    """What a valid record must contain (derived from the columns and CONTEXT).
+
+    Attributes:
+      sequence: Feature-list key -> tf.io.VarLenFeature (make_parse_example_spec).
+      context: Context feature name -> tf.io.FixedLenFeature / VarLenFeature.
+      numeric_widths: Numeric feature-list key -> values per step (prod(shape)).
+      id_ranges: Identity-column key -> num_buckets, for columns without a
+        default_value (ids outside [0, num_buckets) are invalid).
+    """
+
+    sequence: Mapping[str, tf.io.VarLenFeature]
+    context: Mapping[str, object]
+    numeric_widths: Mapping[str, int]
+    id_ranges: Mapping[str, int]
+
+
+def _base_categorical(column):
+    cat = column
+    while hasattr(cat, "categorical_column"):
+        cat = cat.categorical_column
+    return cat
+
+
+def _is_identity(cat) -> bool:
+    return "identity" in type(cat).__name__.lower() or (
+        hasattr(cat, "num_buckets")
+        and not hasattr(cat, "vocabulary_list")
+        and not hasattr(cat, "vocabulary_file")
+        and not hasattr(cat, "hash_bucket_size")
+    )
+
+
+def record_spec(columns: Sequence, context: Mapping[str, object]) -> RecordSpec:
+    """Builds the `RecordSpec` of `columns` (transforms sequence dense columns)."""
+    sequence = dict(transforms.make_parse_example_spec(list(columns)))
+    numeric_widths, id_ranges = {}, {}
+    for column in columns:
+        if not hasattr(column, "categorical_column"):
+            for key in column.parse_example_spec:
+                numeric_widths[key] = int(math.prod(column.variable_shape))
+            continue
+        cat = _base_categorical(column)
+        if _is_identity(cat) and getattr(cat, "default_value", None) is None:
+            id_ranges[cat.key] = int(cat.num_buckets)
+    return RecordSpec(sequence, dict(context), numeric_widths, id_ranges)
+
+
+@dataclasses.dataclass
+class DecodedBatch:
+    """Result of `Decoder.decode` for N serialized records.
+
+    Attributes:
+      ok_rows: int64 [M] indices (into the input) of the records that parsed.
+      parse_errors: Input index -> parser message, for the others.
+      features: Feature-list key -> (values [V], step_splits [S+1], row_splits
+        [M+1]) numpy arrays, rows in `ok_rows` order.
+    """
+
+    ok_rows: np.ndarray
+    parse_errors: dict[int, str]
+    features: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+class Decoder:
+    """Vectorized SequenceExample decoder; build once per worker (not picklable)."""
+
+    def __init__(self, spec: RecordSpec):
+        self._spec = spec
+        ragged = {
+            key: tf.io.RaggedFeature(feature.dtype, row_splits_dtype=tf.int64)
+            for key, feature in spec.sequence.items()
+        }
+        context = dict(spec.context)
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def parse(serialized):
+            # One op parses context and feature lists: its context checks run
+            # even though only the feature lists are returned.
+            _, seq, _ = tf.io.parse_sequence_example(
+                serialized, context_features=context, sequence_features=ragged
+            )
+            return {
+                key: (rt.values.values, rt.values.row_splits, rt.row_splits)
+                for key, rt in seq.items()
+            }
+
+        self._parse = parse
+
+    def decode(self, serialized: Sequence[bytes]) -> DecodedBatch:
+        """Decodes a batch; records the parser fails on go to `parse_errors`."""
+        n = len(serialized)
+        try:
+            out = self._run(serialized)
+            return DecodedBatch(np.arange(n, dtype=np.int64), {}, out)
+        except tf.errors.InvalidArgumentError:
+            pass
+        errors: dict[int, str] = {}
+        self._bisect(serialized, 0, n, errors)
+        ok = np.asarray([i for i in range(n) if i not in errors], np.int64)
+        out = self._run([serialized[i] for i in ok]) if len(ok) else self._empty()
+        return DecodedBatch(ok, errors, out)
+
+    def _run(self, serialized):
+        out = self._parse(tf.constant(list(serialized), tf.string))
+        return {key: tuple(t.numpy() for t in parts) for key, parts in out.items()}
+
+    def _empty(self):
+        return {
+            key: (
+                np.zeros(0, feature.dtype.as_numpy_dtype),
+                np.zeros(1, np.int64),
+                np.zeros(1, np.int64),
+            )
+            for key, feature in self._spec.sequence.items()
+        }
+
+    def _bisect(self, serialized, lo, hi, errors):
+        try:
+            self._parse(tf.constant(list(serialized[lo:hi]), tf.string))
+            return
+        except tf.errors.InvalidArgumentError as e:
+            if hi - lo == 1:
+                errors[lo] = _clean_message(e.message)
+                return
+        mid = (lo + hi) // 2
+        self._bisect(serialized, lo, mid, errors)
+        self._bisect(serialized, mid, hi, errors)
+
+
+def _clean_message(message: str) -> str:
+    """Drops TF's op-name prefix and suffix from a parser message."""
+    message = message.split(" [Op:")[0]
+    if "}} " in message:
+        message = message.rsplit("}} ", 1)[1]
+    return message.strip()

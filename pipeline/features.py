@@ -1,0 +1,186 @@
+"""Features: a batch of serialized SequenceExamples -> one batch record.
+
+Place in the flow: bucket -> **features** -> write. `FeatureComputer` builds the
+`transforms.SequenceFeatures` layer and ONE `tf.function` (input signature
+`string [None]`, so no retracing per batch size or T) that parses the batch with
+`tf.io.parse_sequence_example` (specs from `make_parse_example_spec`), applies the
+layer, trims T to the longest example and zeroes every step t >= length (the
+reference pads numeric columns with their default_value; seqshards pads with 0).
+Shared by both engines; the Beam DoFn builds it in `setup()`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+import transforms
+from pipeline import write
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchStats:
+    """Counts of one output batch."""
+
+    examples: int
+    real_steps: int
+    padded_steps: int  # B * T - real_steps
+
+
+def build_embedding_weights(columns: Sequence) -> dict[str, np.ndarray]:
+    """Builds the layer once (seeded tables) and returns its embedding tables."""
+    layer = transforms.SequenceFeatures(list(columns))
+    layer.build()
+    return {k: np.asarray(v) for k, v in layer.get_embedding_weights().items()}
+
+
+def save_embedding_weights(directory: str, weights: Mapping[str, np.ndarray]) -> dict:
+    """Saves DIR/embeddings/<column>.npy; returns {column: relative path}."""
+    paths = {}
+    for name, table in sorted(weights.items()):
+        rel = f"{write.EMBEDDINGS_DIR}/{name}.npy"
+        with tf.io.gfile.GFile(f"{directory}/{rel}", "wb") as f:
+            np.save(f, np.asarray(table, np.float32))
+        paths[name] = rel
+    return paths
+
+
+def id_feature_of(context: Mapping[str, object], id_feature: str | None) -> str | None:
+    """`id_feature` if CONTEXT has it as a scalar string FixedLenFeature, else None."""
+    feature = context.get(id_feature) if id_feature else None
+    if (
+        isinstance(feature, tf.io.FixedLenFeature)
+        and tf.as_dtype(feature.dtype) == tf.string
+        and list(feature.shape) in ([], [1])
+    ):
+        return id_feature
+    return None
+
+
+class FeatureComputer:
+    """Serialized batch -> (sequence_input [B,T,D], lengths [B], context arrays).
+
+    Not picklable: build it where it runs (DoFn.setup / the tf.data engine).
+    """
+
+    def __init__(
+        self,
+        columns: Sequence,
+        context: Mapping[str, object],
+        embedding_weights: Mapping[str, np.ndarray] | None = None,
+        id_feature: str | None = None,
+    ):
+        layer = transforms.SequenceFeatures(list(columns))
+        layer.build()
+        if embedding_weights:
+            layer.set_embedding_weights(dict(embedding_weights))
+        self._layer = layer
+        self._context = dict(context)
+        self.id_feature = id_feature_of(context, id_feature)
+        sequence_spec = dict(transforms.make_parse_example_spec(list(columns)))
+        context_spec = dict(context)
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def compute(serialized):
+            ctx, seq, _ = tf.io.parse_sequence_example(
+                serialized, context_features=context_spec, sequence_features=sequence_spec
+            )
+            x, lengths = layer(seq)
+            lengths = tf.cast(lengths, tf.int64)
+            t = tf.cast(tf.reduce_max(tf.concat([lengths, [0]], 0)), tf.int32)
+            x = x[:, :t, :]
+            mask = tf.sequence_mask(lengths, t)[..., tf.newaxis]
+            x = tf.where(mask, x, tf.zeros([], x.dtype))
+            out_ctx = {}
+            for name, value in ctx.items():
+                if isinstance(value, tf.SparseTensor):
+                    rows = tf.shape(serialized, out_type=tf.int64)[0]
+                    row_lengths = tf.math.bincount(
+                        value.indices[:, 0], minlength=rows, maxlength=rows,
+                        dtype=tf.int64,
+                    )
+                    out_ctx[name] = (value.values, row_lengths)
+                else:
+                    out_ctx[name] = (tf.reshape(value, [-1]),)
+            return x, lengths, out_ctx
+
+        self._compute = compute
+
+    def __call__(self, serialized: Sequence[bytes]):
+        """Returns (x float32 [B,T,D], lengths int64 [B], {name: (values, rl|None)})."""
+        x, lengths, ctx = self._compute(tf.constant(list(serialized), tf.string))
+        context = {
+            name: (parts[0].numpy(), parts[1].numpy() if len(parts) > 1 else None)
+            for name, parts in ctx.items()
+        }
+        return x.numpy(), lengths.numpy(), context
+
+    def batch_record(
+        self, members: Sequence[tuple[tuple[int, int], int, bytes]]
+    ) -> tuple[bytes, BatchStats]:
+        """Materializes sorted `(position, length, bytes)` members as one record.
+
+        Raises:
+          RuntimeError: if the layer's lengths disagree with the validated ones
+            (a bug, never a data fault: validation guarantees agreement).
+        """
+        x, lengths, context = self([data for _, _, data in members])
+        expected = np.asarray([length for _, length, _ in members], np.int64)
+        if not np.array_equal(lengths, expected):
+            raise RuntimeError(
+                f"SequenceFeatures lengths {lengths.tolist()} differ from the "
+                f"validated lengths {expected.tolist()}"
+            )
+        example_id = None
+        if self.id_feature is not None:
+            example_id = [bytes(v) for v in context[self.id_feature][0].tolist()]
+        record = write.encode_batch(x, lengths, context, example_id)
+        b, t = int(x.shape[0]), int(x.shape[1])
+        real = int(lengths.sum())
+        return record, BatchStats(b, real, b * t - real)
+
+
+# --- Beam wrapper -------------------------------------------------------------------
+
+import apache_beam as beam  # noqa: E402
+from apache_beam.metrics import Metrics  # noqa: E402
+
+NAMESPACE = "seqshards"
+
+
+class ComputeFeatures(beam.PTransform):
+    """(batch_key, members) -> (batch_key, batch record bytes, BatchStats)."""
+
+    def __init__(self, columns, context, embedding_weights, id_feature):
+        super().__init__()
+        self._args = (tuple(columns), dict(context), dict(embedding_weights or {}),
+                      id_feature)
+
+    def expand(self, batches):
+        return batches | "SequenceFeatures" >> beam.ParDo(_FeaturesDoFn(*self._args))
+
+
+class _FeaturesDoFn(beam.DoFn):
+    def __init__(self, columns, context, embedding_weights, id_feature):
+        self._columns, self._context = columns, context
+        self._weights, self._id_feature = embedding_weights, id_feature
+        self._computer = None
+        self._written = Metrics.counter(NAMESPACE, "records_written")
+        self._batches = Metrics.counter(NAMESPACE, "batches")
+        self._padding = Metrics.counter(NAMESPACE, "padding_steps")
+
+    def setup(self):
+        self._computer = FeatureComputer(
+            self._columns, self._context, self._weights, self._id_feature
+        )
+
+    def process(self, item):
+        key, members = item
+        record, stats = self._computer.batch_record(members)
+        self._written.inc(stats.examples)
+        self._batches.inc()
+        self._padding.inc(stats.padded_steps)
+        yield key, record, stats

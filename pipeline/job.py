@@ -1,0 +1,310 @@
+"""The Beam job: `MaterializeSequenceFeatures` and `build(p, ...)` / `run(config)`.
+
+Place in the flow: composes read -> validate -> bucket -> features -> write ->
+metadata. Output goes to a staging directory renamed into place by `run` only
+after the pipeline finished and metadata.json was written (by the last step,
+which depends on every shard and dead-letter file through side inputs).
+
+The runner is the in-process FnApiRunner (what Beam's DirectRunner uses for batch
+jobs) unless `--runner` names another: Beam's DirectRunner would first try to
+download and start Prism, which fails offline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import zlib
+from collections.abc import Mapping, Sequence
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.runners.runner import PipelineState
+
+import transforms
+from pipeline import bucket, decode, features, metadata, read, validate, write
+from pipeline import config as config_lib
+from pipeline.validate import ErrorRecord
+
+NAMESPACE = "seqshards"
+
+
+class MaterializeSequenceFeatures(beam.PTransform):
+    """SequenceExamples -> padded, length-bucketed [B, T, D] batch records.
+
+    Input: a PCollection of `(position, serialized)` with `position` a sortable
+    `(int, int)` (e.g. (file index, record index)), or of bare serialized bytes
+    (then position = (-1, crc32 of the bytes), so ordering stays deterministic).
+    With `chunked=True` the input elements are lists of `(position, serialized)`.
+
+    Returns a dict of PCollections:
+      "batches": (batch_key, batch record bytes, features.BatchStats), the record
+        format of `pipeline.write`;
+      "errors": validate.ErrorRecord dead letters;
+      "plan": a single bucket.BucketPlan (boundaries, batch size).
+    """
+
+    def __init__(
+        self,
+        columns: Sequence,
+        context: Mapping[str, object] | None = None,
+        *,
+        batch_size: int = 64,
+        bucket_boundaries: Sequence[int] | str = "auto",
+        embedding_weights: Mapping | None = None,
+        id_feature: str | None = "id",
+        chunked: bool = False,
+    ):
+        super().__init__()
+        spec = config_lib.columns_spec(list(columns), dict(context or {}))
+        self._columns, self._context = spec.columns, spec.context
+        self._batch_size, self._boundaries = batch_size, bucket_boundaries
+        self._weights = (
+            dict(embedding_weights)
+            if embedding_weights is not None
+            else features.build_embedding_weights(self._columns)
+        )
+        self._id_feature, self._chunked = id_feature, chunked
+
+    def expand(self, records):
+        chunks = records
+        if not self._chunked:
+            chunks = (
+                records
+                | "WithPositions" >> beam.Map(_with_position)
+                | "Chunk" >> beam.BatchElements(min_batch_size=64, max_batch_size=512)
+            )
+        record_spec = decode.record_spec(self._columns, self._context)
+        checked = chunks | "Validate" >> validate.ValidateRecords(record_spec)
+        valid = checked[validate.VALID]  # (position, length, bytes)
+        histogram = (
+            valid
+            | "Lengths" >> beam.Map(lambda r: r[1])
+            | "Histogram" >> beam.combiners.Count.PerElement()
+        )
+        boundaries, batch_size = self._boundaries, self._batch_size
+        plan = (
+            records.pipeline
+            | "PlanSeed" >> beam.Create([None])
+            | "Plan"
+            >> beam.Map(
+                lambda _, h: bucket.make_plan(dict(h), boundaries, batch_size),
+                h=beam.pvalue.AsList(histogram),
+            )
+        )
+        batches = (
+            valid
+            | "FormBatches" >> bucket.FormBatches(plan)
+            | "Features"
+            >> features.ComputeFeatures(
+                self._columns, self._context, self._weights, self._id_feature
+            )
+        )
+        return {"batches": batches, "errors": checked[validate.ERRORS], "plan": plan}
+
+
+def _with_position(item):
+    if isinstance(item, (bytes, bytearray)):
+        return (-1, zlib.crc32(item)), bytes(item)
+    position, data = item
+    return tuple(position), data
+
+
+def _sum_stats(values):
+    total = [0, 0, 0, 0]
+    for v in values:
+        for i in range(4):
+            total[i] += v[i]
+    return tuple(total)
+
+
+@dataclasses.dataclass(frozen=True)
+class StaticInfo:
+    """Driver-side facts metadata.json needs (all JSON-able)."""
+
+    engine: str
+    layout: tuple
+    columns_file: dict
+    context: dict
+    id_feature: str | None
+    batch_size: int
+    input_pattern: str
+    files: tuple
+    embeddings: dict
+
+
+def build(
+    p: beam.Pipeline,
+    *,
+    config: config_lib.JobConfig,
+    spec: config_lib.ColumnsSpec,
+    files: Sequence[str],
+    directory: str,
+    num_shards: int,
+    embedding_weights: Mapping,
+    info: StaticInfo,
+) -> None:
+    """Adds the whole job to `p`, writing into `directory` (the staging dir)."""
+    read_out = (
+        p
+        | "ListFiles" >> beam.Create(list(enumerate(files)))
+        | "Read" >> read.ReadRecords()
+    )
+    out = read_out.records | "Materialize" >> MaterializeSequenceFeatures(
+        spec.columns,
+        spec.context,
+        batch_size=config.batch_size,
+        bucket_boundaries=config.bucket_boundaries,
+        embedding_weights=embedding_weights,
+        id_feature=config.id_feature,
+        chunked=True,
+    )
+    errors = (read_out[read.READ_ERRORS], out["errors"]) | "AllErrors" >> beam.Flatten()
+    error_infos = errors | "WriteErrors" >> write.WriteErrors(directory, files)
+    shard_infos = out["batches"] | "WriteShards" >> write.WriteShards(directory, num_shards)
+    totals = (
+        out["batches"]
+        | "Stats"
+        >> beam.Map(lambda b: (1, b[2].examples, b[2].real_steps, b[2].padded_steps))
+        | "SumStats" >> beam.CombineGlobally(_sum_stats)
+    )
+    _ = (
+        p
+        | "MetadataSeed" >> beam.Create([None])
+        | "WriteMetadata"
+        >> beam.Map(
+            _write_metadata,
+            directory=directory,
+            info=info,
+            counts=beam.pvalue.AsDict(read_out[read.COUNTS]),
+            error_infos=beam.pvalue.AsList(error_infos),
+            shard_infos=beam.pvalue.AsList(shard_infos),
+            totals=beam.pvalue.AsSingleton(totals),
+            plan=beam.pvalue.AsSingleton(out["plan"]),
+        )
+    )
+
+
+def _write_metadata(_, directory, info, counts, error_infos, shard_infos, totals, plan):
+    if not totals:
+        totals = (0, 0, 0, 0)
+    batches, examples, real, padded = totals
+    md = metadata.build_metadata(
+        engine=info.engine,
+        layout=info.layout,
+        columns_file=info.columns_file,
+        context=info.context,
+        id_feature=info.id_feature,
+        batch_size=info.batch_size,
+        boundaries=plan.boundaries,
+        estimated_efficiency=plan.estimated_efficiency,
+        input_pattern=info.input_pattern,
+        files=info.files,
+        records_per_file=counts,
+        errors={e["reason"]: e["count"] for e in error_infos},
+        error_positions={e["reason"]: e["positions"] for e in error_infos},
+        examples_written=examples,
+        batches=batches,
+        real_steps=real,
+        padded_steps=padded,
+        shards=[
+            {k: v for k, v in s.items() if k != "index"}
+            for s in sorted(shard_infos, key=lambda s: s["index"])
+        ],
+        errors_files=[e["file"] for e in error_infos],
+        embeddings=info.embeddings,
+    )
+    metadata.write_metadata(directory, md)
+    return md
+
+
+def make_runner(options: PipelineOptions):
+    """The runner `options` name; the in-process FnApiRunner for DirectRunner/None."""
+    name = options.view_as(StandardOptions).runner
+    if name in (None, "DirectRunner", "direct", "FnApiRunner"):
+        from apache_beam.runners.portability.fn_api_runner import fn_runner
+
+        return fn_runner.FnApiRunner()
+    return name
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What `run` returns: the metadata, the Beam result (None for tfdata), time."""
+
+    metadata: dict
+    pipeline_result: object
+    seconds: float
+
+
+def prepare(config: config_lib.JobConfig):
+    """Checks everything that can fail before work starts; returns the pieces."""
+    spec = config_lib.load_columns(config.columns_file)
+    files = read.match_files(config.input_pattern)
+    write.check_output_dir(config.output_dir, config.overwrite)
+    num_shards = config.num_shards or bucket.default_num_shards(
+        sum(read.file_size(f) for f in files)
+    )
+    return spec, files, num_shards
+
+
+def static_info(config, spec, files, embeddings, engine) -> StaticInfo:
+    return StaticInfo(
+        engine=engine,
+        layout=tuple(transforms.column_layout(list(spec.columns))),
+        columns_file={"path": spec.path, "sha256": spec.sha256},
+        context=config_lib.context_spec_json(spec.context),
+        id_feature=features.id_feature_of(spec.context, config.id_feature),
+        batch_size=config.batch_size,
+        input_pattern=config.input_pattern,
+        files=tuple(files),
+        embeddings=dict(embeddings),
+    )
+
+
+def run(config: config_lib.JobConfig, beam_argv: Sequence[str] = ()) -> RunResult:
+    """Runs the job (engine per `config.engine`) and moves the output into place.
+
+    Raises:
+      FileNotFoundError: no input file / columns file.
+      FileExistsError: DIR exists, is not empty and `overwrite` is false.
+    """
+    start = time.time()
+    spec, files, num_shards = prepare(config)
+    staging = write.Staging(config.output_dir, config.overwrite)
+    try:
+        weights = features.build_embedding_weights(spec.columns)
+        embeddings = features.save_embedding_weights(staging.path, weights)
+        info = static_info(config, spec, files, embeddings, config.engine)
+        if config.engine == "tfdata":
+            from pipeline import tfdata_engine
+
+            result = None
+            tfdata_engine.run_engine(
+                config=config, spec=spec, files=files, directory=staging.path,
+                num_shards=num_shards, embedding_weights=weights, info=info,
+            )
+        else:
+            options = PipelineOptions(list(beam_argv))
+            p = beam.Pipeline(runner=make_runner(options), options=options)
+            build(
+                p, config=config, spec=spec, files=files, directory=staging.path,
+                num_shards=num_shards, embedding_weights=weights, info=info,
+            )
+            result = p.run()
+            state = result.wait_until_finish()
+            if state != PipelineState.DONE:
+                raise RuntimeError(f"The Beam pipeline ended in state {state}")
+        import tensorflow as tf
+
+        with tf.io.gfile.GFile(f"{staging.path}/{write.METADATA_FILE}") as f:
+            md = json.load(f)
+        staging.commit()
+    except BaseException:
+        staging.abort()
+        raise
+    return RunResult(md, result, time.time() - start)
+
+
+__all__ = ["MaterializeSequenceFeatures", "build", "run", "RunResult", "ErrorRecord"]

@@ -1,0 +1,147 @@
+"""metadata.json: build from the run's exact counts, check invariants, write last.
+
+Place in the flow: write -> **metadata** (then the staging dir is renamed to DIR).
+
+Fields (format `version` 1):
+  version, engine, feature_dim, batch_size, bucket_boundaries, id_feature
+  columns            [{name, offset, width}] = transforms.column_layout(COLUMNS)
+  columns_file       {path, sha256}
+  context            {name: {kind: fixed_len|var_len, dtype, shape?}}
+  counts             {examples_in, examples_written, errors_total, batches,
+                      real_steps, padded_steps,
+                      errors: {reason: n}, error_positions: {reason: [[file, i]...]}}
+  padding_efficiency real_steps / (real_steps + padded_steps)
+  estimated_padding_efficiency  the plan's bound (each bucket padded to its max)
+  shards             [{file, batches, examples}] (paths relative to DIR)
+  errors_files       [relative paths], embeddings {column: relative path}
+  input              {pattern, files: [{path, records}]}
+Invariant checked before writing: examples_written + errors_total == examples_in.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+
+FORMAT_VERSION = 1
+# First offending positions kept per reason.
+MAX_ERROR_POSITIONS = 10
+
+
+class AccountingError(RuntimeError):
+    """Raised when examples_written + errors != examples_in (never expected)."""
+
+
+def build_metadata(
+    *,
+    engine: str,
+    layout: Sequence,
+    columns_file: Mapping[str, str],
+    context: Mapping[str, dict],
+    id_feature: str | None,
+    batch_size: int,
+    boundaries: Sequence[int],
+    estimated_efficiency: float,
+    input_pattern: str,
+    files: Sequence[str],
+    records_per_file: Mapping[int, int],
+    errors: Mapping[str, int],
+    error_positions: Mapping[str, Sequence[Sequence[int]]],
+    examples_written: int,
+    batches: int,
+    real_steps: int,
+    padded_steps: int,
+    shards: Sequence[Mapping[str, object]],
+    errors_files: Sequence[str],
+    embeddings: Mapping[str, str],
+) -> dict:
+    """Assembles metadata.json's dict and checks the accounting invariant.
+
+    Raises:
+      AccountingError: if examples_written + errors != examples_in.
+    """
+    examples_in = int(sum(records_per_file.values()))
+    errors_total = int(sum(errors.values()))
+    if examples_written + errors_total != examples_in:
+        raise AccountingError(
+            f"Accounting mismatch: examples_written={examples_written} + "
+            f"errors={errors_total} != examples_in={examples_in}"
+        )
+    layout_json = [
+        {"name": s.name, "offset": int(s.offset), "width": int(s.width)} for s in layout
+    ]
+    feature_dim = sum(s["width"] for s in layout_json)
+    total = real_steps + padded_steps
+    return {
+        "version": FORMAT_VERSION,
+        "engine": engine,
+        "feature_dim": int(feature_dim),
+        "batch_size": int(batch_size),
+        "bucket_boundaries": [int(b) for b in boundaries],
+        "id_feature": id_feature,
+        "columns": layout_json,
+        "columns_file": dict(columns_file),
+        "context": dict(context),
+        "counts": {
+            "examples_in": examples_in,
+            "examples_written": int(examples_written),
+            "errors_total": errors_total,
+            "batches": int(batches),
+            "real_steps": int(real_steps),
+            "padded_steps": int(padded_steps),
+            "errors": {str(k): int(v) for k, v in sorted(errors.items()) if v},
+            "error_positions": {
+                str(k): [[int(f), int(i)] for f, i in sorted(v)[:MAX_ERROR_POSITIONS]]
+                for k, v in sorted(error_positions.items())
+                if v
+            },
+        },
+        "padding_efficiency": round(real_steps / total, 6) if total else 1.0,
+        "estimated_padding_efficiency": round(float(estimated_efficiency), 6),
+        "shards": [dict(s) for s in shards],
+        "errors_files": sorted(errors_files),
+        "embeddings": dict(sorted(embeddings.items())),
+        "input": {
+            "pattern": input_pattern,
+            "files": [
+                {"path": path, "records": int(records_per_file.get(i, 0))}
+                for i, path in enumerate(files)
+            ],
+        },
+    }
+
+
+def dumps(metadata: Mapping) -> str:
+    return json.dumps(metadata, indent=2, sort_keys=True) + "\n"
+
+
+def write_metadata(directory: str, metadata: Mapping) -> None:
+    """Writes DIR/metadata.json (call last: its presence marks a complete run)."""
+    import tensorflow as tf
+
+    with tf.io.gfile.GFile(f"{directory}/metadata.json", "w") as f:
+        f.write(dumps(metadata))
+
+
+def summary(metadata: Mapping, seconds: float | None = None) -> str:
+    """A human summary of a run (printed by the CLI)."""
+    c = metadata["counts"]
+    lines = [
+        f"seqshards: {c['examples_written']} of {c['examples_in']} examples written "
+        f"in {c['batches']} batches to {len(metadata['shards'])} shard(s) "
+        f"(engine={metadata['engine']}, D={metadata['feature_dim']}, "
+        f"B={metadata['batch_size']})",
+        f"  padding efficiency {metadata['padding_efficiency']:.4f} "
+        f"({c['real_steps']} real / {c['real_steps'] + c['padded_steps']} padded steps),"
+        f" {len(metadata['bucket_boundaries']) + 1} buckets",
+        f"  dead letters: {c['errors_total']}"
+        + (
+            " (" + ", ".join(f"{k}={v}" for k, v in c["errors"].items()) + ")"
+            if c["errors"]
+            else ""
+        ),
+    ]
+    if seconds is not None:
+        rate = c["examples_in"] / seconds if seconds > 0 else 0.0
+        lines.append(f"  time {seconds:.1f} s ({rate:,.0f} examples/s)")
+    return "\n".join(lines)

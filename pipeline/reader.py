@@ -1,0 +1,106 @@
+"""Reading materialized shards back: `load_metadata`, `load_dataset`.
+
+Place in the flow: the consumer side of DIR (training). Imports TensorFlow only
+(no Beam). See write.py for the batch record format.
+"""
+
+from __future__ import annotations
+
+import json
+
+import tensorflow as tf
+
+from pipeline.metadata import FORMAT_VERSION
+
+
+def load_metadata(directory: str) -> dict:
+    """Loads DIR/metadata.json.
+
+    Raises:
+      FileNotFoundError: if DIR has no metadata.json (not a complete run).
+      ValueError: if its format version is not supported by this reader.
+    """
+    path = f"{directory.rstrip('/')}/metadata.json"
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(
+            f"Invalid value for argument `directory`. Expected a seqshards output "
+            f"directory with metadata.json. Received: directory={directory!r}"
+        )
+    with tf.io.gfile.GFile(path, "r") as f:
+        metadata = json.load(f)
+    version = metadata.get("version")
+    if version != FORMAT_VERSION:
+        raise ValueError(
+            f"Unsupported seqshards metadata version in {path}. Expected "
+            f"version={FORMAT_VERSION}. Received: version={version!r}. Upgrade "
+            "seqshards or re-run the job with this version."
+        )
+    return metadata
+
+
+def _context_parse_spec(context: dict) -> dict:
+    spec = {}
+    for name, entry in context.items():
+        dtype = tf.as_dtype(entry["dtype"])
+        spec[name] = tf.io.VarLenFeature(dtype)
+        if entry["kind"] == "var_len":
+            spec[f"{name}/row_lengths"] = tf.io.VarLenFeature(tf.int64)
+    return spec
+
+
+def load_dataset(
+    directory: str, shuffle_batches: bool = False, seed: int | None = None
+) -> tf.data.Dataset:
+    """A dataset of batches `{'sequence_input': float32 [B, T, D],
+    'sequence_length': int64 [B], <context name>: [B, ...] (VarLen: ragged)}`.
+
+    Args:
+      directory: A seqshards output directory DIR.
+      shuffle_batches: Shuffle the shard order and the batches (buffer of 256).
+      seed: Shuffle seed.
+    """
+    metadata = load_metadata(directory)
+    d = int(metadata["feature_dim"])
+    context = metadata.get("context", {})
+    files = [f"{directory.rstrip('/')}/{s['file']}" for s in metadata["shards"]]
+    spec = {
+        "sequence_input": tf.io.FixedLenFeature([], tf.string),
+        "shape": tf.io.FixedLenFeature([3], tf.int64),
+        "sequence_length": tf.io.VarLenFeature(tf.int64),
+        **_context_parse_spec(context),
+    }
+
+    def parse(record):
+        parsed = tf.io.parse_single_example(record, spec)
+        shape = parsed["shape"]
+        x = tf.io.decode_raw(parsed["sequence_input"], tf.float32, little_endian=True)
+        x = tf.ensure_shape(tf.reshape(x, shape), [None, None, d])
+        out = {
+            "sequence_input": x,
+            "sequence_length": tf.ensure_shape(
+                tf.sparse.to_dense(parsed["sequence_length"]), [None]
+            ),
+        }
+        for name, entry in context.items():
+            values = tf.sparse.to_dense(parsed[name])
+            if entry["kind"] == "var_len":
+                lengths = tf.sparse.to_dense(parsed[f"{name}/row_lengths"])
+                out[name] = tf.RaggedTensor.from_row_lengths(values, lengths)
+            else:
+                fixed = [int(v) for v in entry["shape"]]
+                out[name] = tf.ensure_shape(
+                    tf.reshape(values, [shape[0], *fixed]), [None, *fixed]
+                )
+        return out
+
+    ds = tf.data.Dataset.from_tensor_slices(tf.constant(files, tf.string))
+    if shuffle_batches and files:
+        ds = ds.shuffle(len(files), seed=seed)
+    ds = ds.interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=max(1, min(4, len(files))),
+        deterministic=not shuffle_batches,
+    )
+    if shuffle_batches:
+        ds = ds.shuffle(256, seed=seed)
+    return ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -1,0 +1,237 @@
+"""The single-machine engine (`--engine tfdata`): the same stages without Beam.
+
+Place in the flow: read -> decode/validate -> bucket -> features -> write ->
+metadata, like job.py, sharing its pure functions. Files are read by
+`read.read_file` (so damage becomes dead letters) inside a tf.data pipeline
+(parallel, deterministic interleave over files, prefetch); each chunk is decoded
+and validated in one vectorized call; valid records go to per-bucket buffers and
+every full buffer becomes a batch (one `FeatureComputer` tf.function call);
+remainders are flushed at the end, bucket by bucket (only a bucket's last batch
+is short). Batch k goes to shard k % N. With `--bucket_boundaries auto` a first
+pass computes the length histogram. A progress line goes to stderr.
+"""
+
+from __future__ import annotations
+
+import collections
+import sys
+import time
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from pipeline import bucket, decode, features, metadata, read, validate, write
+from pipeline.validate import ErrorRecord, Reason
+
+_CHUNK = 1024
+
+
+def _objects(items) -> np.ndarray:
+    # An object array keeps bytes intact ('S' arrays would strip trailing NULs).
+    out = np.empty(len(items), object)
+    out[:] = items
+    return out
+
+
+def _source(files: Sequence[str]) -> tf.data.Dataset:
+    """Chunks (file_index, record_index[n], data[n], err_index[m], err_reason[m],
+    err_detail[m], err_data[m]), files interleaved deterministically."""
+
+    def gen(file_index):
+        file_index = int(file_index)
+        for records, errors in read.read_file(files[file_index], file_index,
+                                              chunk_size=_CHUNK):
+            yield (
+                np.int64(file_index),
+                np.asarray([p[1] for p, _ in records], np.int64),
+                _objects([d for _, d in records]),
+                np.asarray([p[1] for p, _ in errors], np.int64),
+                _objects([e.reason.encode() for _, e in errors]),
+                _objects([e.detail.encode() for _, e in errors]),
+                _objects([e.data for _, e in errors]),
+            )
+
+    string = tf.TensorSpec([None], tf.string)
+    index = tf.TensorSpec([None], tf.int64)
+    signature = (tf.TensorSpec([], tf.int64), index, string, index, string, string,
+                 string)
+    return (
+        tf.data.Dataset.range(len(files))
+        .interleave(
+            lambda i: tf.data.Dataset.from_generator(
+                gen, args=(i,), output_signature=signature
+            ),
+            cycle_length=min(2, max(1, len(files))),
+            num_parallel_calls=min(2, max(1, len(files))),
+            deterministic=True,
+        )
+        .prefetch(4)
+    )
+
+
+class _Progress:
+    def __init__(self, total_bytes: int, enabled: bool):
+        self.total, self.enabled = total_bytes, enabled
+        self.start = self.last = time.time()
+        self.records = self.bytes = 0
+
+    def update(self, records: int, nbytes: int, final: bool = False):
+        self.records += records
+        self.bytes += nbytes
+        now = time.time()
+        if not self.enabled or (now - self.last < 0.5 and not final):
+            return
+        self.last = now
+        elapsed = now - self.start
+        rate = self.records / elapsed if elapsed > 0 else 0.0
+        line = f"\r{self.records:,} records  {rate:,.0f} rec/s  {elapsed:.0f} s elapsed"
+        if self.total and self.bytes and not final:
+            eta = elapsed * (self.total - self.bytes) / self.bytes
+            line += f"  {100 * self.bytes / self.total:.0f} %  ETA {eta:.0f} s"
+        sys.stderr.write(line + ("\n" if final else ""))
+        sys.stderr.flush()
+
+
+def _chunks(files: Sequence[str]):
+    """Yields (chunk [(position, bytes)], read ErrorRecords, bytes read)."""
+    for fi, idx, data, e_idx, e_reason, e_detail, e_data in _source(files).as_numpy_iterator():
+        fi = int(fi)
+        chunk = [((fi, int(i)), bytes(d)) for i, d in zip(idx.tolist(), data.tolist())]
+        errors = [
+            ErrorRecord(Reason(r.decode()), det.decode(), (fi, int(i)), bytes(d))
+            for i, r, det, d in zip(e_idx.tolist(), e_reason.tolist(),
+                                    e_detail.tolist(), e_data.tolist())
+        ]
+        nbytes = sum(len(d) + 16 for _, d in chunk) + sum(len(e.data) for e in errors)
+        yield chunk, errors, nbytes
+
+
+def _histogram(files, decoder, spec) -> dict[int, int]:
+    hist: collections.Counter = collections.Counter()
+    for chunk, _, _ in _chunks(files):
+        if chunk:
+            valid, _ = validate.validate_chunk(decoder, spec, chunk)
+            hist.update(length for _, length, _ in valid)
+    return dict(hist)
+
+
+def run_engine(
+    *,
+    config,
+    spec,
+    files: Sequence[str],
+    directory: str,
+    num_shards: int,
+    embedding_weights: Mapping,
+    info,
+) -> dict:
+    """Runs the whole job in this process, writing into `directory` (staging).
+
+    Returns:
+      The metadata dict (also written to directory/metadata.json).
+    """
+    record_spec = decode.record_spec(spec.columns, spec.context)
+    decoder = decode.Decoder(record_spec)
+    computer = features.FeatureComputer(
+        spec.columns, spec.context, embedding_weights, config.id_feature
+    )
+    histogram = {}
+    if config.bucket_boundaries == "auto":
+        histogram = _histogram(files, decoder, record_spec)
+    plan = bucket.make_plan(histogram, config.bucket_boundaries, config.batch_size)
+    total_bytes = sum(read.file_size(f) for f in files)
+    progress = _Progress(total_bytes, config.progress)
+
+    writers = [
+        tf.io.TFRecordWriter(f"{directory}/{write.SHARDS_DIR}/{write.shard_name(i, num_shards)}")
+        for i in range(num_shards)
+    ]
+    shard_batches = [0] * num_shards
+    shard_examples = [0] * num_shards
+    totals = {"batches": 0, "examples": 0, "real": 0, "padded": 0}
+    seen_hist: collections.Counter = collections.Counter()
+
+    def emit(members):
+        record, stats = computer.batch_record(members)
+        k = totals["batches"] % num_shards
+        writers[k].write(record)
+        shard_batches[k] += 1
+        shard_examples[k] += stats.examples
+        totals["batches"] += 1
+        totals["examples"] += stats.examples
+        totals["real"] += stats.real_steps
+        totals["padded"] += stats.padded_steps
+
+    buffers: dict[int, list] = collections.defaultdict(list)
+    errors: dict[str, list] = collections.defaultdict(list)
+    records_per_file: collections.Counter = collections.Counter()
+    b = config.batch_size
+    try:
+        for chunk, read_errors, nbytes in _chunks(files):
+            for e in read_errors:
+                errors[e.reason.value].append(e)
+                records_per_file[e.position[0]] += 1
+            valid, bad = validate.validate_chunk(decoder, record_spec, chunk) if chunk else ([], [])
+            for e in bad:
+                errors[e.reason.value].append(e)
+            for position, _ in chunk:
+                records_per_file[position[0]] += 1
+            if valid:
+                lengths = np.asarray([v[1] for v in valid], np.int64)
+                seen_hist.update(lengths.tolist())
+                ids = bucket.assign_buckets(lengths, plan.boundaries)
+                for member, bid in zip(valid, ids.tolist()):
+                    buf = buffers[bid]
+                    buf.append(member)
+                    if len(buf) == b:
+                        emit(buf)
+                        buffers[bid] = []
+            progress.update(len(chunk) + len(read_errors), nbytes)
+        for bid in sorted(buffers):
+            if buffers[bid]:
+                emit(buffers[bid])
+        progress.update(0, 0, final=True)
+    finally:
+        for w in writers:
+            w.close()
+
+    error_files, error_positions, error_counts = [], {}, {}
+    for reason, items in sorted(errors.items()):
+        items.sort(key=lambda e: e.position)
+        rel = f"{write.ERRORS_DIR}/{reason}.jsonl"
+        write.write_errors(f"{directory}/{rel}", items, files)
+        error_files.append(rel)
+        error_counts[reason] = len(items)
+        error_positions[reason] = [list(e.position) for e in items[:10]]
+    estimated = plan.estimated_efficiency if histogram else bucket.estimated_padding_efficiency(
+        seen_hist, plan.boundaries
+    )
+    md = metadata.build_metadata(
+        engine="tfdata",
+        layout=info.layout,
+        columns_file=info.columns_file,
+        context=info.context,
+        id_feature=info.id_feature,
+        batch_size=config.batch_size,
+        boundaries=plan.boundaries,
+        estimated_efficiency=estimated,
+        input_pattern=config.input_pattern,
+        files=files,
+        records_per_file=dict(records_per_file),
+        errors=error_counts,
+        error_positions=error_positions,
+        examples_written=totals["examples"],
+        batches=totals["batches"],
+        real_steps=totals["real"],
+        padded_steps=totals["padded"],
+        shards=[
+            {"file": f"{write.SHARDS_DIR}/{write.shard_name(i, num_shards)}",
+             "batches": shard_batches[i], "examples": shard_examples[i]}
+            for i in range(num_shards)
+        ],
+        errors_files=error_files,
+        embeddings=info.embeddings,
+    )
+    metadata.write_metadata(directory, md)
+    return md

@@ -1,0 +1,292 @@
+"""Output: the batch record format, shard and dead-letter files, atomic staging.
+
+Place in the flow: features -> **write** -> metadata.
+
+Output directory layout (DIR):
+  shards/part-XXXXX-of-NNNNN.tfrecord   one record per batch (below)
+  errors/<reason>.jsonl                 dead letters, one JSON object a line
+  embeddings/<embedding column>.npy     the embedding tables used ([V, dim] float32)
+  metadata.json                         written last (see metadata.py)
+
+Batch record: a serialized `tf.train.Example` with the features
+  sequence_input   bytes_list, 1 value: raw little-endian float32 bytes of the
+                   row-major [B, T, D] tensor (T = the longest example of the batch;
+                   steps t >= sequence_length[b] are zero)
+  shape            int64_list [B, T, D]
+  sequence_length  int64_list [B]
+  example_id       bytes_list [B], only when CONTEXT has the id feature (`id`)
+  <context name>   every CONTEXT feature, the batch's values flattened row-major
+                   (FixedLenFeature of shape s: B * prod(s) values; VarLenFeature:
+                   all values, plus `<name>/row_lengths` int64_list [B]); the value
+                   kind follows the spec dtype (int64_list, float_list, bytes_list)
+Any framework can read it: parse the Example, take `sequence_input`'s bytes as
+float32 little-endian and reshape to `shape`.
+
+Dead-letter line: {"reason", "detail", "file", "record_index", "data_b64"} where
+`data_b64` is base64 of the record's original bytes (for framing damage: the
+damaged bytes, at most 1 MiB), `file` the input path, `record_index` the
+position of the record in its file (0-based).
+
+Shards are assigned deterministically: batches sorted by their batch key, batch of
+rank r goes to shard r % N, and each shard holds its batches in key order.
+Atomicity: everything is written into a staging directory next to DIR that is
+renamed into place only after metadata.json is written.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+SHARDS_DIR = "shards"
+ERRORS_DIR = "errors"
+EMBEDDINGS_DIR = "embeddings"
+METADATA_FILE = "metadata.json"
+
+
+def shard_name(index: int, num_shards: int) -> str:
+    """`part-XXXXX-of-NNNNN.tfrecord`."""
+    return f"part-{index:05d}-of-{num_shards:05d}.tfrecord"
+
+
+def encode_batch(
+    sequence_input: np.ndarray,
+    sequence_length: np.ndarray,
+    context: Mapping[str, tuple[np.ndarray, np.ndarray | None]],
+    example_id: Sequence[bytes] | None = None,
+) -> bytes:
+    """Serializes one batch as the batch record described in the module docstring.
+
+    Args:
+      sequence_input: float32 [B, T, D].
+      sequence_length: int [B].
+      context: name -> (flat values, row_lengths or None for FixedLen).
+      example_id: [B] ids, or None.
+    """
+    x = np.ascontiguousarray(sequence_input, dtype="<f4")
+    feature = {
+        "sequence_input": _bytes([x.tobytes()]),
+        "shape": _int64(list(x.shape)),
+        "sequence_length": _int64(np.asarray(sequence_length, np.int64).tolist()),
+    }
+    if example_id is not None:
+        feature["example_id"] = _bytes(list(example_id))
+    for name, (values, row_lengths) in context.items():
+        feature[name] = _values(values)
+        if row_lengths is not None:
+            feature[f"{name}/row_lengths"] = _int64(np.asarray(row_lengths).tolist())
+    example = tf.train.Example(features=tf.train.Features(feature=feature))
+    return example.SerializeToString(deterministic=True)
+
+
+def _bytes(values):
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+
+
+def _int64(values):
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+
+
+def _values(values: np.ndarray):
+    values = np.asarray(values)
+    if values.dtype.kind in "iub":
+        return _int64(values.astype(np.int64).tolist())
+    if values.dtype.kind == "f":
+        return tf.train.Feature(float_list=tf.train.FloatList(value=values.tolist()))
+    return _bytes([bytes(v) for v in values.tolist()])
+
+
+def write_records(path: str, records: Iterable[bytes]) -> int:
+    """Writes TFRecords; returns the number written."""
+    n = 0
+    with tf.io.TFRecordWriter(path) as writer:
+        for record in records:
+            writer.write(record)
+            n += 1
+    return n
+
+
+def error_line(error, files: Sequence[str]) -> str:
+    """One dead-letter JSON line for an `ErrorRecord`."""
+    file_index, record_index = error.position
+    return json.dumps(
+        {
+            "reason": str(error.reason.value if hasattr(error.reason, "value") else error.reason),
+            "detail": error.detail,
+            "file": files[file_index] if 0 <= file_index < len(files) else "",
+            "record_index": int(record_index),
+            "data_b64": base64.b64encode(error.data).decode("ascii"),
+        },
+        sort_keys=True,
+    )
+
+
+def write_errors(path: str, errors: Iterable, files: Sequence[str]) -> int:
+    """Writes dead letters (sorted by the caller) as JSON lines; returns the count."""
+    n = 0
+    with tf.io.gfile.GFile(path, "w") as f:
+        for error in errors:
+            f.write(error_line(error, files) + "\n")
+            n += 1
+    return n
+
+
+def check_output_dir(output_dir: str, overwrite: bool) -> None:
+    """Refuses an output path that exists and is not empty (before any work).
+
+    Raises:
+      FileExistsError: if `output_dir` is a file, or a non-empty directory and
+        `overwrite` is false.
+    """
+    if not tf.io.gfile.exists(output_dir):
+        return
+    if not tf.io.gfile.isdir(output_dir):
+        raise FileExistsError(
+            "Invalid value for argument `output`. Expected a directory path. "
+            f"Received: output={output_dir!r} (an existing file; remove it or pick "
+            "another path)"
+        )
+    if tf.io.gfile.listdir(output_dir) and not overwrite:
+        raise FileExistsError(
+            "Invalid value for argument `output`. Expected an empty or new directory. "
+            f"Received: output={output_dir!r} (not empty; pass --overwrite to "
+            "replace it)"
+        )
+
+
+class Staging:
+    """A staging directory next to DIR, renamed into place by `commit()`.
+
+    Usage: `staging = Staging(dir, overwrite)`; write under `staging.path`; then
+    `commit()` on success or `abort()` on failure.
+    """
+
+    def __init__(self, output_dir: str, overwrite: bool):
+        check_output_dir(output_dir, overwrite)
+        self.output_dir = output_dir.rstrip("/")
+        self.overwrite = overwrite
+        self.path = f"{self.output_dir}.staging-{uuid.uuid4().hex[:12]}"
+        for sub in (SHARDS_DIR, ERRORS_DIR, EMBEDDINGS_DIR):
+            tf.io.gfile.makedirs(f"{self.path}/{sub}")
+
+    def commit(self) -> None:
+        """Moves the staging directory to DIR (replacing an old DIR if allowed)."""
+        old = None
+        if tf.io.gfile.exists(self.output_dir):
+            check_output_dir(self.output_dir, self.overwrite)
+            if tf.io.gfile.listdir(self.output_dir):
+                old = f"{self.output_dir}.old-{uuid.uuid4().hex[:12]}"
+                tf.io.gfile.rename(self.output_dir, old)
+            else:
+                tf.io.gfile.rmtree(self.output_dir)
+        tf.io.gfile.rename(self.path, self.output_dir)
+        if old is not None:
+            tf.io.gfile.rmtree(old)
+
+    def abort(self) -> None:
+        """Removes the staging directory (DIR is left untouched)."""
+        if tf.io.gfile.exists(self.path):
+            tf.io.gfile.rmtree(self.path)
+
+
+# --- Beam wrappers ------------------------------------------------------------------
+
+import apache_beam as beam  # noqa: E402
+
+
+class WriteShards(beam.PTransform):
+    """(batch_key, record, BatchStats) -> shard files; returns shard info dicts
+    `{index, file, batches, examples}` (one per shard, empty shards included)."""
+
+    def __init__(self, directory: str, num_shards: int):
+        super().__init__()
+        self._directory, self._num_shards = directory, num_shards
+
+    def expand(self, batches):
+        n = self._num_shards
+        ranks = (
+            batches
+            | "BatchKeys" >> beam.Map(lambda b: b[0])
+            | "AllKeys" >> beam.combiners.ToList()
+            | "Rank" >> beam.Map(lambda keys: {k: i for i, k in enumerate(sorted(keys))})
+        )
+        written = (
+            batches
+            | "AssignShard"
+            >> beam.Map(
+                lambda b, r: (r[b[0]] % n, (b[0], b[1], b[2].examples)),
+                r=beam.pvalue.AsSingleton(ranks),
+            )
+            | "GroupShards" >> beam.GroupByKey()
+            | "WriteShard" >> beam.Map(_write_shard, directory=self._directory, n=n)
+        )
+        return (
+            batches.pipeline
+            | "ShardSeed" >> beam.Create([None])
+            | "EmptyShards"
+            >> beam.FlatMap(
+                _complete_shards,
+                written=beam.pvalue.AsList(written),
+                directory=self._directory,
+                n=n,
+            )
+        )
+
+
+def _write_shard(item, directory, n):
+    index, batches = item
+    batches = sorted(batches, key=lambda b: b[0])
+    rel = f"{SHARDS_DIR}/{shard_name(index, n)}"
+    write_records(f"{directory}/{rel}", (record for _, record, _ in batches))
+    return {
+        "index": index,
+        "file": rel,
+        "batches": len(batches),
+        "examples": int(sum(b[2] for b in batches)),
+    }
+
+
+def _complete_shards(_, written, directory, n):
+    by_index = {info["index"]: info for info in written}
+    for index in range(n):
+        if index not in by_index:
+            rel = f"{SHARDS_DIR}/{shard_name(index, n)}"
+            write_records(f"{directory}/{rel}", [])
+            by_index[index] = {"index": index, "file": rel, "batches": 0, "examples": 0}
+    yield from (by_index[i] for i in range(n))
+
+
+class WriteErrors(beam.PTransform):
+    """ErrorRecord -> errors/<reason>.jsonl (sorted by position); returns
+    `{reason, file, count, positions}` per reason present."""
+
+    def __init__(self, directory: str, files: Sequence[str]):
+        super().__init__()
+        self._directory, self._files = directory, list(files)
+
+    def expand(self, errors):
+        return (
+            errors
+            | "KeyByReason" >> beam.Map(lambda e: (e.reason.value, e))
+            | "GroupByReason" >> beam.GroupByKey()
+            | "WriteReason"
+            >> beam.Map(_write_reason, directory=self._directory, files=self._files)
+        )
+
+
+def _write_reason(item, directory, files):
+    reason, errors = item
+    errors = sorted(errors, key=lambda e: e.position)
+    rel = f"{ERRORS_DIR}/{reason}.jsonl"
+    write_errors(f"{directory}/{rel}", errors, files)
+    return {
+        "reason": reason,
+        "file": rel,
+        "count": len(errors),
+        "positions": [list(e.position) for e in errors[:10]],
+    }
