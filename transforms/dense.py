@@ -251,21 +251,18 @@ class EmbeddingColumn(_base.SequenceDenseColumn):
         segments = tf.boolean_mask(ids.rows * num_steps + ids.steps, valid)
         flat_ids = tf.boolean_mask(ids.ids, valid)
         num_segments = batch_size * num_steps
+        # As TF's embedding_lookup_sparse: gather the unique rows (ResourceGather
+        # raises TF's out-of-range error), clip them, reduce each step's rows.
+        unique_ids, positions = tf.unique(flat_ids)
+        rows = tf.gather(table, unique_ids)
         if self.max_norm is not None:
-            unique_ids, positions = tf.unique(flat_ids)
-            data = tf.clip_by_norm(tf.gather(table, unique_ids), self.max_norm, axes=[1])
-            indices = positions
-        else:
-            data, indices = table, flat_ids
+            rows = tf.clip_by_norm(rows, self.max_norm, axes=[1])
         segment_op = {
             "sum": tf.sparse.segment_sum,
             "mean": tf.sparse.segment_mean,
             "sqrtn": tf.sparse.segment_sqrt_n,
         }[self.combiner]
-        out = segment_op(
-            data, indices, segments, num_segments=num_segments,
-            sparse_gradient=self.max_norm is None,
-        )
+        out = segment_op(rows, positions, segments, num_segments=num_segments)
         dense = tf.reshape(out, tf.stack([batch_size, num_steps, self.dimension]))
         dense.set_shape([ids.static_batch_size, None, self.dimension])
         return dense, ids.length
