@@ -151,8 +151,13 @@ class Decoder:
 
 
 def _clean_message(message: str) -> str:
-    """Drops TF's op-name prefix and suffix from a parser message."""
-    message = message.split(" [Op:")[0]
-    if "}} " in message:
-        message = message.rsplit("}} ", 1)[1]
-    return message.strip()
+    """The parser's own sentence, without TF's graph-execution frame lines."""
+    lines = [
+        line.strip()
+        for line in message.split(" [Op:")[0].splitlines()
+        if line.strip() and not line.lstrip().startswith("[[")
+    ]
+    last = lines[-1] if lines else message
+    if "}} " in last:
+        last = last.rsplit("}} ", 1)[1]
+    return last.strip()

@@ -1,0 +1,83 @@
+"""The TFRecord reader: positions, CRC mismatches, truncation, resync."""
+
+import io
+import struct
+
+import pytest
+
+from pipeline import read
+
+from conftest import frame
+
+
+def records_of(data: bytes):
+    return list(read.iter_records(io.BytesIO(data)))
+
+
+def test_reads_records_with_indices():
+    data = b"".join(frame(b"rec%d" % i) for i in range(5))
+    assert records_of(data) == [(i, b"rec%d" % i) for i in range(5)]
+
+
+def test_matches_tensorflow_framing(tmp_path):
+    import tensorflow as tf
+
+    path = str(tmp_path / "x.tfrecord")
+    with tf.io.TFRecordWriter(path) as w:
+        for i in range(3):
+            w.write(b"x" * i)
+    with open(path, "rb") as f:
+        assert [d for _, d in read.iter_records(f)] == [b"", b"x", b"xx"]
+
+
+def test_data_crc_mismatch_is_one_dead_letter_then_reading_goes_on():
+    bad = bytearray(frame(b"hello world"))
+    bad[14] ^= 0x01
+    data = frame(b"a") + bytes(bad) + frame(b"b")
+    out = records_of(data)
+    assert out[0] == (0, b"a") and out[2] == (2, b"b")
+    assert out[1][0] == 1 and out[1][1].reason == "corrupt_record"
+    assert out[1][1].data == b"hemlo world"  # the damaged bytes are kept
+
+
+def test_bad_length_header_resyncs():
+    bad = bytearray(frame(b"payload"))
+    bad[2] ^= 0xFF
+    data = frame(b"a") + bytes(bad) + frame(b"b") + frame(b"c")
+    out = records_of(data)
+    assert [o[1] for o in out if isinstance(o[1], bytes)] == [b"a", b"b", b"c"]
+    errors = [o for o in out if not isinstance(o[1], bytes)]
+    assert len(errors) == 1 and errors[0][1].reason == "corrupt_record"
+    assert "skipped 23 bytes" in errors[0][1].detail
+
+
+@pytest.mark.parametrize("cut", [3, 12, 20])
+def test_truncated_tail(cut):
+    tail = frame(b"0123456789")[:cut]
+    out = records_of(frame(b"a") + tail)
+    assert out[0] == (0, b"a")
+    assert out[1][0] == 1 and out[1][1].reason == "truncated_record"
+    assert out[1][1].data == tail
+
+
+def test_read_file_chunks(tmp_path):
+    path = tmp_path / "f.tfrecord"
+    path.write_bytes(b"".join(frame(b"%d" % i) for i in range(7)))
+    chunks = list(read.read_file(str(path), 3, chunk_size=3))
+    assert [len(r) for r, _ in chunks] == [3, 3, 1]
+    assert chunks[2][0] == [((3, 6), b"6")]
+
+
+def test_match_files_sorted_and_missing(tmp_path):
+    for name in ("b.tfrecord", "a.tfrecord"):
+        (tmp_path / name).write_bytes(b"")
+    assert read.match_files(str(tmp_path / "*.tfrecord")) == [
+        str(tmp_path / "a.tfrecord"), str(tmp_path / "b.tfrecord")]
+    with pytest.raises(FileNotFoundError, match="no file matches"):
+        read.match_files(str(tmp_path / "*.nothing"))
+
+
+def test_masked_crc_matches_known_value():
+    header = struct.pack("<Q", 0)
+    # The masked CRC TensorFlow writes for an empty record's length header.
+    assert read.masked_crc32c(header) == struct.unpack("<I", frame(b"")[8:12])[0]
