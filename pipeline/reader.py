@@ -99,6 +99,7 @@ def load_dataset(
     ds = ds.interleave(
         tf.data.TFRecordDataset,
         cycle_length=max(1, min(4, len(files))),
+        num_parallel_calls=max(1, min(4, len(files))),
         deterministic=not shuffle_batches,
     )
     if shuffle_batches:
