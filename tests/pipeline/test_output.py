@@ -1,0 +1,103 @@
+"""Atomic output: staging + rename, --overwrite semantics, refusals before work."""
+
+import glob
+import os
+
+import pytest
+
+from pipeline import features, job, write
+from pipeline.config import JobConfig
+
+from conftest import BATCH_SIZE
+
+
+def config(dataset, out, **kw):
+    kw.setdefault("progress", False)
+    return JobConfig(input_pattern=dataset["pattern"], output_dir=str(out),
+                     columns_file=dataset["columns"], batch_size=BATCH_SIZE, **kw)
+
+
+def leftovers(out):
+    return glob.glob(f"{out}.staging-*") + glob.glob(f"{out}.old-*")
+
+
+@pytest.fixture
+def failing_features(monkeypatch):
+    """Makes the features stage raise on its 3rd batch (midway through a run)."""
+    calls = {"n": 0}
+    original = features.FeatureComputer.batch_record
+
+    def batch_record(self, members):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("injected failure")
+        return original(self, members)
+
+    monkeypatch.setattr(features.FeatureComputer, "batch_record", batch_record)
+    return calls
+
+
+@pytest.mark.parametrize("engine", ["beam", "tfdata"])
+def test_failed_run_leaves_no_output_dir(engine, dataset, tmp_path, failing_features):
+    out = tmp_path / "out"
+    with pytest.raises(Exception, match="injected failure"):
+        job.run(config(dataset, out, engine=engine))
+    assert failing_features["n"] >= 3
+    assert not out.exists() and leftovers(out) == []
+
+
+def test_failed_overwrite_keeps_the_previous_run(dataset, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    job.run(config(dataset, out, engine="tfdata"))
+    before = {p: open(p, "rb").read() for p in glob.glob(f"{out}/**/*.*", recursive=True)}
+    monkeypatch.setattr(features.FeatureComputer, "batch_record",
+                        lambda self, m: (_ for _ in ()).throw(RuntimeError("injected")))
+    with pytest.raises(RuntimeError, match="injected"):
+        job.run(config(dataset, out, engine="tfdata", overwrite=True))
+    after = {p: open(p, "rb").read() for p in glob.glob(f"{out}/**/*.*", recursive=True)}
+    assert after == before and leftovers(out) == []
+
+
+def test_non_empty_dir_refused_without_overwrite(dataset, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        job.run(config(dataset, out))
+    assert (out / "keep.txt").read_text() == "precious" and leftovers(out) == []
+
+
+def test_overwrite_replaces_the_whole_dir(dataset, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "stale.txt").write_text("old")
+    result = job.run(config(dataset, out, engine="tfdata", overwrite=True))
+    assert not (out / "stale.txt").exists()
+    assert (out / write.METADATA_FILE).exists()
+    assert result.metadata["counts"]["examples_written"] > 0
+    assert leftovers(out) == []
+
+
+def test_empty_existing_dir_is_fine(dataset, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    job.run(config(dataset, out, engine="tfdata", num_shards=3))
+    shards = sorted(os.listdir(out / "shards"))
+    assert shards == [f"part-{i:05d}-of-00003.tfrecord" for i in range(3)]
+
+
+def test_output_path_that_is_a_file_is_refused(dataset, tmp_path):
+    out = tmp_path / "file"
+    out.write_text("x")
+    with pytest.raises(FileExistsError, match="existing file"):
+        job.run(config(dataset, out, overwrite=True))
+
+
+def test_missing_input_and_columns(dataset, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no file matches"):
+        job.run(JobConfig(input_pattern=str(tmp_path / "none-*"), output_dir=str(tmp_path / "o"),
+                          columns_file=dataset["columns"]))
+    with pytest.raises(FileNotFoundError, match="columns"):
+        job.run(JobConfig(input_pattern=dataset["pattern"], output_dir=str(tmp_path / "o"),
+                          columns_file=str(tmp_path / "nope.py")))
+    assert not (tmp_path / "o").exists()
