@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
+import json
 import math
 from collections.abc import Callable
 from typing import Any
@@ -182,10 +183,27 @@ def _deserialize(config, custom_objects):
     return keras.saving.deserialize_keras_object(config, custom_objects=custom_objects)
 
 
+def _initializer_key(initializer):
+    """Identity of an initializer for ==/hash: Keras ones compare by config."""
+    if isinstance(initializer, keras.initializers.Initializer) and not isinstance(
+        initializer, ArrayInitializer
+    ):
+        try:
+            config = json.dumps(initializer.get_config(), sort_keys=True, default=repr)
+        except (NotImplementedError, TypeError):
+            return initializer
+        return (type(initializer), config)
+    return initializer
+
+
 @_base.register_column
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class EmbeddingColumn(_base.SequenceDenseColumn):
-    """See `embedding_column`."""
+    """See `embedding_column`.
+
+    Equality and hash compare Keras initializers by class and config, so a
+    column equals its `from_config` round trip.
+    """
 
     categorical_column: _base.SequenceCategoricalColumn
     dimension: int
@@ -196,6 +214,17 @@ class EmbeddingColumn(_base.SequenceDenseColumn):
     max_norm: float | None = None
     trainable: bool = True
     use_safe_embedding_lookup: bool = True
+
+    def _key(self):
+        values = [getattr(self, f.name) for f in dataclasses.fields(self)]
+        values[3] = _initializer_key(self.initializer)
+        return tuple(values)
+
+    def __eq__(self, other):
+        return type(other) is type(self) and self._key() == other._key()
+
+    def __hash__(self):
+        return hash(self._key())
 
     @property
     def name(self) -> str:
