@@ -81,3 +81,44 @@ def test_subkey_is_stable_and_spread():
 def test_default_num_shards():
     assert bucket.default_num_shards(0) == 1
     assert bucket.default_num_shards((256 << 20) + 1) == 2
+
+
+def test_form_batches_spreads_buckets_over_subkeys():
+    import apache_beam as beam
+    from apache_beam.testing.test_pipeline import TestPipeline
+    from apache_beam.testing.util import assert_that
+
+    from pipeline import job
+
+    plan = bucket.BucketPlan(boundaries=(5,), batch_size=4, subkeys=(3, 1),
+                             estimated_efficiency=1.0)
+    rng = np.random.default_rng(0)
+    members = [((f, i), int(rng.integers(1, 10)), b"%d-%d" % (f, i))
+               for f in range(2) for i in range(60)]
+
+    def check(batches):
+        seen, short, short_keys = [], collections.Counter(), []
+        keys = set()
+        for key, part in batches:
+            b = key[0]
+            assert key not in keys
+            keys.add(key)
+            assert {bucket.assign_bucket(m[1], plan.boundaries) for m in part} == {b}
+            assert [m[0] for m in part] == sorted(m[0] for m in part)
+            assert 1 <= len(part) <= 4
+            short[b] += len(part) < 4
+            if len(part) < 4:
+                short_keys.append(key)
+            seen.extend(m[0] for m in part)
+        assert sorted(seen) == sorted(m[0] for m in members)
+        for key in short_keys:  # the short batch is its bucket's last in key order
+            assert key == max(k for k in keys if k[0] == key[0])
+        assert max(short.values()) <= 1
+        assert {k[2] for k in keys if k[0] == 0 and k[1] == 0} == {0, 1, 2}
+
+    options = beam.options.pipeline_options.PipelineOptions()
+    with TestPipeline(runner=job.make_runner(options)) as p:
+        plan_pc = p | "Plan" >> beam.Create([plan])
+        batches = (p | "Members" >> beam.Create(members)
+                   | "Form" >> bucket.FormBatches(plan_pc))
+        assert_that(batches, check)

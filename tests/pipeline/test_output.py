@@ -101,3 +101,18 @@ def test_missing_input_and_columns(dataset, tmp_path):
         job.run(JobConfig(input_pattern=dataset["pattern"], output_dir=str(tmp_path / "o"),
                           columns_file=str(tmp_path / "nope.py")))
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("engine", ["beam", "tfdata"])
+def test_input_without_a_valid_record(engine, dataset, tmp_path):
+    from conftest import bad_records, frame
+
+    (tmp_path / "bad.tfrecord").write_bytes(b"".join(frame(r) for r in bad_records().values()))
+    out = tmp_path / "out"
+    result = job.run(JobConfig(input_pattern=str(tmp_path / "bad.tfrecord"), output_dir=str(out),
+                               columns_file=dataset["columns"], engine=engine, progress=False))
+    counts = result.metadata["counts"]
+    assert counts["examples_written"] == 0 and counts["batches"] == 0
+    assert counts["errors_total"] == counts["examples_in"] == len(bad_records())
+    assert os.listdir(out / "shards") == ["part-00000-of-00001.tfrecord"]
+    assert os.path.getsize(out / "shards" / "part-00000-of-00001.tfrecord") == 0
