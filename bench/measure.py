@@ -1,0 +1,128 @@
+"""Runs one engine in this (child) process and reports its time, memory and runner.
+
+run_bench.py starts one of these per engine so that peak RSS is per engine. The
+heavy imports (`--preload`) and the engine module itself are imported before the
+clock starts, so every engine is timed from the call of its `main` to its return:
+interpreter start-up and `import tensorflow` (~3-5 s here) are excluded for all.
+
+When Beam is loaded, the `run_pipeline` of Beam's runner classes are wrapped to
+record which runner actually ran (DirectRunner may try Prism and fall back).
+
+Usage:
+  python bench/measure.py --result OUT.json --target bench/reference_pipeline.py \
+      [--preload tensorflow,tf_keras] -- ENGINE_ARGS...
+  python bench/measure.py --result OUT.json --target pipeline -- --engine tfdata ...
+`--target` is a .py file or a module (its `__main__` submodule if it has one); its
+`main` is called with sys.argv set (and with argv if it takes a parameter).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import inspect
+import json
+import os
+import resource
+import sys
+import time
+import traceback
+
+
+def _load(target: str):
+    if target.endswith(".py"):
+        sys.path.insert(0, os.path.dirname(os.path.abspath(target)))
+        spec = importlib.util.spec_from_file_location("bench_target", target)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    sys.path.insert(0, os.getcwd())  # as `python -m target` would
+    try:
+        return importlib.import_module(f"{target}.__main__")
+    except ModuleNotFoundError as e:
+        if e.name != f"{target}.__main__":
+            raise
+        return importlib.import_module(target)
+
+
+def _record_beam_runners(used: list[str]) -> None:
+    """Wraps the Beam runners' run_pipeline so the runner that ran is on record."""
+    from apache_beam.runners.direct import direct_runner
+    from apache_beam.runners.portability import prism_runner
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+
+    classes = [
+        direct_runner.SwitchingDirectRunner,
+        direct_runner.BundleBasedDirectRunner,
+        fn_runner.FnApiRunner,
+        prism_runner.PrismRunner,
+    ]
+    for cls in classes:
+        original = cls.__dict__.get("run_pipeline")
+        if original is None:
+            continue
+
+        def wrapped(self, *args, _original=original, _name=cls.__name__, **kwargs):
+            used.append(_name)
+            try:
+                return _original(self, *args, **kwargs)
+            except Exception:
+                used.append(f"{_name}:failed")
+                raise
+
+        cls.run_pipeline = wrapped
+
+
+def _mb(kb: int) -> float:
+    return round(kb / 1024, 1)  # ru_maxrss is in KiB on Linux
+
+
+def main() -> int:
+    argv = sys.argv[1:]
+    split = argv.index("--") if "--" in argv else len(argv)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--result", required=True)
+    parser.add_argument("--target", required=True)
+    parser.add_argument("--preload", default="tensorflow")
+    args = parser.parse_args(argv[:split])
+    engine_argv = argv[split + 1 :]
+
+    report: dict = {"target": args.target, "argv": engine_argv, "runners": []}
+    try:
+        for name in filter(None, args.preload.split(",")):
+            importlib.import_module(name)
+        if "apache_beam" in sys.modules:
+            _record_beam_runners(report["runners"])
+        module = _load(args.target)
+        sys.argv = [args.target] + engine_argv
+        takes_argv = bool(inspect.signature(module.main).parameters)
+        start = time.perf_counter()
+        try:
+            returned = module.main(engine_argv) if takes_argv else module.main()
+        except SystemExit as e:  # argparse-style CLIs
+            if e.code not in (0, None):
+                raise RuntimeError(f"exited with status {e.code}") from e
+            returned = None
+        report["seconds"] = time.perf_counter() - start
+        if isinstance(returned, dict):
+            report["metrics"] = returned
+        status = 0
+    except BaseException as e:  # the report must say why the engine is n/a
+        lines = [line for line in str(e).splitlines() if line.strip()]
+        report["error"] = f"{type(e).__name__}: {lines[0] if lines else ''}".strip()
+        report["traceback"] = traceback.format_exc()
+        status = 1
+    report["maxrss_self_mb"] = _mb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    report["maxrss_children_mb"] = _mb(
+        resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    )
+    with open(args.result, "w") as f:
+        json.dump(report, f, indent=2, sort_keys=True, default=str)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)  # skip interpreter teardown (Beam/TF threads can hang it)
+
+
+if __name__ == "__main__":
+    main()

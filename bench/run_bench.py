@@ -1,0 +1,418 @@
+"""The benchmark suite: every engine on the same data, one table, latest.json.
+
+Flow: gen_data (cached in bench/work/) -> for each N, each engine in its own
+subprocess (bench/measure.py: timed from its `main`, imports excluded) while this
+process samples the RSS of the engine's process tree -> one table, side by side
+with the stock-TensorFlow reference measured in the same run ->
+bench/results/latest.json.
+
+Engines (`--engines` picks a subset by name):
+  reference           bench/reference_pipeline.py (bucketed, batch 128)
+  reference-nobucket  the same with --no_bucketing (only N <= 20000: it writes ~8x)
+  ceiling-read        TFRecordDataset alone            (bench/parse_ceiling.py)
+  ceiling-tf-parse    batched parse_sequence_example   (no features, no writing)
+  ceiling-tfxbsl      tfx-bsl SequenceExample->Arrow decoder, one thread
+  ceiling-beam-read   Beam ReadFromTFRecord+Map+Sum, in-process / 2 processes
+  ceiling-beam-read-mp
+  tfdata              python -m pipeline --engine tfdata
+  beam                python -m pipeline --engine beam --runner DirectRunner (in_memory)
+  beam-mp             ... --direct_running_mode=multi_processing --direct_num_workers=2
+Ours use `--batch_size 128 --bucket_boundaries auto`. A failing engine gives a row
+"n/a: <first line of its error>" and the suite goes on.
+
+Columns: examples/s = N / seconds of the engine's `main`; MB/s in = input bytes /
+the same seconds; output MB = bytes written (ours: DIR/shards); padding efficiency
+= real steps / (sum over batches of B * T) (ours: metadata.json); peak RSS = max
+over samples of the summed VmRSS of the engine's process tree, or the process's
+own ru_maxrss if larger; x ref = examples/s over the reference's at the same N.
+
+Usage:
+  python bench/run_bench.py            # 20k and 200k, all engines (make bench)
+  python bench/run_bench.py --quick    # 20k, fewer engines, ~1-2 minutes
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import pathlib
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+BENCH = pathlib.Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(BENCH))
+import gen_data  # noqa: E402
+
+SIZES = (20_000, 200_000)
+QUICK_ENGINES = ("reference", "ceiling-read", "ceiling-tf-parse", "ceiling-tfxbsl",
+                 "tfdata", "beam", "beam-mp")  # fmt: skip
+BEAM_MP = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """What an engine needs to know about one run."""
+
+    input_glob: str
+    output: pathlib.Path
+    n: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Engine:
+    name: str
+    kind: str  # reference | ceiling | ours
+    target: str
+    preload: str
+    args: Callable[[Run], list[str]]
+    runner: str = ""  # Beam runner flags, for the label
+    max_n: int | None = None
+
+
+def _ours(*extra: str) -> Callable[[Run], list[str]]:
+    def args(run: Run) -> list[str]:
+        return [
+            "--input", run.input_glob, "--output", str(run.output),
+            "--columns", str(BENCH / "columns.py"), "--batch_size", "128",
+            "--bucket_boundaries", "auto", "--overwrite", "--no_progress", *extra,
+        ]  # fmt: skip
+
+    return args
+
+
+def _ceiling(mode: str, *extra: str) -> Callable[[Run], list[str]]:
+    return lambda run: ["--mode", mode, "--input", run.input_glob, *extra]
+
+
+REFERENCE = str(BENCH / "reference_pipeline.py")
+CEILING = str(BENCH / "parse_ceiling.py")
+TF_KERAS = "tensorflow,tf_keras"
+ENGINES = [
+    Engine("reference", "reference", REFERENCE, TF_KERAS,
+           lambda r: ["--input", r.input_glob, "--output", str(r.output)]),
+    Engine("reference-nobucket", "reference", REFERENCE, TF_KERAS,
+           lambda r: ["--input", r.input_glob, "--output", str(r.output), "--no_bucketing"],
+           max_n=20_000),
+    Engine("ceiling-read", "ceiling", CEILING, "tensorflow", _ceiling("read")),
+    Engine("ceiling-tf-parse", "ceiling", CEILING, TF_KERAS, _ceiling("tf_parse")),
+    Engine("ceiling-tfxbsl", "ceiling", CEILING,
+           "tfx_bsl.coders.sequence_example_coder,tensorflow_metadata.proto.v0.schema_pb2",
+           _ceiling("tfxbsl")),
+    Engine("ceiling-beam-read", "ceiling", CEILING, "apache_beam",
+           _ceiling("beam_read", "--runner=DirectRunner"), runner="DirectRunner"),
+    Engine("ceiling-beam-read-mp", "ceiling", CEILING, "apache_beam",
+           _ceiling("beam_read", "--runner=DirectRunner", *BEAM_MP),
+           runner="DirectRunner multi_processing x2"),
+    Engine("tfdata", "ours", "pipeline", "tensorflow", _ours("--engine", "tfdata")),
+    Engine("beam", "ours", "pipeline", "tensorflow,apache_beam",
+           _ours("--engine", "beam", "--runner=DirectRunner",
+                 "--direct_running_mode=in_memory"), runner="DirectRunner in_memory"),
+    Engine("beam-mp", "ours", "pipeline", "tensorflow,apache_beam",
+           _ours("--engine", "beam", "--runner=DirectRunner", *BEAM_MP),
+           runner="DirectRunner multi_processing x2"),
+]  # fmt: skip
+
+
+# --- process-tree memory ------------------------------------------------------------
+
+
+def _status_kb(pid: int, field: str) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        pass
+    return 0
+
+
+def _tree(root: int) -> list[int]:
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        parents.setdefault(ppid, []).append(int(entry))
+    pids, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        pids.append(pid)
+        todo.extend(parents.get(pid, []))
+    return pids
+
+
+def run_measured(cmd: list[str], log: pathlib.Path, timeout: float) -> dict:
+    """Runs `cmd`, sampling its tree's summed VmRSS; returns wall time and peaks."""
+    start = time.perf_counter()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        peak_tree = peak_hwm = 0
+        polls = 0
+        while proc.poll() is None:
+            if time.perf_counter() - start > timeout:
+                proc.kill()
+                proc.wait()
+                return {"timeout": True, "wall_seconds": time.perf_counter() - start}
+            pids = _tree(proc.pid) if polls % 5 == 0 else pids  # rescan every 0.5 s
+            peak_tree = max(peak_tree, sum(_status_kb(p, "VmRSS:") for p in pids))
+            peak_hwm = max(peak_hwm, max(_status_kb(p, "VmHWM:") for p in pids))
+            polls += 1
+            time.sleep(0.1)
+    return {
+        "returncode": proc.returncode,
+        "wall_seconds": time.perf_counter() - start,
+        "peak_tree_rss_mb": round(peak_tree / 1024, 1),
+        "peak_process_hwm_mb": round(peak_hwm / 1024, 1),
+    }
+
+
+# --- one engine -----------------------------------------------------------------------
+
+
+def _first_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[0][:160] if lines else "failed"
+
+
+def _dir_bytes(path: pathlib.Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _runner_label(engine: Engine, used: list[str]) -> str:
+    if not engine.runner:
+        return "-"
+    if not used:
+        return engine.runner
+    seen = list(dict.fromkeys(u for u in used if u != "SwitchingDirectRunner"))
+    return f"{engine.runner} ({' -> '.join(seen)})"
+
+
+def measure_engine(
+    engine: Engine, n: int, data: dict, work: pathlib.Path, timeout: float, keep: bool
+) -> dict:
+    out_root = work / "out"
+    out_root.mkdir(parents=True, exist_ok=True)
+    output = out_root / (f"{engine.name}-{n}" + (".tfrecord" if engine.kind == "reference" else ""))
+    run = Run(input_glob=data["file_pattern"], output=output, n=n)
+    result_file = work / "logs" / f"{engine.name}-{n}.json"
+    log = work / "logs" / f"{engine.name}-{n}.log"
+    result_file.parent.mkdir(parents=True, exist_ok=True)
+    result_file.unlink(missing_ok=True)
+    cmd = [
+        sys.executable, str(BENCH / "measure.py"), "--result", str(result_file),
+        "--target", engine.target, "--preload", engine.preload, "--", *engine.args(run),
+    ]  # fmt: skip
+    row = {"engine": engine.name, "kind": engine.kind, "n": n, "runner": engine.runner,
+           "command": " ".join(cmd[1:]), "loadavg_before": os.getloadavg()[0]}  # fmt: skip
+    proc = run_measured(cmd, log, timeout)
+    row.update(proc, loadavg_after=os.getloadavg()[0])
+    report = json.loads(result_file.read_text()) if result_file.exists() else {}
+    row["runners_used"] = report.get("runners", [])
+    row["runner"] = _runner_label(engine, row["runners_used"])
+    if proc.get("timeout"):
+        row["error"] = f"timeout after {timeout:.0f} s"
+    elif "error" in report or "seconds" not in report:
+        row["error"] = report.get("error") or _first_line(log.read_text()[-2000:])
+    elif engine.kind == "ours" and not (output / "metadata.json").exists():
+        row["error"] = f"no {output.name}/metadata.json written"
+    else:
+        row["seconds"] = report["seconds"]
+        metrics = report.get("metrics") or {}
+        examples = metrics.get("examples", n)
+        if engine.kind == "ours":
+            meta = json.loads((output / "metadata.json").read_text())
+            counts = meta.get("counts", meta)
+            examples = counts.get("examples_written", n)
+            metrics = {
+                "padding_efficiency": meta.get("padding_efficiency"),
+                "output_bytes": _dir_bytes(output / "shards"),
+                "output_bytes_total": _dir_bytes(output),
+                "counts": {k: v for k, v in counts.items() if not isinstance(v, dict)},
+                "bucket_boundaries": meta.get("bucket_boundaries"),
+            }
+        row["metrics"] = metrics
+        row["examples"] = examples
+        if examples != n:
+            row["note"] = f"processed {examples} of {n} examples"
+        row["examples_per_s"] = n / report["seconds"]
+        row["mb_per_s_in"] = data["bytes"] / 1e6 / report["seconds"]
+        row["output_mb"] = (
+            metrics["output_bytes"] / 1e6 if metrics.get("output_bytes") else None
+        )
+        row["padding_efficiency"] = metrics.get("padding_efficiency")
+    row["maxrss_self_mb"] = report.get("maxrss_self_mb")
+    row["peak_rss_mb"] = max(
+        proc.get("peak_tree_rss_mb") or 0, report.get("maxrss_self_mb") or 0
+    ) or None
+    if not keep:
+        shutil.rmtree(output, ignore_errors=True) if output.is_dir() else output.unlink(
+            missing_ok=True
+        )
+    return row
+
+
+# --- data, table, results --------------------------------------------------------------
+
+
+def ensure_data(work: pathlib.Path, n: int, seed: int, shards: int) -> dict:
+    """Generates the data set once; later runs reuse it (bench/work/ is gitignored)."""
+    out = work / f"data-{n}-seed{seed}-shards{shards}"
+    info_file = out / "dataset.json"
+    if info_file.exists():
+        return json.loads(info_file.read_text())
+    start = time.perf_counter()
+    paths = gen_data.write_dataset(str(out), num_examples=n, num_shards=shards, seed=seed)
+    info = {
+        "num_examples": n, "num_shards": shards, "seed": seed,
+        "bytes": sum(os.path.getsize(p) for p in paths),
+        "seconds": round(time.perf_counter() - start, 2),
+        "file_pattern": str(out / "data-*-of-*.tfrecord"),
+    }  # fmt: skip
+    info_file.write_text(json.dumps(info, indent=2, sort_keys=True))
+    return info
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem_kb = int(f.readline().split()[1])
+    return {"nproc": os.cpu_count(), "cpu": cpu, "ram_gb": round(mem_kb / 2**20, 1),
+            "python": platform.python_version(), "platform": platform.platform()}  # fmt: skip
+
+
+def versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("tensorflow", "tf_keras", "apache-beam", "tfx-bsl", "numpy", "pyarrow"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def table(rows: list[dict]) -> str:
+    """The markdown table: one line per (N, engine), ratio to the reference at N."""
+    ref = {r["n"]: r.get("examples_per_s") for r in rows if r["engine"] == "reference"}
+    head = ["engine", "runner", "N", "examples/s", "MB/s in", "output MB",
+            "padding eff.", "peak RSS MB", "x reference"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        if "error" in r:
+            cells = [r["engine"], r["runner"], str(r["n"]), f"n/a: {r['error']}",
+                     "", "", "", _fmt(r.get("peak_rss_mb"), ".0f"), ""]  # fmt: skip
+        else:
+            base = ref.get(r["n"])
+            eff = r.get("padding_efficiency")
+            cells = [
+                r["engine"], r["runner"], str(r["n"]), _fmt(r["examples_per_s"], ",.0f"),
+                _fmt(r["mb_per_s_in"], ".1f"), _fmt(r.get("output_mb"), ",.0f"),
+                "-" if eff is None else f"{100 * eff:.1f} %",
+                _fmt(r.get("peak_rss_mb"), ".0f"),
+                _fmt(r["examples_per_s"] / base if base else None, ".2f"),
+            ]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="20k examples and the engines of QUICK_ENGINES only.")
+    parser.add_argument("--sizes", default=None,
+                        help="Comma-separated N (default 20000,200000; --quick 20000).")
+    parser.add_argument("--engines", default=None,
+                        help="Comma-separated engine names (default: all).")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--num_shards", type=int, default=8)
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="Runs per engine and N; the fastest is reported.")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="Seconds per run.")
+    parser.add_argument("--work_dir", default=str(BENCH / "work"))
+    parser.add_argument("--results", default=str(BENCH / "results" / "latest.json"))
+    parser.add_argument("--keep_outputs", action="store_true")
+    args = parser.parse_args(argv)
+
+    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else (
+        [SIZES[0]] if args.quick else list(SIZES))  # fmt: skip
+    names = args.engines.split(",") if args.engines else (
+        list(QUICK_ENGINES) if args.quick else [e.name for e in ENGINES])  # fmt: skip
+    unknown = set(names) - {e.name for e in ENGINES}
+    if unknown:
+        raise ValueError(f"Invalid value for argument `engines`. Expected names from "
+                         f"{[e.name for e in ENGINES]}. Received: {sorted(unknown)}")
+    engines = [e for e in ENGINES if e.name in names]
+    work = pathlib.Path(args.work_dir)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    started = datetime.datetime.now(datetime.timezone.utc)
+    rows, datasets = [], {}
+    for n in sizes:
+        data = datasets[n] = ensure_data(work, n, args.seed, args.num_shards)
+        for engine in engines:
+            if engine.max_n is not None and n > engine.max_n:
+                continue
+            tries = [measure_engine(engine, n, data, work, args.timeout, args.keep_outputs)
+                     for _ in range(args.repeat)]  # fmt: skip
+            ok = [t for t in tries if "error" not in t]
+            best = min(ok, key=lambda t: t["seconds"]) if ok else tries[0]
+            best["all_seconds"] = [t.get("seconds") for t in tries]
+            rows.append(best)
+            status = best.get("error") or f"{best['examples_per_s']:,.0f} examples/s"
+            print(f"[{n}] {engine.name}: {status} (load {best['loadavg_before']:.1f})",
+                  file=sys.stderr, flush=True)  # fmt: skip
+
+    text = table(rows)
+    print(text)
+    results = {
+        "started": started.isoformat(timespec="seconds"),
+        "command": " ".join([os.path.relpath(sys.argv[0], ROOT), *(argv or sys.argv[1:])]),
+        "git": {"commit": _git("rev-parse", "HEAD"), "dirty": bool(_git("status", "--porcelain", "--", "bench", "pipeline", "transforms"))},
+        "machine": machine(),
+        "versions": versions(),
+        "datasets": {str(n): d for n, d in datasets.items()},
+        "rows": rows,
+        "table": text,
+    }  # fmt: skip
+    path = pathlib.Path(args.results)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)
+    print(f"results: {os.path.relpath(path, ROOT)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
