@@ -3,7 +3,7 @@
 import apache_beam as beam
 import numpy as np
 import pytest
-from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.test_pipeline import TestPipeline as BeamPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline import decode, validate
@@ -82,7 +82,11 @@ def test_validate_records_transform(spec):
     rng = np.random.default_rng(2)
     good = good_record(rng, "g")
     empty = bad_records()["empty_sequence"]
-    with TestPipeline() as p:
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipeline.job import make_runner
+
+    with BeamPipeline(runner=make_runner(PipelineOptions())) as p:
         out = (p | "Make" >> beam.Create([[((0, 0), good), ((0, 1), empty)]])
                | "Validate" >> validate.ValidateRecords(spec))
         positions = out.valid | "Pos" >> beam.Map(lambda v: v[0])
