@@ -242,6 +242,7 @@ def prepare(config: config_lib.JobConfig):
     """Checks everything that can fail before work starts; returns the pieces."""
     spec = config_lib.load_columns(config.columns_file)
     files = read.match_files(config.input_pattern)
+    read.check_readable(files)
     write.check_output_dir(config.output_dir, config.overwrite)
     num_shards = config.num_shards or bucket.default_num_shards(
         sum(read.file_size(f) for f in files)

@@ -74,6 +74,16 @@ def match_files(pattern: str) -> list[str]:
     return sorted(files)
 
 
+def check_readable(files: list[str]) -> None:
+    """Raises PermissionError naming the first local file that cannot be read."""
+    for path in files:
+        if "://" not in path and not os.access(path, os.R_OK):
+            raise PermissionError(
+                f"Input file {path!r} is not readable: fix its permissions or exclude "
+                "it from --input."
+            )
+
+
 def file_size(path: str) -> int:
     if "://" in path:
         import tensorflow as tf
