@@ -265,7 +265,9 @@ def main(argv: list[str] | None = None) -> None:
         "seed": args.seed,
         "bytes": sum(os.path.getsize(p) for p in paths),
         "seconds": round(time.perf_counter() - start, 2),
-        "file_pattern": os.path.join(args.output_dir, "data-*-of-*.tfrecord"),
+        "file_pattern": os.path.join(
+            os.path.abspath(args.output_dir), "data-*-of-*.tfrecord"
+        ),
     }
     with open(os.path.join(args.output_dir, "dataset.json"), "w") as f:
         json.dump(info, f, indent=2, sort_keys=True)
