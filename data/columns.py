@@ -10,12 +10,23 @@ import tensorflow as tf
 
 import transforms
 
-GENRES = ["action", "comedy", "drama", "horror", "romance", "scifi", "thriller", "western"]
+GENRES = [
+    "action",
+    "comedy",
+    "drama",
+    "horror",
+    "romance",
+    "scifi",
+    "thriller",
+    "western",
+]
 
 COLUMNS = [
     transforms.sequence_numeric_column("rating"),
     transforms.embedding_column(
-        transforms.sequence_categorical_column_with_identity("watches", num_buckets=1000),
+        transforms.sequence_categorical_column_with_identity(
+            "watches", num_buckets=1000
+        ),
         dimension=10,
     ),
     transforms.indicator_column(

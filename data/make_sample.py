@@ -17,8 +17,16 @@ import os
 import numpy as np
 import tensorflow as tf
 
-GENRES = [b"action", b"comedy", b"drama", b"horror", b"romance", b"scifi",
-          b"thriller", b"western"]
+GENRES = [
+    b"action",
+    b"comedy",
+    b"drama",
+    b"horror",
+    b"romance",
+    b"scifi",
+    b"thriller",
+    b"western",
+]
 
 
 def make_example(rng: np.random.Generator, user: int) -> bytes:
@@ -27,8 +35,12 @@ def make_example(rng: np.random.Generator, user: int) -> bytes:
     favourite = int(rng.integers(len(GENRES)))
     ranks = np.minimum(rng.zipf(1.3, length), 1000)
     watches = ((ranks * 7919 + favourite * 131) % 1000).astype(np.int64)
-    genres = np.where(rng.random(length) < 0.6, favourite, rng.integers(len(GENRES), size=length))
-    ratings = np.clip(np.round((3.0 + taste + rng.normal(0, 0.8, length)) * 2) / 2, 0.5, 5.0)
+    genres = np.where(
+        rng.random(length) < 0.6, favourite, rng.integers(len(GENRES), size=length)
+    )
+    ratings = np.clip(
+        np.round((3.0 + taste + rng.normal(0, 0.8, length)) * 2) / 2, 0.5, 5.0
+    )
     ex = tf.train.SequenceExample()
     ex.context.feature["id"].bytes_list.value.append(b"user-%06d" % user)
     ex.context.feature["label"].int64_list.value.append(int(ratings.mean() > 3.0))

@@ -40,34 +40,69 @@ def make_parser() -> argparse.ArgumentParser:
             "in-process DirectRunner (FnApiRunner)."
         ),
     )
-    parser.add_argument("--input", required=True, metavar="GLOB",
-                        help="Glob of the input SequenceExample TFRecord files.")
-    parser.add_argument("--output", required=True, metavar="DIR",
-                        help="Output directory (must be new or empty, see --overwrite).")
-    parser.add_argument("--columns", required=True, metavar="FILE",
-                        help="Python columns file defining COLUMNS (transforms sequence "
-                             "dense columns) and optionally CONTEXT (dict name -> "
-                             "tf.io.FixedLenFeature/VarLenFeature). It is executed.")
-    parser.add_argument("--batch_size", type=_positive_int, default=64,
-                        help="Examples per output batch B (default: 64).")
-    parser.add_argument("--bucket_boundaries", type=_boundaries, default="auto",
-                        metavar="auto|N,N,...",
-                        help="'auto' (default: a first pass picks boundaries that "
-                             "minimize padding for the batch size) or increasing "
-                             "lengths; bucket i holds lengths <= boundaries[i], the "
-                             "last bucket the rest.")
-    parser.add_argument("--num_shards", type=_positive_int, default=None,
-                        help="Number of output shards (default: one per 256 MiB of "
-                             "input).")
-    parser.add_argument("--engine", choices=("beam", "tfdata"), default="beam",
-                        help="beam (default; any Beam runner) or tfdata (single "
-                             "machine, no Beam).")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="Replace DIR if it exists (atomically, on success only).")
-    parser.add_argument("--id_feature", default="id",
-                        help="Context feature written as example_id (default: id).")
-    parser.add_argument("--no_progress", action="store_true",
-                        help="No progress line on stderr (tfdata engine).")
+    parser.add_argument(
+        "--input",
+        required=True,
+        metavar="GLOB",
+        help="Glob of the input SequenceExample TFRecord files.",
+    )
+    parser.add_argument(
+        "--output",
+        required=True,
+        metavar="DIR",
+        help="Output directory (must be new or empty, see --overwrite).",
+    )
+    parser.add_argument(
+        "--columns",
+        required=True,
+        metavar="FILE",
+        help="Python columns file defining COLUMNS (transforms sequence "
+        "dense columns) and optionally CONTEXT (dict name -> "
+        "tf.io.FixedLenFeature/VarLenFeature). It is executed.",
+    )
+    parser.add_argument(
+        "--batch_size",
+        type=_positive_int,
+        default=64,
+        help="Examples per output batch B (default: 64).",
+    )
+    parser.add_argument(
+        "--bucket_boundaries",
+        type=_boundaries,
+        default="auto",
+        metavar="auto|N,N,...",
+        help="'auto' (default: a first pass picks boundaries that "
+        "minimize padding for the batch size) or increasing "
+        "lengths; bucket i holds lengths <= boundaries[i], the "
+        "last bucket the rest.",
+    )
+    parser.add_argument(
+        "--num_shards",
+        type=_positive_int,
+        default=None,
+        help="Number of output shards (default: one per 256 MiB of input).",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=("beam", "tfdata"),
+        default="beam",
+        help="beam (default; any Beam runner) or tfdata (single machine, no Beam).",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="Replace DIR if it exists (atomically, on success only).",
+    )
+    parser.add_argument(
+        "--id_feature",
+        default="id",
+        help="Context feature written as example_id (default: id).",
+    )
+    parser.add_argument(
+        "--no_progress",
+        action="store_true",
+        help="No progress line on stderr (tfdata engine).",
+    )
     return parser
 
 

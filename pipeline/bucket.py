@@ -42,8 +42,10 @@ def parse_boundaries(text: str) -> tuple[int, ...] | str:
         values = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
         values = ()
-    if not values or any(v < 1 for v in values) or any(
-        b <= a for a, b in zip(values, values[1:])
+    if (
+        not values
+        or any(v < 1 for v in values)
+        or any(b <= a for a, b in zip(values, values[1:]))
     ):
         raise ValueError(
             "Invalid value for argument `bucket_boundaries`. Expected 'auto' or "
@@ -65,9 +67,9 @@ def assign_bucket(length: int, boundaries: Sequence[int]) -> int:
 
 def assign_buckets(lengths: np.ndarray, boundaries: Sequence[int]) -> np.ndarray:
     """Vectorized `assign_bucket`: int64 [N] lengths -> int64 [N] bucket ids."""
-    return np.searchsorted(np.asarray(boundaries, np.int64), lengths, side="left").astype(
-        np.int64
-    )
+    return np.searchsorted(
+        np.asarray(boundaries, np.int64), lengths, side="left"
+    ).astype(np.int64)
 
 
 def _sorted_hist(histogram: Mapping[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -266,9 +268,9 @@ class FormBatches(beam.PTransform):
             | "KeyBySubBucket" >> beam.Map(_sub_bucket_key, plan=plan)
             | "GroupSubBuckets" >> beam.GroupByKey()
         )
-        full = grouped | "ChunkSubBuckets" >> beam.ParDo(_ChunkDoFn(), plan=plan).with_outputs(
-            REMAINDER, main="full"
-        )
+        full = grouped | "ChunkSubBuckets" >> beam.ParDo(
+            _ChunkDoFn(), plan=plan
+        ).with_outputs(REMAINDER, main="full")
         rest = (
             full[REMAINDER]
             | "GroupRemainders" >> beam.GroupByKey()

@@ -73,8 +73,10 @@ class JobConfig:
                     "Invalid value for argument `bucket_boundaries`. Expected 'auto' "
                     f"or a tuple of ints. Received: bucket_boundaries={bounds!r}"
                 )
-        elif not bounds or any(b < 1 for b in bounds) or any(
-            b <= a for a, b in zip(bounds, bounds[1:])
+        elif (
+            not bounds
+            or any(b < 1 for b in bounds)
+            or any(b <= a for a, b in zip(bounds, bounds[1:]))
         ):
             raise ValueError(
                 "Invalid value for argument `bucket_boundaries`. Expected strictly "
@@ -115,37 +117,48 @@ def load_columns(path: str) -> ColumnsSpec:
         digest = hashlib.sha256(f.read()).hexdigest()
     namespace = runpy.run_path(path, run_name="seqshards_columns")
     return columns_spec(
-        namespace.get("COLUMNS"), namespace.get("CONTEXT") or {}, sha256=digest, path=path
+        namespace.get("COLUMNS"),
+        namespace.get("CONTEXT") or {},
+        sha256=digest,
+        path=path,
     )
 
 
 def columns_spec(
-    columns: Sequence, context: Mapping[str, object], *, sha256: str = "", path: str = ""
+    columns: Sequence,
+    context: Mapping[str, object],
+    *,
+    sha256: str = "",
+    path: str = "",
 ) -> ColumnsSpec:
     """Checks COLUMNS / CONTEXT and returns a `ColumnsSpec`."""
     import tensorflow as tf
 
     if not isinstance(columns, (list, tuple)) or not columns:
         raise ValueError(
-            "Invalid value for `COLUMNS` in the columns file. Expected a non-empty list "
+            "Invalid value for `COLUMNS` in the columns file. "
+            "Expected a non-empty list "
             f"of transforms sequence dense columns. Received: COLUMNS={columns!r}"
         )
     for column in columns:
         if not hasattr(column, "parse_example_spec") or not hasattr(column, "name"):
             raise ValueError(
-                "Invalid item in `COLUMNS`. Expected a transforms sequence dense column "
+                "Invalid item in `COLUMNS`. "
+                "Expected a transforms sequence dense column "
                 "(e.g. sequence_numeric_column, embedding_column, indicator_column). "
                 f"Received: {column!r}"
             )
     if not isinstance(context, Mapping):
         raise ValueError(
             "Invalid value for `CONTEXT` in the columns file. Expected a dict of "
-            f"name -> tf.io.FixedLenFeature/VarLenFeature. Received: CONTEXT={context!r}"
+            "name -> tf.io.FixedLenFeature/VarLenFeature. "
+            f"Received: CONTEXT={context!r}"
         )
     for name, feature in context.items():
         if not isinstance(feature, (tf.io.FixedLenFeature, tf.io.VarLenFeature)):
             raise ValueError(
-                f"Invalid value for CONTEXT[{name!r}]. Expected a tf.io.FixedLenFeature "
+                f"Invalid value for CONTEXT[{name!r}]. "
+                "Expected a tf.io.FixedLenFeature "
                 f"or tf.io.VarLenFeature. Received: {feature!r}"
             )
         if name in RESERVED_KEYS or name.endswith("/row_lengths"):

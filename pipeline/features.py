@@ -86,7 +86,9 @@ class FeatureComputer:
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
         def compute(serialized):
             ctx, seq, _ = tf.io.parse_sequence_example(
-                serialized, context_features=context_spec, sequence_features=sequence_spec
+                serialized,
+                context_features=context_spec,
+                sequence_features=sequence_spec,
             )
             x, lengths = layer(seq)
             lengths = tf.cast(lengths, tf.int64)
@@ -99,7 +101,9 @@ class FeatureComputer:
                 if isinstance(value, tf.SparseTensor):
                     rows = tf.shape(serialized, out_type=tf.int64)[0]
                     row_lengths = tf.math.bincount(
-                        value.indices[:, 0], minlength=rows, maxlength=rows,
+                        value.indices[:, 0],
+                        minlength=rows,
+                        maxlength=rows,
                         dtype=tf.int64,
                     )
                     out_ctx[name] = (value.values, row_lengths)
@@ -156,8 +160,12 @@ class ComputeFeatures(beam.PTransform):
 
     def __init__(self, columns, context, embedding_weights, id_feature):
         super().__init__()
-        self._args = (tuple(columns), dict(context), dict(embedding_weights or {}),
-                      id_feature)
+        self._args = (
+            tuple(columns),
+            dict(context),
+            dict(embedding_weights or {}),
+            id_feature,
+        )
 
     def expand(self, batches):
         return batches | "SequenceFeatures" >> beam.ParDo(_FeaturesDoFn(*self._args))

@@ -162,7 +162,9 @@ def build(
     )
     errors = (read_out[read.READ_ERRORS], out["errors"]) | "AllErrors" >> beam.Flatten()
     error_infos = errors | "WriteErrors" >> write.WriteErrors(directory, files)
-    shard_infos = out["batches"] | "WriteShards" >> write.WriteShards(directory, num_shards)
+    shard_infos = out["batches"] | "WriteShards" >> write.WriteShards(
+        directory, num_shards
+    )
     totals = (
         out["batches"]
         | "Stats"
@@ -283,15 +285,26 @@ def run(config: config_lib.JobConfig, beam_argv: Sequence[str] = ()) -> RunResul
 
             result = None
             tfdata_engine.run_engine(
-                config=config, spec=spec, files=files, directory=staging.path,
-                num_shards=num_shards, embedding_weights=weights, info=info,
+                config=config,
+                spec=spec,
+                files=files,
+                directory=staging.path,
+                num_shards=num_shards,
+                embedding_weights=weights,
+                info=info,
             )
         else:
             options = PipelineOptions(list(beam_argv))
             p = beam.Pipeline(runner=make_runner(options), options=options)
             build(
-                p, config=config, spec=spec, files=files, directory=staging.path,
-                num_shards=num_shards, embedding_weights=weights, info=info,
+                p,
+                config=config,
+                spec=spec,
+                files=files,
+                directory=staging.path,
+                num_shards=num_shards,
+                embedding_weights=weights,
+                info=info,
             )
             result = p.run()
             state = result.wait_until_finish()

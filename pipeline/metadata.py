@@ -132,7 +132,8 @@ def summary(metadata: Mapping, seconds: float | None = None) -> str:
         f"(engine={metadata['engine']}, D={metadata['feature_dim']}, "
         f"B={metadata['batch_size']})",
         f"  padding efficiency {metadata['padding_efficiency']:.4f} "
-        f"({c['real_steps']} real / {c['real_steps'] + c['padded_steps']} padded steps),"
+        f"({c['real_steps']} real / "
+        f"{c['real_steps'] + c['padded_steps']} padded steps),"
         f" {len(metadata['bucket_boundaries']) + 1} buckets",
         f"  dead letters: {c['errors_total']}"
         + (

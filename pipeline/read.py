@@ -141,10 +141,14 @@ def iter_records(f: BinaryIO) -> Iterator[tuple[int, bytes | ReadError]]:
         if not buf.ensure(offset + 12):
             rest = buf.get(offset, buf.end())
             if rest:
-                yield index, ReadError(
-                    "truncated_record",
-                    f"incomplete length header at byte {offset} ({len(rest)} bytes)",
-                    rest[:MAX_ERROR_BYTES],
+                yield (
+                    index,
+                    ReadError(
+                        "truncated_record",
+                        f"incomplete length header at byte {offset} "
+                        f"({len(rest)} bytes)",
+                        rest[:MAX_ERROR_BYTES],
+                    ),
                 )
             return
         header = buf.get(offset, offset + 12)
@@ -153,11 +157,15 @@ def iter_records(f: BinaryIO) -> Iterator[tuple[int, bytes | ReadError]]:
             nxt = _resync(buf, offset + 1)
             stop = nxt if nxt is not None else _read_to_end(buf)
             skipped = buf.get(offset, min(stop, offset + MAX_ERROR_BYTES))
-            yield index, ReadError(
-                "corrupt_record",
-                f"length header CRC mismatch at byte {offset}; skipped {stop - offset} "
-                "bytes" + ("" if nxt is not None else " to the end of the file"),
-                skipped,
+            yield (
+                index,
+                ReadError(
+                    "corrupt_record",
+                    f"length header CRC mismatch at byte {offset}; "
+                    f"skipped {stop - offset} "
+                    "bytes" + ("" if nxt is not None else " to the end of the file"),
+                    skipped,
+                ),
             )
             index += 1
             if nxt is None:
@@ -167,20 +175,27 @@ def iter_records(f: BinaryIO) -> Iterator[tuple[int, bytes | ReadError]]:
         end = offset + 12 + length + 4
         if not buf.ensure(end):
             rest = buf.get(offset, buf.end())
-            yield index, ReadError(
-                "truncated_record",
-                f"record at byte {offset} declares {length} bytes, the file ends "
-                f"{buf.end() - offset} bytes later",
-                rest[:MAX_ERROR_BYTES],
+            yield (
+                index,
+                ReadError(
+                    "truncated_record",
+                    f"record at byte {offset} declares {length} bytes, the file ends "
+                    f"{buf.end() - offset} bytes later",
+                    rest[:MAX_ERROR_BYTES],
+                ),
             )
             return
         data = buf.get(offset + 12, offset + 12 + length)
         (data_crc,) = _U32.unpack(buf.get(end - 4, end))
         if masked_crc32c(data) != data_crc:
-            yield index, ReadError(
-                "corrupt_record",
-                f"data CRC mismatch in the record at byte {offset} ({length} bytes)",
-                data[:MAX_ERROR_BYTES],
+            yield (
+                index,
+                ReadError(
+                    "corrupt_record",
+                    f"data CRC mismatch in the record at byte {offset} "
+                    f"({length} bytes)",
+                    data[:MAX_ERROR_BYTES],
+                ),
             )
         else:
             yield index, data

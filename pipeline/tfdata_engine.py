@@ -40,8 +40,9 @@ def _source(files: Sequence[str]) -> tf.data.Dataset:
 
     def gen(file_index):
         file_index = int(file_index)
-        for records, errors in read.read_file(files[file_index], file_index,
-                                              chunk_size=_CHUNK):
+        for records, errors in read.read_file(
+            files[file_index], file_index, chunk_size=_CHUNK
+        ):
             yield (
                 np.int64(file_index),
                 np.asarray([p[1] for p, _ in records], np.int64),
@@ -54,8 +55,15 @@ def _source(files: Sequence[str]) -> tf.data.Dataset:
 
     string = tf.TensorSpec([None], tf.string)
     index = tf.TensorSpec([None], tf.int64)
-    signature = (tf.TensorSpec([], tf.int64), index, string, index, string, string,
-                 string)
+    signature = (
+        tf.TensorSpec([], tf.int64),
+        index,
+        string,
+        index,
+        string,
+        string,
+        string,
+    )
     return (
         tf.data.Dataset.range(len(files))
         .interleave(
@@ -95,13 +103,16 @@ class _Progress:
 
 def _chunks(files: Sequence[str]):
     """Yields (chunk [(position, bytes)], read ErrorRecords, bytes read)."""
-    for fi, idx, data, e_idx, e_reason, e_detail, e_data in _source(files).as_numpy_iterator():
+    for fi, idx, data, e_idx, e_reason, e_detail, e_data in _source(
+        files
+    ).as_numpy_iterator():
         fi = int(fi)
         chunk = [((fi, int(i)), bytes(d)) for i, d in zip(idx.tolist(), data.tolist())]
         errors = [
             ErrorRecord(Reason(r.decode()), det.decode(), (fi, int(i)), bytes(d))
-            for i, r, det, d in zip(e_idx.tolist(), e_reason.tolist(),
-                                    e_detail.tolist(), e_data.tolist())
+            for i, r, det, d in zip(
+                e_idx.tolist(), e_reason.tolist(), e_detail.tolist(), e_data.tolist()
+            )
         ]
         nbytes = sum(len(d) + 16 for _, d in chunk) + sum(len(e.data) for e in errors)
         yield chunk, errors, nbytes
@@ -144,7 +155,9 @@ def run_engine(
     progress = _Progress(total_bytes, config.progress)
 
     writers = [
-        tf.io.TFRecordWriter(f"{directory}/{write.SHARDS_DIR}/{write.shard_name(i, num_shards)}")
+        tf.io.TFRecordWriter(
+            f"{directory}/{write.SHARDS_DIR}/{write.shard_name(i, num_shards)}"
+        )
         for i in range(num_shards)
     ]
     shard_batches = [0] * num_shards
@@ -172,7 +185,11 @@ def run_engine(
             for e in read_errors:
                 errors[e.reason.value].append(e)
                 records_per_file[e.position[0]] += 1
-            valid, bad = validate.validate_chunk(decoder, record_spec, chunk) if chunk else ([], [])
+            valid, bad = (
+                validate.validate_chunk(decoder, record_spec, chunk)
+                if chunk
+                else ([], [])
+            )
             for e in bad:
                 errors[e.reason.value].append(e)
             for position, _ in chunk:
@@ -204,8 +221,10 @@ def run_engine(
         error_files.append(rel)
         error_counts[reason] = len(items)
         error_positions[reason] = [list(e.position) for e in items[:10]]
-    estimated = plan.estimated_efficiency if histogram else bucket.estimated_padding_efficiency(
-        seen_hist, plan.boundaries
+    estimated = (
+        plan.estimated_efficiency
+        if histogram
+        else bucket.estimated_padding_efficiency(seen_hist, plan.boundaries)
     )
     md = metadata.build_metadata(
         engine="tfdata",
@@ -226,8 +245,11 @@ def run_engine(
         real_steps=totals["real"],
         padded_steps=totals["padded"],
         shards=[
-            {"file": f"{write.SHARDS_DIR}/{write.shard_name(i, num_shards)}",
-             "batches": shard_batches[i], "examples": shard_examples[i]}
+            {
+                "file": f"{write.SHARDS_DIR}/{write.shard_name(i, num_shards)}",
+                "batches": shard_batches[i],
+                "examples": shard_examples[i],
+            }
             for i in range(num_shards)
         ],
         errors_files=error_files,

@@ -21,6 +21,7 @@ import apache_beam as beam
 import numpy as np
 import tensorflow as tf
 from apache_beam.metrics import Metrics
+from google.protobuf.message import DecodeError
 
 from pipeline.decode import DecodedBatch, Decoder, RecordSpec
 
@@ -109,15 +110,21 @@ def check_batch(
         if width is not None:
             bad = counts != width
             if bad.any():
-                mark(step_row[bad], Reason.WRONG_SHAPE,
-                     f"feature list {key!r}: a step has a number of values other "
-                     f"than prod(shape)={width}")
+                mark(
+                    step_row[bad],
+                    Reason.WRONG_SHAPE,
+                    f"feature list {key!r}: a step has a number of values other "
+                    f"than prod(shape)={width}",
+                )
             if values.dtype.kind == "f":
                 nonfinite = ~np.isfinite(values)
                 if nonfinite.any():
                     value_step = np.repeat(np.arange(len(counts)), counts)
-                    mark(step_row[value_step[nonfinite]], Reason.NON_FINITE,
-                         f"feature list {key!r} holds NaN or Inf")
+                    mark(
+                        step_row[value_step[nonfinite]],
+                        Reason.NON_FINITE,
+                        f"feature list {key!r} holds NaN or Inf",
+                    )
             eff[k] = steps
             continue
         num_buckets = spec.id_ranges.get(key)
@@ -125,8 +132,11 @@ def check_batch(
             out = (values < 0) | (values >= num_buckets)
             if out.any():
                 value_step = np.repeat(np.arange(len(counts)), counts)
-                mark(step_row[value_step[out]], Reason.ID_OUT_OF_RANGE,
-                     f"feature list {key!r} holds ids outside [0, {num_buckets})")
+                mark(
+                    step_row[value_step[out]],
+                    Reason.ID_OUT_OF_RANGE,
+                    f"feature list {key!r} holds ids outside [0, {num_buckets})",
+                )
         nonempty = np.flatnonzero(counts > 0)
         if len(nonempty):
             pos = nonempty - row_splits[step_row[nonempty]]
@@ -158,7 +168,7 @@ def check_batch(
 def _missing_lists(data: bytes, keys: Sequence[str]) -> list[str] | Reason:
     try:
         proto = tf.train.SequenceExample.FromString(data)
-    except Exception:  # noqa: BLE001 - protobuf's DecodeError type varies by backend
+    except DecodeError:
         return Reason.NOT_A_SEQUENCE_EXAMPLE
     present = proto.feature_lists.feature_list
     return [key for key in keys if key not in present]

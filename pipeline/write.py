@@ -116,7 +116,9 @@ def error_line(error, files: Sequence[str]) -> str:
     file_index, record_index = error.position
     return json.dumps(
         {
-            "reason": str(error.reason.value if hasattr(error.reason, "value") else error.reason),
+            "reason": str(
+                error.reason.value if hasattr(error.reason, "value") else error.reason
+            ),
             "detail": error.detail,
             "file": files[file_index] if 0 <= file_index < len(files) else "",
             "record_index": int(record_index),
@@ -213,7 +215,8 @@ class WriteShards(beam.PTransform):
             batches
             | "BatchKeys" >> beam.Map(lambda b: b[0])
             | "AllKeys" >> beam.combiners.ToList()
-            | "Rank" >> beam.Map(lambda keys: {k: i for i, k in enumerate(sorted(keys))})
+            | "Rank"
+            >> beam.Map(lambda keys: {k: i for i, k in enumerate(sorted(keys))})
         )
         written = (
             batches

@@ -13,7 +13,7 @@ GENRES = [b"action", b"comedy", b"drama", b"horror"]
 NUM_IDS = 50
 BATCH_SIZE = 16
 
-COLUMNS_PY = '''
+COLUMNS_PY = """
 import tensorflow as tf
 import transforms
 
@@ -32,7 +32,7 @@ CONTEXT = {
     "id": tf.io.FixedLenFeature([], tf.string),
     "label": tf.io.FixedLenFeature([], tf.int64),
 }
-'''
+"""
 
 
 def make_record(
@@ -53,8 +53,11 @@ def make_record(
     if label is not None:
         ex.context.feature["label"].int64_list.value.append(label)
     lists = ex.feature_lists.feature_list
-    values = {"rating": [[r] if not isinstance(r, list) else r for r in ratings],
-              "watches": watches, "genre": genres}
+    values = {
+        "rating": [[r] if not isinstance(r, list) else r for r in ratings],
+        "watches": watches,
+        "genre": genres,
+    }
     values.update(steps or {})
     for key, per_step in values.items():
         if key in omit:
@@ -82,7 +85,9 @@ def good_record(rng: np.random.Generator, ident: str) -> bytes:
     if n > 2:  # a multivalent step and an empty genre step in the middle
         genres[1] = [GENRES[0], GENRES[2]]
         genres[n // 2] = [] if n // 2 != n - 1 else genres[n // 2]
-    return make_record(ident, ratings, watches, genres, label=int(np.mean(ratings) > 2.75))
+    return make_record(
+        ident, ratings, watches, genres, label=int(np.mean(ratings) > 2.75)
+    )
 
 
 # Bad records of issue 3 item 7 that live inside a TFRecord (reason -> record).
@@ -121,8 +126,12 @@ def frame(data: bytes) -> bytes:
     from pipeline.read import masked_crc32c
 
     header = struct.pack("<Q", len(data))
-    return (header + struct.pack("<I", masked_crc32c(header)) + data
-            + struct.pack("<I", masked_crc32c(data)))
+    return (
+        header
+        + struct.pack("<I", masked_crc32c(header))
+        + data
+        + struct.pack("<I", masked_crc32c(data))
+    )
 
 
 def write_dataset(directory) -> dict:
@@ -153,8 +162,12 @@ def write_dataset(directory) -> dict:
     with open(paths[1], "wb") as f:
         f.write(b"".join(frame(r) for r in f1))
     with open(paths[2], "wb") as f:
-        f.write(b"".join(frame(r) for r in f2a) + bytes(corrupt)
-                + b"".join(frame(r) for r in f2b) + truncated)
+        f.write(
+            b"".join(frame(r) for r in f2a)
+            + bytes(corrupt)
+            + b"".join(frame(r) for r in f2b)
+            + truncated
+        )
     for r in f0 + [r for r in f1 if r not in bad_records().values()] + f2a + f2b:
         ex = tf.train.SequenceExample.FromString(r)
         good[ex.context.feature["id"].bytes_list.value[0]] = r

@@ -16,14 +16,16 @@ def lognormal_hist(n=200_000, seed=0):
 
 def test_assign_bucket_upper_bounds_inclusive():
     bounds = (8, 16, 32)
-    assert [bucket.assign_bucket(n, bounds) for n in (1, 8, 9, 16, 17, 32, 33, 999)] == [
-        0, 0, 1, 1, 2, 2, 3, 3]
+    assert [
+        bucket.assign_bucket(n, bounds) for n in (1, 8, 9, 16, 17, 32, 33, 999)
+    ] == [0, 0, 1, 1, 2, 2, 3, 3]
     lengths = np.array([1, 8, 9, 16, 17, 32, 33, 999])
     assert bucket.assign_buckets(lengths, bounds).tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
 
 
-@pytest.mark.parametrize("text,expected", [("auto", "auto"), ("8,16,32", (8, 16, 32)),
-                                           (" 4, 9 ", (4, 9))])
+@pytest.mark.parametrize(
+    "text,expected", [("auto", "auto"), ("8,16,32", (8, 16, 32)), (" 4, 9 ", (4, 9))]
+)
 def test_parse_boundaries(text, expected):
     assert bucket.parse_boundaries(text) == expected
 
@@ -90,11 +92,15 @@ def test_form_batches_spreads_buckets_over_subkeys():
 
     from pipeline import job
 
-    plan = bucket.BucketPlan(boundaries=(5,), batch_size=4, subkeys=(3, 1),
-                             estimated_efficiency=1.0)
+    plan = bucket.BucketPlan(
+        boundaries=(5,), batch_size=4, subkeys=(3, 1), estimated_efficiency=1.0
+    )
     rng = np.random.default_rng(0)
-    members = [((f, i), int(rng.integers(1, 10)), b"%d-%d" % (f, i))
-               for f in range(2) for i in range(60)]
+    members = [
+        ((f, i), int(rng.integers(1, 10)), b"%d-%d" % (f, i))
+        for f in range(2)
+        for i in range(60)
+    ]
 
     def check(batches):
         seen, short, short_keys = [], collections.Counter(), []
@@ -119,6 +125,9 @@ def test_form_batches_spreads_buckets_over_subkeys():
     options = beam.options.pipeline_options.PipelineOptions()
     with TestPipeline(runner=job.make_runner(options)) as p:
         plan_pc = p | "Plan" >> beam.Create([plan])
-        batches = (p | "Members" >> beam.Create(members)
-                   | "Form" >> bucket.FormBatches(plan_pc))
+        batches = (
+            p
+            | "Members" >> beam.Create(members)
+            | "Form" >> bucket.FormBatches(plan_pc)
+        )
         assert_that(batches, check)

@@ -2,11 +2,10 @@
 
 import numpy as np
 import tensorflow as tf
+from conftest import COLUMNS_PY, make_record
 
 import transforms
 from pipeline import features
-
-from conftest import COLUMNS_PY, make_record
 
 
 def computer(columns=None, context=None):
@@ -31,8 +30,9 @@ def test_one_trace_for_all_batch_sizes_and_lengths():
 def test_padding_is_zero_even_with_a_numeric_default_value():
     columns = [transforms.sequence_numeric_column("rating", default_value=-7.0)]
     c = computer(columns, {})
-    x, lengths, _ = c([make_record("a", ratings=[1.0, 2.0, 3.0]),
-                       make_record("b", ratings=[4.0])])
+    x, lengths, _ = c(
+        [make_record("a", ratings=[1.0, 2.0, 3.0]), make_record("b", ratings=[4.0])]
+    )
     assert lengths.tolist() == [3, 1]
     np.testing.assert_array_equal(x[:, :, 0], [[1, 2, 3], [4, 0, 0]])
     assert not np.signbit(x).any()  # +0.0, not -0.0: stable bytes
@@ -40,8 +40,10 @@ def test_padding_is_zero_even_with_a_numeric_default_value():
 
 def test_batch_record_stats_and_var_len_context():
     columns = [transforms.sequence_numeric_column("rating")]
-    context = {"tags": tf.io.VarLenFeature(tf.string),
-               "id": tf.io.FixedLenFeature([], tf.string)}
+    context = {
+        "tags": tf.io.VarLenFeature(tf.string),
+        "id": tf.io.FixedLenFeature([], tf.string),
+    }
     c = features.FeatureComputer(columns, context, {}, "id")
 
     def rec(ident, n, tags):

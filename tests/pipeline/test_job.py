@@ -9,21 +9,25 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import BATCH_SIZE, EXPECTED_REASON, GENRES, NUM_IDS
 
 import pipeline
-from pipeline import bucket, features, job
+from pipeline import bucket, job
 from pipeline.config import JobConfig
-
-from conftest import BATCH_SIZE, EXPECTED_REASON, GENRES, NUM_IDS
 
 NUM_EXPECTED_ERRORS = len(EXPECTED_REASON) + 2  # + corrupt + truncated
 
 
 def run(dataset, out, engine="beam", beam_argv=(), **kw):
     config = JobConfig(
-        input_pattern=dataset["pattern"], output_dir=str(out),
-        columns_file=dataset["columns"], batch_size=BATCH_SIZE, engine=engine,
-        progress=False, **kw)
+        input_pattern=dataset["pattern"],
+        output_dir=str(out),
+        columns_file=dataset["columns"],
+        batch_size=BATCH_SIZE,
+        engine=engine,
+        progress=False,
+        **kw,
+    )
     return job.run(config, list(beam_argv))
 
 
@@ -48,7 +52,9 @@ def dir_bytes(directory):
 
 def batches_of(directory):
     ds = pipeline.load_dataset(str(directory))
-    return [{k: (v.numpy() if hasattr(v, "numpy") else v) for k, v in b.items()} for b in ds]
+    return [
+        {k: (v.numpy() if hasattr(v, "numpy") else v) for k, v in b.items()} for b in ds
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +67,15 @@ def reference(runs):
     columns = [
         fc.sequence_numeric_column("rating"),
         fc.embedding_column(
-            fc.sequence_categorical_column_with_identity("watches", NUM_IDS), 4,
-            initializer=tf.constant_initializer(table)),
-        fc.indicator_column(fc.sequence_categorical_column_with_vocabulary_list(
-            "genre", [g.decode() for g in GENRES])),
+            fc.sequence_categorical_column_with_identity("watches", NUM_IDS),
+            4,
+            initializer=tf.constant_initializer(table),
+        ),
+        fc.indicator_column(
+            fc.sequence_categorical_column_with_vocabulary_list(
+                "genre", [g.decode() for g in GENRES]
+            )
+        ),
     ]
     layer = tf_keras.experimental.SequenceFeatures(columns)
     spec = fc.make_parse_example_spec(columns)
@@ -88,7 +99,9 @@ def test_rows_equal_the_tf_keras_reference(engine, runs, dataset, reference):
         for row, length, ident in zip(x, lengths, ids):
             want, want_length = reference(dataset["good"][ident])
             assert length == want_length
-            np.testing.assert_allclose(row[:length], want[:length], rtol=1e-6, atol=1e-6)
+            np.testing.assert_allclose(
+                row[:length], want[:length], rtol=1e-6, atol=1e-6
+            )
             assert not row[length:].any()  # padding is zero
             seen.add(ident)
     assert seen == set(dataset["good"])  # every good example exactly once
@@ -127,7 +140,9 @@ def test_every_bad_kind_lands_in_errors_with_its_reason(engine, runs, dataset):
     f, i = dataset["truncated_position"]
     assert entries[(f"in-{f:05d}.tfrecord", i)]["reason"] == "truncated_record"
     md = runs[engine].metadata
-    assert md["counts"]["error_positions"]["corrupt_record"] == [list(dataset["corrupt_position"])]
+    assert md["counts"]["error_positions"]["corrupt_record"] == [
+        list(dataset["corrupt_position"])
+    ]
 
 
 @pytest.mark.parametrize("engine", ["beam", "tfdata"])
@@ -147,15 +162,20 @@ def test_batches_stay_in_one_bucket_and_only_one_short_per_bucket(engine, runs):
         total_padded += len(lengths) * int(lengths.max())
     assert max(short.values()) == 1
     assert md["counts"]["real_steps"] == total_real
-    assert md["padding_efficiency"] == pytest.approx(total_real / total_padded, abs=1e-6)
+    assert md["padding_efficiency"] == pytest.approx(
+        total_real / total_padded, abs=1e-6
+    )
     assert md["padding_efficiency"] >= md["estimated_padding_efficiency"] - 1e-6
 
 
 def test_beam_metrics_counters_are_exact(runs, dataset):
     from apache_beam.metrics.metric import MetricsFilter
 
-    result = runs["beam"].pipeline_result.metrics().query(
-        MetricsFilter().with_namespace("seqshards"))
+    result = (
+        runs["beam"]
+        .pipeline_result.metrics()
+        .query(MetricsFilter().with_namespace("seqshards"))
+    )
     counters = collections.Counter()
     for c in result["counters"]:
         counters[c.key.metric.name] += c.committed
@@ -175,9 +195,14 @@ def test_metadata_and_reader(runs):
     directory = runs["base"] / "beam"
     md = pipeline.load_metadata(str(directory))
     assert md == runs["beam"].metadata
-    assert md["version"] == 1 and md["engine"] == "beam" and md["batch_size"] == BATCH_SIZE
-    assert [c["name"] for c in md["columns"]] == ["genre_indicator", "rating",
-                                                  "watches_embedding"]
+    assert (
+        md["version"] == 1 and md["engine"] == "beam" and md["batch_size"] == BATCH_SIZE
+    )
+    assert [c["name"] for c in md["columns"]] == [
+        "genre_indicator",
+        "rating",
+        "watches_embedding",
+    ]
     assert md["embeddings"] == {"watches_embedding": "embeddings/watches_embedding.npy"}
     assert md["id_feature"] == "id"
     assert sum(s["examples"] for s in md["shards"]) == md["counts"]["examples_written"]
@@ -190,7 +215,8 @@ def test_metadata_and_reader(runs):
     assert spec["label"].shape.as_list() == [None] and spec["id"].dtype == tf.string
     shuffled = pipeline.load_dataset(str(directory), shuffle_batches=True, seed=3)
     assert sum(int(b["sequence_length"].shape[0]) for b in shuffled) == len(
-        set().union(*[set(b["id"].numpy()) for b in ds]))
+        set().union(*[set(b["id"].numpy()) for b in ds])
+    )
 
 
 def test_reader_refuses_unknown_version(runs, tmp_path):
@@ -223,8 +249,11 @@ def test_two_runs_give_identical_bytes(runs, dataset, tmp_path):
 
 @pytest.mark.slow
 def test_multi_process_direct_runner_is_byte_identical(runs, dataset, tmp_path):
-    run(dataset, tmp_path / "mp", beam_argv=[
-        "--direct_running_mode=multi_processing", "--direct_num_workers=2"])
+    run(
+        dataset,
+        tmp_path / "mp",
+        beam_argv=["--direct_running_mode=multi_processing", "--direct_num_workers=2"],
+    )
     assert dir_bytes(tmp_path / "mp") == dir_bytes(runs["base"] / "beam")
 
 
@@ -237,12 +266,22 @@ def test_materialize_transform_on_bare_bytes(dataset):
 
     spec = load_columns(dataset["columns"])
     records = sorted(dataset["good"].values())[:40]
-    with TestPipeline(runner=job.make_runner(beam.options.pipeline_options.PipelineOptions())) as p:
-        out = (p | "Make" >> beam.Create(records + [b"\xff garbage"])
-               | "Materialize" >> pipeline.MaterializeSequenceFeatures(
-                   spec.columns, spec.context, batch_size=8, bucket_boundaries=(4, 9)))
-        examples = (out["batches"] | "N" >> beam.Map(lambda b: b[2].examples)
-                    | "Sum" >> beam.CombineGlobally(sum))
+    with TestPipeline(
+        runner=job.make_runner(beam.options.pipeline_options.PipelineOptions())
+    ) as p:
+        out = (
+            p
+            | "Make" >> beam.Create(records + [b"\xff garbage"])
+            | "Materialize"
+            >> pipeline.MaterializeSequenceFeatures(
+                spec.columns, spec.context, batch_size=8, bucket_boundaries=(4, 9)
+            )
+        )
+        examples = (
+            out["batches"]
+            | "N" >> beam.Map(lambda b: b[2].examples)
+            | "Sum" >> beam.CombineGlobally(sum)
+        )
         reasons = out["errors"] | "R" >> beam.Map(lambda e: e.reason.value)
         assert_that(examples, equal_to([40]), label="AllWritten")
         assert_that(reasons, equal_to(["not_a_sequence_example"]), label="OneError")

@@ -4,17 +4,21 @@ import glob
 import os
 
 import pytest
+from conftest import BATCH_SIZE
 
 from pipeline import features, job, write
 from pipeline.config import JobConfig
 
-from conftest import BATCH_SIZE
-
 
 def config(dataset, out, **kw):
     kw.setdefault("progress", False)
-    return JobConfig(input_pattern=dataset["pattern"], output_dir=str(out),
-                     columns_file=dataset["columns"], batch_size=BATCH_SIZE, **kw)
+    return JobConfig(
+        input_pattern=dataset["pattern"],
+        output_dir=str(out),
+        columns_file=dataset["columns"],
+        batch_size=BATCH_SIZE,
+        **kw,
+    )
 
 
 def leftovers(out):
@@ -49,12 +53,19 @@ def test_failed_run_leaves_no_output_dir(engine, dataset, tmp_path, failing_feat
 def test_failed_overwrite_keeps_the_previous_run(dataset, tmp_path, monkeypatch):
     out = tmp_path / "out"
     job.run(config(dataset, out, engine="tfdata"))
-    before = {p: open(p, "rb").read() for p in glob.glob(f"{out}/**/*.*", recursive=True)}
-    monkeypatch.setattr(features.FeatureComputer, "batch_record",
-                        lambda self, m: (_ for _ in ()).throw(RuntimeError("injected")))
+    before = {
+        p: open(p, "rb").read() for p in glob.glob(f"{out}/**/*.*", recursive=True)
+    }
+    monkeypatch.setattr(
+        features.FeatureComputer,
+        "batch_record",
+        lambda self, m: (_ for _ in ()).throw(RuntimeError("injected")),
+    )
     with pytest.raises(RuntimeError, match="injected"):
         job.run(config(dataset, out, engine="tfdata", overwrite=True))
-    after = {p: open(p, "rb").read() for p in glob.glob(f"{out}/**/*.*", recursive=True)}
+    after = {
+        p: open(p, "rb").read() for p in glob.glob(f"{out}/**/*.*", recursive=True)
+    }
     assert after == before and leftovers(out) == []
 
 
@@ -95,11 +106,21 @@ def test_output_path_that_is_a_file_is_refused(dataset, tmp_path):
 
 def test_missing_input_and_columns(dataset, tmp_path):
     with pytest.raises(FileNotFoundError, match="no file matches"):
-        job.run(JobConfig(input_pattern=str(tmp_path / "none-*"), output_dir=str(tmp_path / "o"),
-                          columns_file=dataset["columns"]))
+        job.run(
+            JobConfig(
+                input_pattern=str(tmp_path / "none-*"),
+                output_dir=str(tmp_path / "o"),
+                columns_file=dataset["columns"],
+            )
+        )
     with pytest.raises(FileNotFoundError, match="columns"):
-        job.run(JobConfig(input_pattern=dataset["pattern"], output_dir=str(tmp_path / "o"),
-                          columns_file=str(tmp_path / "nope.py")))
+        job.run(
+            JobConfig(
+                input_pattern=dataset["pattern"],
+                output_dir=str(tmp_path / "o"),
+                columns_file=str(tmp_path / "nope.py"),
+            )
+        )
     assert not (tmp_path / "o").exists()
 
 
@@ -107,10 +128,19 @@ def test_missing_input_and_columns(dataset, tmp_path):
 def test_input_without_a_valid_record(engine, dataset, tmp_path):
     from conftest import bad_records, frame
 
-    (tmp_path / "bad.tfrecord").write_bytes(b"".join(frame(r) for r in bad_records().values()))
+    (tmp_path / "bad.tfrecord").write_bytes(
+        b"".join(frame(r) for r in bad_records().values())
+    )
     out = tmp_path / "out"
-    result = job.run(JobConfig(input_pattern=str(tmp_path / "bad.tfrecord"), output_dir=str(out),
-                               columns_file=dataset["columns"], engine=engine, progress=False))
+    result = job.run(
+        JobConfig(
+            input_pattern=str(tmp_path / "bad.tfrecord"),
+            output_dir=str(out),
+            columns_file=dataset["columns"],
+            engine=engine,
+            progress=False,
+        )
+    )
     counts = result.metadata["counts"]
     assert counts["examples_written"] == 0 and counts["batches"] == 0
     assert counts["errors_total"] == counts["examples_in"] == len(bad_records())

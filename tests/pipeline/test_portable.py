@@ -11,7 +11,6 @@ import sys
 import time
 
 import pytest
-
 from test_job import dir_bytes, run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -46,17 +45,50 @@ def test_portable_runner_with_external_worker_pool(dataset, tmp_path):
     logs = open(tmp_path / "services.log", "wb")
     procs = []
     try:
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "apache_beam.runners.portability.local_job_service_main",
-             "--port", str(job_port)], env=env, cwd=ROOT, stdout=logs, stderr=logs))
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main",
-             "--service_port", str(pool_port)], env=env, cwd=ROOT, stdout=logs, stderr=logs))
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "apache_beam.runners.portability.local_job_service_main",
+                    "--port",
+                    str(job_port),
+                ],
+                env=env,
+                cwd=ROOT,
+                stdout=logs,
+                stderr=logs,
+            )
+        )
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "apache_beam.runners.worker.worker_pool_main",
+                    "--service_port",
+                    str(pool_port),
+                ],
+                env=env,
+                cwd=ROOT,
+                stdout=logs,
+                stderr=logs,
+            )
+        )
         wait_for_port(job_port, procs[0])
         wait_for_port(pool_port, procs[1])
-        result = run(dataset, tmp_path / "portable", beam_argv=[
-            "--runner", "PortableRunner", f"--job_endpoint=localhost:{job_port}",
-            "--environment_type", "EXTERNAL", f"--environment_config=localhost:{pool_port}"])
+        result = run(
+            dataset,
+            tmp_path / "portable",
+            beam_argv=[
+                "--runner",
+                "PortableRunner",
+                f"--job_endpoint=localhost:{job_port}",
+                "--environment_type",
+                "EXTERNAL",
+                f"--environment_config=localhost:{pool_port}",
+            ],
+        )
         assert result.metadata["counts"]["examples_written"] == len(dataset["good"])
         reference = run(dataset, tmp_path / "inprocess")
         assert dir_bytes(tmp_path / "portable") == dir_bytes(tmp_path / "inprocess")

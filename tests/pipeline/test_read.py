@@ -4,10 +4,9 @@ import io
 import struct
 
 import pytest
+from conftest import frame
 
 from pipeline import read
-
-from conftest import frame
 
 
 def records_of(data: bytes):
@@ -72,7 +71,9 @@ def test_match_files_sorted_and_missing(tmp_path):
     for name in ("b.tfrecord", "a.tfrecord"):
         (tmp_path / name).write_bytes(b"")
     assert read.match_files(str(tmp_path / "*.tfrecord")) == [
-        str(tmp_path / "a.tfrecord"), str(tmp_path / "b.tfrecord")]
+        str(tmp_path / "a.tfrecord"),
+        str(tmp_path / "b.tfrecord"),
+    ]
     with pytest.raises(FileNotFoundError, match="no file matches"):
         read.match_files(str(tmp_path / "*.nothing"))
 

@@ -13,15 +13,26 @@ def test_load_dataset_decodes_records_and_ragged_context(tmp_path):
     (tmp_path / "shards").mkdir()
     x = np.arange(2 * 3 * 2, dtype=np.float32).reshape(2, 3, 2)
     record = write.encode_batch(
-        x, np.array([3, 1]),
-        {"tags": (np.array([b"a", b"b", b"c"], object), np.array([1, 2])),
-         "score": (np.array([0.5, 1.5], np.float32), None)},
-        [b"i0", b"i1"])
-    write.write_records(str(tmp_path / "shards" / "part-00000-of-00001.tfrecord"), [record])
-    md = {"version": metadata.FORMAT_VERSION, "feature_dim": 2,
-          "shards": [{"file": "shards/part-00000-of-00001.tfrecord"}],
-          "context": {"tags": {"kind": "var_len", "dtype": "string"},
-                      "score": {"kind": "fixed_len", "dtype": "float32", "shape": []}}}
+        x,
+        np.array([3, 1]),
+        {
+            "tags": (np.array([b"a", b"b", b"c"], object), np.array([1, 2])),
+            "score": (np.array([0.5, 1.5], np.float32), None),
+        },
+        [b"i0", b"i1"],
+    )
+    write.write_records(
+        str(tmp_path / "shards" / "part-00000-of-00001.tfrecord"), [record]
+    )
+    md = {
+        "version": metadata.FORMAT_VERSION,
+        "feature_dim": 2,
+        "shards": [{"file": "shards/part-00000-of-00001.tfrecord"}],
+        "context": {
+            "tags": {"kind": "var_len", "dtype": "string"},
+            "score": {"kind": "fixed_len", "dtype": "float32", "shape": []},
+        },
+    }
     (tmp_path / "metadata.json").write_text(json.dumps(md))
     ds = pipeline.load_dataset(str(tmp_path))
     assert ds.element_spec["sequence_input"].shape.as_list() == [None, None, 2]

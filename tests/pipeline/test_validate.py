@@ -5,11 +5,10 @@ import numpy as np
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamPipeline
 from apache_beam.testing.util import assert_that, equal_to
+from conftest import COLUMNS_PY, EXPECTED_REASON, bad_records, good_record, make_record
 
 from pipeline import decode, validate
 from pipeline.validate import Reason
-
-from conftest import COLUMNS_PY, EXPECTED_REASON, bad_records, good_record, make_record
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +32,11 @@ def test_record_spec_from_columns(spec):
 def test_good_records_pass_with_reference_lengths(spec, decoder):
     rng = np.random.default_rng(0)
     records = [good_record(rng, f"g{i}") for i in range(40)]
-    records.append(make_record("trail", ratings=(1.0, 2.0, 3.0),
-                               genres=[[b"drama"], [], [b"action"]]))
+    records.append(
+        make_record(
+            "trail", ratings=(1.0, 2.0, 3.0), genres=[[b"drama"], [], [b"action"]]
+        )
+    )
     chunk = [((0, i), r) for i, r in enumerate(records)]
     valid, errors = validate.validate_chunk(decoder, spec, chunk)
     assert errors == []
@@ -45,8 +47,11 @@ def test_good_records_pass_with_reference_lengths(spec, decoder):
 @pytest.mark.parametrize("kind", sorted(EXPECTED_REASON))
 def test_bad_record_kinds(kind, spec, decoder):
     rng = np.random.default_rng(1)
-    chunk = [((0, 0), good_record(rng, "a")), ((0, 1), bad_records()[kind]),
-             ((0, 2), good_record(rng, "b"))]
+    chunk = [
+        ((0, 0), good_record(rng, "a")),
+        ((0, 1), bad_records()[kind]),
+        ((0, 2), good_record(rng, "b")),
+    ]
     valid, errors = validate.validate_chunk(decoder, spec, chunk)
     assert [v[0] for v in valid] == [(0, 0), (0, 2)]
     assert len(errors) == 1
@@ -75,7 +80,8 @@ def test_reasons_are_a_closed_str_enum():
     assert Reason("empty_sequence") is Reason.EMPTY_SEQUENCE
     assert all(isinstance(r.value, str) and r.value == r.value.lower() for r in Reason)
     assert validate.classify_parse_error("Invalid protocol message input") is (
-        Reason.NOT_A_SEQUENCE_EXAMPLE)
+        Reason.NOT_A_SEQUENCE_EXAMPLE
+    )
 
 
 def test_validate_records_transform(spec):
@@ -87,8 +93,11 @@ def test_validate_records_transform(spec):
     from pipeline.job import make_runner
 
     with BeamPipeline(runner=make_runner(PipelineOptions())) as p:
-        out = (p | "Make" >> beam.Create([[((0, 0), good), ((0, 1), empty)]])
-               | "Validate" >> validate.ValidateRecords(spec))
+        out = (
+            p
+            | "Make" >> beam.Create([[((0, 0), good), ((0, 1), empty)]])
+            | "Validate" >> validate.ValidateRecords(spec)
+        )
         positions = out.valid | "Pos" >> beam.Map(lambda v: v[0])
         reasons = out.errors | "Reason" >> beam.Map(lambda e: e.reason)
         assert_that(positions, equal_to([(0, 0)]), label="OneValid")
