@@ -44,5 +44,12 @@ bench-quick: $(STAMP)  ## A ~1-minute version of `make bench`.
 	$(PY) bench/bench_features.py --quick
 	$(PY) bench/run_bench.py --quick
 
+lint: $(STAMP)  ## ruff check (88 columns, isort).
+	$(VENV)/bin/ruff check transforms pipeline tests bench data
+
+fmt: $(STAMP)  ## ruff format + import sorting.
+	$(VENV)/bin/ruff check --select I --fix transforms pipeline tests bench data
+	$(VENV)/bin/ruff format transforms pipeline tests bench data
+
 clean:  ## Remove the venv and generated output.
 	rm -rf $(VENV) out *.egg-info .pytest_cache

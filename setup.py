@@ -19,10 +19,17 @@ setup(
         "apache-beam>=2.77,<2.78",
         "tfx-bsl>=1.21,<1.22",
         "pyyaml>=6",
+        "google-crc32c>=1.5",
         "numpy",
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6", "tf-keras>=2.21,<2.22", "matplotlib>=3.8"],
+        "test": [
+            "pytest>=8",
+            "hypothesis>=6",
+            "tf-keras>=2.21,<2.22",
+            "matplotlib>=3.8",
+            "ruff>=0.6",
+        ],
         "plot": ["matplotlib>=3.8"],
     },
     entry_points={"console_scripts": ["seqshards=pipeline.__main__:main"]},
