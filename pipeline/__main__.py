@@ -1,17 +1,23 @@
 """CLI: `python -m pipeline` / `seqshards`: argparse -> JobConfig -> job.run().
 
 Unknown flags are Beam pipeline options (e.g. --runner, --direct_num_workers).
+Subcommands `seqshards stats ...` (pipeline/stats.py) and `seqshards inspect DIR`
+(pipeline/inspect_output.py) are dispatched on the first argument.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
 
 from pipeline import bucket
 from pipeline.config import JobConfig
+
+# First argument -> module whose `main(argv)` runs it; anything else is the job.
+SUBCOMMANDS = {"stats": "pipeline.stats", "inspect": "pipeline.inspect_output"}
 
 
 def _positive_int(text: str) -> int:
@@ -39,6 +45,8 @@ def make_parser() -> argparse.ArgumentParser:
             "--direct_running_mode, --direct_num_workers); the default runner is the "
             "in-process DirectRunner (FnApiRunner)."
         ),
+        epilog="Other commands: `seqshards stats --help` (lengths, feature presence "
+        "and bucket choices of an input), `seqshards inspect DIR` (what a run wrote).",
     )
     parser.add_argument(
         "--input",
@@ -126,6 +134,9 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[JobConfig, list[str]]
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
     config, beam_argv = parse_args(argv)
     from pipeline import job, metadata
 
