@@ -147,7 +147,47 @@ class SequenceDenseColumn(FeatureColumn):
 
     @abc.abstractmethod
     def sequence_dense(self, cache: InputCache, state: Any) -> tuple[tf.Tensor, tf.Tensor]:
-        """Returns `(dense [B, T, output_width], sequence_length int64 [B])`."""
+        """Returns `(dense [B, T, output_width], sequence_length int64 [B])`.
+
+        The column on its own, shaped like TF's per-column output; the layer
+        uses it when it cannot scatter into one shared buffer (see `parts`).
+        """
+
+    @abc.abstractmethod
+    def parts(self, cache: InputCache, state: Any) -> ColumnParts:
+        """Returns the column's T, lengths and its scattered writes (`ColumnParts`)."""
+
+
+class Updates(NamedTuple):
+    """Writes into the flat `[B * T * D]` output of the layer.
+
+    `set_positions`/`set_values` overwrite (each position at most once);
+    `add_positions` each add 1.0 (repeats accumulate: multi-hot counts).
+    """
+
+    set_positions: tf.Tensor | None = None
+    set_values: tf.Tensor | None = None
+    add_positions: tf.Tensor | None = None
+
+
+class ColumnParts(NamedTuple):
+    """One column's contribution to a SequenceFeatures call.
+
+    `updates(offset, depth, padding)` builds the column's writes into the shared
+    flat output (step `(b, t)`, feature `j` at `(b * T + t) * depth + offset + j`),
+    which is pre-filled with `padding`; it is only called once all columns are
+    known to agree on T. `dense()` is
+    the stand-alone `[B, T, width]` output (used for error reporting / fallback).
+    """
+
+    num_steps: tf.Tensor  # int64 scalar T
+    length: tf.Tensor  # int64 [B]
+    batch_size: tf.Tensor  # int64 scalar B
+    static_batch_size: int | None
+    dtype: tf.DType  # output dtype (float32, or an integer numeric column's dtype)
+    default_value: float  # padding value of this column's features
+    updates: Any  # Callable[[int, int, float], Updates]
+    dense: Any  # Callable[[], tf.Tensor]
 
 
 class SparseIds(NamedTuple):
@@ -164,6 +204,21 @@ class SparseIds(NamedTuple):
     num_steps: tf.Tensor  # int64 scalar T
     length: tf.Tensor  # int64 [B]
     static_batch_size: int | None
+
+
+def check_canonical_order(flat_positions, key: str, strict: bool = False) -> None:
+    """Raises InvalidArgumentError unless positions are sorted (row-major input).
+
+    SparseTensors from tf.io.parse_*example, RaggedTensor.to_sparse and dense
+    inputs always are; hand-built ones may need `tf.sparse.reorder`.
+    """
+    head, tail = flat_positions[:-1], flat_positions[1:]
+    ordered = tf.reduce_all(tail > head if strict else tail >= head)
+    tf.debugging.Assert(ordered, [
+        f"Invalid value for argument `features[{key!r}]`. Expected SparseTensor "
+        "indices in canonical row-major order. Received out-of-order indices; "
+        "use tf.sparse.reorder."
+    ])
 
 
 def sequence_length(rows, steps, batch_size):

@@ -273,28 +273,72 @@ class EmbeddingColumn(_base.SequenceDenseColumn):
             return self.table_initializer()
         return _CheckpointInitializer(self.ckpt_to_load_from, self.tensor_name_in_ckpt)
 
-    def sequence_dense(self, cache, table):
-        ids = cache.ids(self.categorical_column)
-        batch_size, num_steps = ids.batch_size, ids.num_steps
-        valid = ids.ids >= 0
-        segments = tf.boolean_mask(ids.rows * num_steps + ids.steps, valid)
-        flat_ids = tf.boolean_mask(ids.ids, valid)
-        num_segments = batch_size * num_steps
-        # As TF's embedding_lookup_sparse: gather the unique rows (ResourceGather
-        # raises TF's out-of-range error), clip them, reduce each step's rows.
-        unique_ids, positions = tf.unique(flat_ids)
-        rows = tf.gather(table, unique_ids)
-        if self.max_norm is not None:
-            rows = tf.clip_by_norm(rows, self.max_norm, axes=[1])
-        segment_op = {
+    def _segment_op(self):
+        return {
             "sum": tf.sparse.segment_sum,
             "mean": tf.sparse.segment_mean,
             "sqrtn": tf.sparse.segment_sqrt_n,
         }[self.combiner]
-        out = segment_op(rows, positions, segments, num_segments=num_segments)
+
+    def _valid(self, ids):
+        """Steps (`row * T + step`) and ids of the entries with id >= 0."""
+        keep = tf.where(ids.ids >= 0)[:, 0]
+        segments = tf.gather(ids.rows * ids.num_steps + ids.steps, keep)
+        return segments, tf.gather(ids.ids, keep)
+
+    def _rows(self, table, flat_ids):
+        """As TF's embedding_lookup_sparse: gather the unique rows (ResourceGather
+        raises TF's out-of-range error), clip them; returns rows, positions."""
+        unique_ids, positions = tf.unique(flat_ids)
+        rows = tf.gather(table, unique_ids)
+        if self.max_norm is not None:
+            rows = tf.clip_by_norm(rows, self.max_norm, axes=[1])
+        return rows, positions
+
+    def sequence_dense(self, cache, table):
+        ids = cache.ids(self.categorical_column)
+        batch_size, num_steps = ids.batch_size, ids.num_steps
+        segments, flat_ids = self._valid(ids)
+        rows, positions = self._rows(table, flat_ids)
+        out = self._segment_op()(rows, positions, segments,
+                                 num_segments=batch_size * num_steps)
         dense = tf.reshape(out, tf.stack([batch_size, num_steps, self.dimension]))
         dense.set_shape([ids.static_batch_size, None, self.dimension])
         return dense, ids.length
+
+    def parts(self, cache, table):
+        ids = cache.ids(self.categorical_column)
+
+        def updates(offset: int, depth: int, padding: float) -> _base.Updates:
+            segments, flat_ids = self._valid(ids)
+            _base.check_canonical_order(segments, self.categorical_column.key)
+            rows, positions = self._rows(table, flat_ids)
+            # Reduce over the occupied steps only ([U, dim], same kernel and
+            # order as TF, so bit-identical), then write those U rows.
+            step_index, steps = _occupied_steps(segments)
+            out = self._segment_op()(rows, positions, step_index)
+            where = tf.reshape(
+                steps[:, None] * depth
+                + tf.range(offset, offset + self.dimension, dtype=tf.int64)[None, :],
+                [-1],
+            )
+            return _base.Updates(set_positions=where, set_values=tf.reshape(out, [-1]))
+
+        return _base.ColumnParts(
+            num_steps=ids.num_steps, length=ids.length, batch_size=ids.batch_size,
+            static_batch_size=ids.static_batch_size, dtype=tf.float32,
+            default_value=0.0, updates=updates,
+            dense=lambda: self.sequence_dense(cache, table)[0],
+        )
+
+
+def _occupied_steps(segments):
+    """For sorted step ids [N]: (index of each entry's step among the distinct
+    steps [N], the distinct step ids [U])."""
+    is_new = tf.concat([tf.ones([1], tf.bool)[: tf.size(segments)],
+                        segments[1:] != segments[:-1]], axis=0)
+    index = tf.cumsum(tf.cast(is_new, tf.int64)) - 1
+    return index, tf.boolean_mask(segments, is_new)
 
 
 @_base.register_column
@@ -337,3 +381,19 @@ class IndicatorColumn(_base.SequenceDenseColumn):
         dense = tf.reshape(out, tf.stack([batch_size, num_steps, depth]))
         dense.set_shape([ids.static_batch_size, None, depth])
         return dense, ids.length
+
+    def parts(self, cache, state=None):
+        ids = cache.ids(self.categorical_column)
+        num_buckets = self.categorical_column.num_buckets
+
+        def updates(offset: int, depth: int, padding: float) -> _base.Updates:
+            valid = tf.logical_and(ids.ids >= 0, ids.ids < num_buckets)
+            where = (ids.rows * ids.num_steps + ids.steps) * depth + (ids.ids + offset)
+            return _base.Updates(add_positions=tf.boolean_mask(where, valid))
+
+        return _base.ColumnParts(
+            num_steps=ids.num_steps, length=ids.length, batch_size=ids.batch_size,
+            static_batch_size=ids.static_batch_size, dtype=tf.float32,
+            default_value=0.0, updates=updates,
+            dense=lambda: self.sequence_dense(cache, state)[0],
+        )

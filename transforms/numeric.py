@@ -34,6 +34,11 @@ def _check_shape(shape, key) -> tuple[int, ...]:
     return shape
 
 
+def _same_float32(a, b) -> bool:
+    """True if `a` and `b` are the same float32 bit pattern (0.0 != -0.0)."""
+    return np.float32(a).tobytes() == np.float32(b).tobytes()
+
+
 def sequence_numeric_column(
     key: str,
     shape=(1,),
@@ -121,35 +126,74 @@ class SequenceNumericColumn(_base.SequenceDenseColumn):
             )
         return super().from_config(config, custom_objects)
 
-    def sequence_dense(self, cache, state=None):
+    def _flat(self, cache):
+        """Normalized input as flat values with their row and in-row offset."""
         sp = cache.raw(self.key)
         if not isinstance(sp, tf.SparseTensor):
             raise TypeError("Input must be a SparseTensor.")
         if self.normalizer_fn is not None:
             sp = self.normalizer_fn(sp)
-        values, indices, dense_shape = sp.values, sp.indices, sp.dense_shape
-        default = tf.convert_to_tensor(self.default_value, dtype=values.dtype)
-        width = self.output_width
-        batch_size = dense_shape[0]
-        row_size = tf.reduce_prod(dense_shape[1:])
-        rows = indices[:, 0]
-        if sp.shape.rank == 2:
+        indices, dense_shape = sp.indices, sp.dense_shape
+        rank = sp.shape.rank
+        if rank == 2:
             offsets = indices[:, 1]
+        elif rank == 3:
+            offsets = indices[:, 1] * dense_shape[2] + indices[:, 2]
         else:  # row-major position inside the row, as densify + reshape does
-            tail = dense_shape[1:]
-            strides = tf.math.cumprod(tail, exclusive=True, reverse=True)
+            strides = tf.math.cumprod(dense_shape[1:], exclusive=True, reverse=True)
             offsets = tf.reduce_sum(indices[:, 1:] * strides, axis=1)
+        row_size = tf.reduce_prod(dense_shape[1:])
+        length = _base.sequence_length(indices[:, 0], indices[:, 1], dense_shape[0])
+        if rank == 2 and self.output_width > 1:
+            length = (length + (self.output_width - 1)) // self.output_width
+        return sp, indices[:, 0], offsets, dense_shape[0], row_size, length
+
+    def sequence_dense(self, cache, state=None):
+        sp, rows, offsets, batch_size, row_size, length = self._flat(cache)
+        width = self.output_width
+        default = tf.convert_to_tensor(self.default_value, dtype=sp.values.dtype)
         flat = tf.tensor_scatter_nd_update(
             tf.fill(tf.reshape(batch_size * row_size, [1]), default),
             tf.expand_dims(rows * row_size + offsets, 1),
-            values,
+            sp.values,
         )
         # [B * R] -> [B, R] -> [B, R / width, width]; the second reshape raises
         # TF's own "requires a multiple of" error when R is not divisible.
         flat = tf.reshape(flat, tf.stack([batch_size, row_size]))
         dense = tf.reshape(flat, tf.stack([batch_size, -1, width]))
-        length = _base.sequence_length(rows, indices[:, 1], batch_size)
-        if sp.shape.rank == 2 and width > 1:
-            length = (length + (width - 1)) // width
         dense.set_shape([sp.shape[0], None, width])
         return dense, length
+
+    def parts(self, cache, state=None):
+        sp, rows, offsets, batch_size, row_size, length = self._flat(cache)
+        width = self.output_width
+        tf.convert_to_tensor(self.default_value, dtype=sp.values.dtype)  # TF's TypeError
+        # T exactly as TF's reshape [B, R] -> [B, -1, width] gives it (its error
+        # when R is not a multiple of width, its inference for B = 0), on a
+        # 1-byte-per-cell probe instead of the values.
+        probe = tf.reshape(
+            tf.zeros(tf.stack([batch_size, row_size]), tf.bool),
+            tf.stack([batch_size, -1, width]),
+        )
+        num_steps = tf.shape(probe, out_type=tf.int64)[1]
+
+        def updates(offset: int, depth: int, padding: float) -> _base.Updates:
+            if _same_float32(self.default_value, padding):
+                _base.check_canonical_order(rows * row_size + offsets, self.key, strict=True)
+                steps, slots = offsets // width, offsets % width
+                positions = (rows * num_steps + steps) * depth + (slots + offset)
+                return _base.Updates(set_positions=positions, set_values=sp.values)
+            # Another padding value than the layer's: write every slot.
+            values = tf.reshape(self.sequence_dense(cache, state)[0], [-1])
+            slots = tf.range(batch_size * num_steps, dtype=tf.int64)
+            positions = slots[:, None] * depth + tf.range(
+                offset, offset + width, dtype=tf.int64)[None, :]
+            return _base.Updates(set_positions=tf.reshape(positions, [-1]),
+                                 set_values=values)
+
+        return _base.ColumnParts(
+            num_steps=num_steps, length=length, batch_size=batch_size,
+            static_batch_size=sp.shape[0], dtype=sp.values.dtype,
+            default_value=float(np.float32(self.default_value)), updates=updates,
+            dense=lambda: self.sequence_dense(cache, state)[0],
+        )

@@ -77,6 +77,23 @@ def _verify_static_batch_size_equality(tensors, columns) -> None:
             )
 
 
+def _check_static_batch(parts, columns) -> int | None:
+    """TF's static batch check on the per-column outputs; returns the batch size."""
+    expected, expected_index = None, None
+    for i, part in enumerate(parts):
+        if part.static_batch_size is None:
+            continue
+        if expected is None:
+            expected, expected_index = part.static_batch_size, i
+        elif expected != part.static_batch_size:
+            raise ValueError(
+                "Batch size (first dimension) of each feature must be same. "
+                f"Batch size of columns ({columns[expected_index].name}, "
+                f"{columns[i].name}): ({expected}, {part.static_batch_size})"
+            )
+    return expected
+
+
 def _assert_all_equal_and_return(tensors):
     if len(tensors) == 1:
         return tensors[0]
@@ -169,18 +186,79 @@ class SequenceFeatures(keras.layers.Layer):
         if not isinstance(features, dict):
             raise ValueError("We expected a dictionary here. Instead we got: ", features)
         cache = _base.InputCache(features, self._lookups)
-        outputs, lengths = [], []
-        for column in self._feature_columns:
-            state = None
-            if isinstance(column, EmbeddingColumn):
-                state = self._tables[self._table_index[column.name]].value
-            dense, length = column.sequence_dense(cache, state)
-            outputs.append(dense)
-            lengths.append(length)
+        parts = [
+            column.parts(cache, self._state(column)) for column in self._feature_columns
+        ]
+        lengths = [p.length for p in parts]
         _verify_static_batch_size_equality(lengths, self._feature_columns)
         sequence_length = _assert_all_equal_and_return(lengths)
-        _verify_static_batch_size_equality(outputs, self._feature_columns)
-        return tf.concat(outputs, -1), sequence_length
+        if any(p.dtype != tf.float32 for p in parts):
+            # Integer numeric columns keep their dtype (TF's concat then fails
+            # when they are mixed with float columns): per-column path.
+            outputs = [p.dense() for p in parts]
+            _verify_static_batch_size_equality(outputs, self._feature_columns)
+            return tf.concat(outputs, -1), sequence_length
+        static_batch = _check_static_batch(parts, self._feature_columns)
+
+        def fused():
+            return self._scatter(parts, static_batch)
+
+        if len(parts) == 1:
+            return fused(), sequence_length
+        num_steps = tf.stack([p.num_steps for p in parts])
+        # Columns disagreeing on T: run TF's concat of the per-column outputs,
+        # which raises its own error ("ConcatOp : Dimension 1 ...").
+        output = tf.cond(
+            tf.reduce_all(tf.equal(num_steps, num_steps[0])),
+            fused,
+            lambda: tf.concat([p.dense() for p in parts], -1),
+        )
+        output.set_shape([static_batch, None, self.output_width])
+        return output, sequence_length
+
+    def _state(self, column):
+        if isinstance(column, EmbeddingColumn):
+            return self._tables[self._table_index[column.name]].value
+        return None
+
+    def _scatter(self, parts, static_batch):
+        """Builds `[B, T, D]` in one pass: a single SparseToDense of every
+        column's writes over the padding value (no per-column buffers, no concat).
+        """
+        depth = self.output_width
+        batch_size, num_steps = parts[0].batch_size, parts[0].num_steps
+        # Padding: the default shared by most output features (0.0 whenever
+        # there is an embedding or indicator); other columns write all slots.
+        widths: dict[bytes, int] = {}
+        for column, part in zip(self._feature_columns, parts):
+            key = np.float32(part.default_value).tobytes()
+            widths[key] = widths.get(key, 0) + column.output_width
+        padding = float(np.frombuffer(max(widths, key=widths.get), np.float32)[0])
+        positions, values, counted = [], [], []
+        offset = 0
+        for column, part in zip(self._feature_columns, parts):
+            updates = part.updates(offset, depth, padding)
+            offset += column.output_width
+            if updates.set_positions is not None:
+                positions.append(updates.set_positions)
+                values.append(updates.set_values)
+            if updates.add_positions is not None:
+                counted.append(updates.add_positions)
+        if counted:  # multi-hot: one write per distinct position, value = count
+            unique, index = tf.unique(tf.concat(counted, 0))
+            positions.append(unique)
+            values.append(tf.math.unsorted_segment_sum(
+                tf.ones_like(index, tf.float32), index, tf.size(unique)))
+        output = tf.raw_ops.SparseToDense(
+            sparse_indices=tf.expand_dims(tf.concat(positions, 0), 1),
+            output_shape=tf.reshape(batch_size * num_steps * depth, [1]),
+            sparse_values=tf.concat(values, 0),
+            default_value=tf.constant(padding, tf.float32),
+            validate_indices=False,
+        )
+        output = tf.reshape(output, tf.stack([batch_size, num_steps, depth]))
+        output.set_shape([static_batch, None, depth])
+        return output
 
     def _output_dtype(self) -> str:
         dtypes = {
