@@ -219,6 +219,90 @@ def make_plan(
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class BucketBatches:
+    """The batches the job forms for one bucket (see `simulate_batches`).
+
+    Attributes:
+      bucket: Bucket id.
+      examples: Examples in the bucket.
+      batches: Batches formed (only the last can hold fewer than B examples).
+      real_steps: Sum of the examples' lengths.
+      padded_steps: Padding only: sum over batches of B * T, minus real_steps.
+      max_length: Longest example of the bucket.
+    """
+
+    bucket: int
+    examples: int
+    batches: int
+    real_steps: int
+    padded_steps: int
+    max_length: int
+
+
+def simulate_batches(
+    positions: Sequence[tuple[int, int]], lengths: Sequence[int], plan: BucketPlan
+) -> list[BucketBatches]:
+    """Forms batches as `FormBatches` (the Beam job) does and counts their padding.
+
+    Same rules: bucket by `plan.boundaries`; a bucket is spread over
+    `plan.subkeys[b]` sub-keys by `subkey(position)`; each sub-key's examples,
+    sorted by position, are chunked by B and the full chunks are batches; a
+    bucket's remainders, sorted by position, are chunked again. Each batch is
+    padded to its longest example. (The tfdata engine chunks each bucket in
+    reading order; its padding can differ slightly.)
+
+    Args:
+      positions: `(file_index, record_index)` of each valid example.
+      lengths: Their lengths (>= 1), same order.
+      plan: The plan (`make_plan` over the same examples' histogram).
+
+    Returns:
+      One `BucketBatches` per non-empty bucket, by bucket id.
+    """
+    lengths = np.asarray(lengths, np.int64)
+    if not len(lengths):
+        return []
+    pos = np.asarray(positions, np.int64).reshape(len(lengths), 2)
+    buckets = assign_buckets(lengths, plan.boundaries)
+    b_size = plan.batch_size
+    out = []
+    for b in np.unique(buckets).tolist():
+        idx = np.flatnonzero(buckets == b)
+        idx = idx[np.lexsort((pos[idx, 1], pos[idx, 0]))]  # sorted by position
+        n = plan.subkeys[b] if b < len(plan.subkeys) else 1
+        if n > 1:
+            pairs = pos[idx].tolist()  # Python ints: subkey's arithmetic is 64-bit
+            subs = np.asarray([subkey((f, r), n) for f, r in pairs])
+            parts, rest = [], []
+            for s in range(n):
+                members = idx[subs == s]  # stays sorted by position
+                full = len(members) - len(members) % b_size
+                parts.append(members[:full])
+                rest.append(members[full:])
+            rest = np.concatenate(rest)
+            rest = rest[np.lexsort((pos[rest, 1], pos[rest, 0]))]
+            groups = [*parts, rest]
+        else:
+            groups = [idx]
+        batches = real = total = 0
+        for members in groups:
+            if not len(members):
+                continue
+            group = lengths[members]
+            starts = np.arange(0, len(group), b_size)
+            sizes = np.diff(np.append(starts, len(group)))
+            batches += len(starts)
+            real += int(group.sum())
+            total += int((np.maximum.reduceat(group, starts) * sizes).sum())
+        out.append(
+            BucketBatches(
+                int(b), len(idx), batches, real, total - real, int(lengths[idx].max())
+            )
+        )
+    return out
+
+
 def padding_efficiency(real_steps: int, padded_steps: int) -> float:
     """real / (real + padding) as reported in metadata.json (1.0 with no steps)."""
     total = real_steps + padded_steps
