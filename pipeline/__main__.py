@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from pipeline import bucket
+from pipeline import bucket, progress
 from pipeline.config import JobConfig
 
 # First argument -> module whose `main(argv)` runs it; anything else is the job.
@@ -37,6 +37,7 @@ def _boundaries(text: str):
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="seqshards",
+        parents=[progress.verbosity_parser()],
         description=(
             "Materialize SequenceExample TFRecords into length-bucketed, padded "
             "float32 [B, T, D] shards (DIR/shards), with dead letters (DIR/errors), "
@@ -109,7 +110,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no_progress",
         action="store_true",
-        help="No progress line on stderr (tfdata engine).",
+        help="No progress lines on stderr (also implied by --quiet).",
     )
     return parser
 
@@ -127,7 +128,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[JobConfig, list[str]]
         engine=args.engine,
         overwrite=args.overwrite,
         id_feature=args.id_feature,
-        progress=not args.no_progress,
+        progress=not args.no_progress and args.verbosity >= 0,
     )
     return config, beam_argv
 
@@ -138,11 +139,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] in SUBCOMMANDS:
         return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
     config, beam_argv = parse_args(argv)
+    progress.configure_logging(progress.verbosity_of(argv))
     from pipeline import job, metadata
 
     result = job.run(config, beam_argv)
     print(metadata.summary(result.metadata, result.seconds))
-    print(f"  output: {config.output_dir}")
+    print(f"  {'output':<20}{config.output_dir}")
     return 0
 
 

@@ -34,7 +34,7 @@ class JobConfig:
       engine: "beam" or "tfdata".
       overwrite: Replace an existing non-empty DIR.
       id_feature: Context feature written as `example_id` when CONTEXT has it.
-      progress: Print a progress line to stderr (tfdata engine).
+      progress: Log progress lines to stderr (both engines, see progress.py).
     """
 
     input_pattern: str

@@ -23,7 +23,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.runners.runner import PipelineState
 
 import transforms
-from pipeline import bucket, decode, features, metadata, read, validate, write
+from pipeline import bucket, decode, features, metadata, progress, read, validate, write
 from pipeline import config as config_lib
 from pipeline.validate import ErrorRecord
 
@@ -160,6 +160,16 @@ def build(
         id_feature=config.id_feature,
         chunked=True,
     )
+    if config.progress:  # side branches: log lines, no output
+        total = (
+            sum(map(read.file_size, files)) if progress.one_worker(p.options) else None
+        )
+        _ = read_out.records | "ProgressRead" >> progress.LogProgress(
+            "read", progress.chunk_size, total_bytes=total
+        )
+        _ = out["batches"] | "ProgressFeatures" >> progress.LogProgress(
+            "features", progress.batch_size, unit="examples"
+        )
     errors = (read_out[read.READ_ERRORS], out["errors"]) | "AllErrors" >> beam.Flatten()
     error_infos = errors | "WriteErrors" >> write.WriteErrors(directory, files)
     shard_infos = out["batches"] | "WriteShards" >> write.WriteShards(

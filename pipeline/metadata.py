@@ -124,25 +124,43 @@ def write_metadata(directory: str, metadata: Mapping) -> None:
 
 
 def summary(metadata: Mapping, seconds: float | None = None) -> str:
-    """A human summary of a run (printed by the CLI)."""
+    """The final summary table of a run (printed by the CLI).
+
+    Args:
+      metadata: The run's metadata.json dict.
+      seconds: Wall time of the run, if known.
+    """
     c = metadata["counts"]
-    lines = [
-        f"seqshards: {c['examples_written']} of {c['examples_in']} examples written "
-        f"in {c['batches']} batches to {len(metadata['shards'])} shard(s) "
-        f"(engine={metadata['engine']}, D={metadata['feature_dim']}, "
-        f"B={metadata['batch_size']})",
-        f"  padding efficiency {metadata['padding_efficiency']:.4f} "
-        f"({c['real_steps']} real / "
-        f"{c['real_steps'] + c['padded_steps']} padded steps),"
-        f" {len(metadata['bucket_boundaries']) + 1} buckets",
-        f"  dead letters: {c['errors_total']}"
-        + (
-            " (" + ", ".join(f"{k}={v}" for k, v in c["errors"].items()) + ")"
-            if c["errors"]
-            else ""
+    total_steps = c["real_steps"] + c["padded_steps"]
+    buckets = len(metadata["bucket_boundaries"]) + 1
+    files = metadata.get("input", {}).get("files", [])
+    rows = [
+        ("examples in", f"{c['examples_in']:,}", f"{len(files)} input file(s)"),
+        (
+            "examples written",
+            f"{c['examples_written']:,}",
+            f"{c['batches']:,} batches, {len(metadata['shards'])} shard(s)",
+        ),
+        ("dead letters", f"{c['errors_total']:,}", "errors/<reason>.jsonl"),
+    ]
+    rows += [(f"  {reason}", f"{n:,}", "") for reason, n in c["errors"].items()]
+    rows += [
+        (
+            "padding efficiency",
+            f"{metadata['padding_efficiency']:.4f}",
+            f"{c['real_steps']:,} real / {total_steps:,} padded steps",
+        ),
+        (
+            "buckets",
+            f"{buckets}",
+            f"B={metadata['batch_size']}, D={metadata['feature_dim']}",
         ),
     ]
     if seconds is not None:
         rate = c["examples_in"] / seconds if seconds > 0 else 0.0
-        lines.append(f"  time {seconds:.1f} s ({rate:,.0f} examples/s)")
+        rows.append(("time", f"{seconds:.1f} s", f"{rate:,.0f} examples/s"))
+    width = max(len(value) for _, value, _ in rows)
+    lines = [f"seqshards summary (engine={metadata['engine']})"]
+    for label, value, note in rows:
+        lines.append(f"  {label:<20}{value:>{width}}  {note}".rstrip())
     return "\n".join(lines)

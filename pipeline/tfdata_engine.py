@@ -8,20 +8,18 @@ and validated in one vectorized call; valid records go to per-bucket buffers and
 every full buffer becomes a batch (one `FeatureComputer` tf.function call);
 remainders are flushed at the end, bucket by bucket (only a bucket's last batch
 is short). Batch k goes to shard k % N. With `--bucket_boundaries auto` a first
-pass computes the length histogram. A progress line goes to stderr.
+pass computes the length histogram. Progress lines go to stderr (progress.py).
 """
 
 from __future__ import annotations
 
 import collections
-import sys
-import time
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from pipeline import bucket, decode, features, metadata, read, validate, write
+from pipeline import bucket, decode, features, metadata, progress, read, validate, write
 from pipeline.validate import ErrorRecord, Reason
 
 _CHUNK = 1024
@@ -78,29 +76,6 @@ def _source(files: Sequence[str]) -> tf.data.Dataset:
     )
 
 
-class _Progress:
-    def __init__(self, total_bytes: int, enabled: bool):
-        self.total, self.enabled = total_bytes, enabled
-        self.start = self.last = time.time()
-        self.records = self.bytes = 0
-
-    def update(self, records: int, nbytes: int, final: bool = False):
-        self.records += records
-        self.bytes += nbytes
-        now = time.time()
-        if not self.enabled or (now - self.last < 0.5 and not final):
-            return
-        self.last = now
-        elapsed = now - self.start
-        rate = self.records / elapsed if elapsed > 0 else 0.0
-        line = f"\r{self.records:,} records  {rate:,.0f} rec/s  {elapsed:.0f} s elapsed"
-        if self.total and self.bytes and not final:
-            eta = elapsed * (self.total - self.bytes) / self.bytes
-            line += f"  {100 * self.bytes / self.total:.0f} %  ETA {eta:.0f} s"
-        sys.stderr.write(line + ("\n" if final else ""))
-        sys.stderr.flush()
-
-
 def _chunks(files: Sequence[str]):
     """Yields (chunk [(position, bytes)], read ErrorRecords, bytes read)."""
     for fi, idx, data, e_idx, e_reason, e_detail, e_data in _source(
@@ -118,12 +93,16 @@ def _chunks(files: Sequence[str]):
         yield chunk, errors, nbytes
 
 
-def _histogram(files, decoder, spec) -> dict[int, int]:
+def _histogram(files, decoder, spec, report) -> dict[int, int]:
     hist: collections.Counter = collections.Counter()
-    for chunk, _, _ in _chunks(files):
+    for chunk, read_errors, nbytes in _chunks(files):
         if chunk:
             valid, _ = validate.validate_chunk(decoder, spec, chunk)
             hist.update(length for _, length, _ in valid)
+        if report:
+            report.add(len(chunk) + len(read_errors), nbytes)
+    if report:
+        report.done()
     return dict(hist)
 
 
@@ -147,12 +126,20 @@ def run_engine(
     computer = features.FeatureComputer(
         spec.columns, spec.context, embedding_weights, config.id_feature
     )
+    total_bytes = sum(read.file_size(f) for f in files)
+
+    def reporter(label):
+        return (
+            progress.Progress(label, total_bytes=total_bytes)
+            if config.progress
+            else None
+        )
+
     histogram = {}
     if config.bucket_boundaries == "auto":
-        histogram = _histogram(files, decoder, record_spec)
+        histogram = _histogram(files, decoder, record_spec, reporter("lengths pass"))
     plan = bucket.make_plan(histogram, config.bucket_boundaries, config.batch_size)
-    total_bytes = sum(read.file_size(f) for f in files)
-    progress = _Progress(total_bytes, config.progress)
+    report = reporter("materialize")
 
     writers = [
         tf.io.TFRecordWriter(
@@ -204,11 +191,13 @@ def run_engine(
                     if len(buf) == b:
                         emit(buf)
                         buffers[bid] = []
-            progress.update(len(chunk) + len(read_errors), nbytes)
+            if report:
+                report.add(len(chunk) + len(read_errors), nbytes)
         for bid in sorted(buffers):
             if buffers[bid]:
                 emit(buffers[bid])
-        progress.update(0, 0, final=True)
+        if report:
+            report.done()
     finally:
         for w in writers:
             w.close()

@@ -1,0 +1,219 @@
+"""Progress lines and log levels: what a run tells the user while it works.
+
+Place in the flow: beside the stages, never inside a per-record loop. Both
+engines count work in chunks or batches and call `Progress.add`, which reads the
+clock once and writes a line to the `seqshards` logger (stderr, INFO) at most
+every `INTERVAL_SECONDS`: records so far, records/s, elapsed and, where the
+input size is known, the share of input bytes read and an ETA.
+
+The CLI maps `-q/--quiet` (warnings only, no progress), the default (progress)
+and `-v/--verbose` (debug lines, Beam's INFO logs) onto logging levels with
+`configure_logging`. On the Beam engine `LogProgress` is a side branch of the
+read and features stages; each worker logs its own lines (in-process runs print
+them on stderr; on Dataflow/Flink/Spark they are in the worker logs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+LOGGER_NAME = "seqshards"
+INTERVAL_SECONDS = 2.0
+# Bytes of TFRecord framing per record (length, two CRCs), counted as read.
+FRAMING_BYTES = 16
+
+logger = logging.getLogger(LOGGER_NAME)
+
+
+def verbosity_parser() -> argparse.ArgumentParser:
+    """The `-q/--quiet` and `-v/--verbose` flags (a parent parser; dest `verbosity`)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "-q",
+        "--quiet",
+        dest="verbosity",
+        action="store_const",
+        const=-1,
+        default=0,
+        help="Only warnings and errors on stderr (no progress lines).",
+    )
+    group.add_argument(
+        "-v",
+        "--verbose",
+        dest="verbosity",
+        action="count",
+        help="Debug lines too, and Beam's INFO logs.",
+    )
+    return parser
+
+
+def verbosity_of(argv) -> int:
+    """-1 / 0 / n for `-q` / nothing / `-v` given n times, from a whole argv."""
+    return verbosity_parser().parse_known_args(list(argv))[0].verbosity or 0
+
+
+def verbosity_level(verbosity: int) -> int:
+    """The `seqshards` logger level: -1 quiet, 0 default, >= 1 verbose."""
+    if verbosity < 0:
+        return logging.WARNING
+    return logging.INFO if verbosity == 0 else logging.DEBUG
+
+
+def configure_logging(verbosity: int = 0) -> None:
+    """Sends the `seqshards` logger to stderr at the level of `verbosity`.
+
+    Args:
+      verbosity: -1 (`--quiet`: warnings and errors only), 0 (default: progress
+        lines) or >= 1 (`-v`: debug lines too, and Beam's INFO logs).
+    """
+    for handler in list(logger.handlers):
+        if getattr(handler, "_seqshards", False):
+            logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler._seqshards = True
+    fmt = "%(message)s" if verbosity < 1 else "%(asctime)s %(name)s: %(message)s"
+    handler.setFormatter(logging.Formatter(fmt))
+    logger.addHandler(handler)
+    logger.setLevel(verbosity_level(verbosity))
+    logger.propagate = False
+    logging.getLogger("apache_beam").setLevel(
+        logging.INFO if verbosity >= 1 else logging.WARNING
+    )
+    if verbosity >= 1:
+        logging.basicConfig(level=logging.INFO)
+
+
+def one_worker(options) -> bool:
+    """Whether one in-process worker runs every stage (then its share is the job's).
+
+    Args:
+      options: The job's Beam `PipelineOptions`.
+    """
+    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+
+    runner = options.view_as(StandardOptions).runner
+    direct = options.view_as(DirectOptions)
+    return runner in (None, "DirectRunner", "direct", "FnApiRunner") and (
+        direct.direct_num_workers == 1
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    return f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+class Progress:
+    """Counts work and logs a line at most every `interval` seconds.
+
+    Usage: `p = Progress("read", total_bytes=n)`, then `p.add(records, nbytes)`
+    per chunk and `p.done()` once at the end (always logs its line).
+    """
+
+    def __init__(
+        self,
+        label: str,
+        *,
+        total_bytes: int | None = None,
+        unit: str = "records",
+        interval: float = INTERVAL_SECONDS,
+        log: logging.Logger | None = None,
+    ):
+        self.label, self.unit, self.interval = label, unit, interval
+        self.total_bytes = total_bytes or None
+        self._log = log or logger
+        self.count = self.bytes = 0
+        self.start: float | None = None
+        self._next = 0.0
+
+    def add(self, count: int, nbytes: int = 0) -> None:
+        """Adds `count` units (and `nbytes` input bytes); may log a line."""
+        now = time.monotonic()
+        if self.start is None:
+            self.start, self._next = now, now + self.interval
+        self.count += count
+        self.bytes += nbytes
+        if now >= self._next:
+            self._next = now + self.interval
+            self._log.info("%s", self.line(now))
+
+    def done(self) -> None:
+        """Logs the final line of this stage."""
+        if self.start is None:
+            self.start = time.monotonic()
+        self._log.info("%s", self.line(time.monotonic(), final=True))
+
+    def line(self, now: float, final: bool = False) -> str:
+        elapsed = max(now - (self.start or now), 0.0)
+        rate = self.count / elapsed if elapsed > 0 else 0.0
+        text = f"{self.label}: {self.count:,} {self.unit}"
+        if final:
+            return f"{text} in {_duration(elapsed)} ({rate:,.0f} {self.unit}/s), done"
+        text += f", {rate:,.0f} {self.unit}/s, {_duration(elapsed)} elapsed"
+        if self.total_bytes and self.bytes:
+            share = min(self.bytes / self.total_bytes, 1.0)
+            eta = elapsed * (1.0 - share) / share
+            text += f", {100 * share:.0f} % of input, ETA {_duration(eta)}"
+        return text
+
+
+def chunk_size(chunk) -> tuple[int, int]:
+    """(records, bytes incl. framing) of a read chunk `[(position, bytes)]`."""
+    return len(chunk), sum(len(data) for _, data in chunk) + FRAMING_BYTES * len(chunk)
+
+
+def batch_size(batch) -> tuple[int, int]:
+    """(examples, 0) of a features output `(key, record, BatchStats)`."""
+    return batch[2].examples, 0
+
+
+# --- Beam wrapper -------------------------------------------------------------------
+
+import apache_beam as beam  # noqa: E402
+
+
+class LogProgress(beam.PTransform):
+    """A side branch that logs a stage's progress; outputs nothing.
+
+    Args:
+      label: Stage name in the lines ("read", "features").
+      measure: Picklable `element -> (count, bytes)` (`chunk_size`, `batch_size`).
+      total_bytes: Input size for the share and the ETA; pass it only when one
+        worker sees the whole input (the in-process runner), else None.
+      unit: What is counted.
+    """
+
+    def __init__(self, label, measure, *, total_bytes=None, unit="records"):
+        super().__init__()
+        self._args = (label, measure, total_bytes, unit)
+
+    def expand(self, pcoll):
+        return pcoll | "Log" >> beam.ParDo(_LogProgressDoFn(*self._args))
+
+
+class _LogProgressDoFn(beam.DoFn):
+    def __init__(self, label, measure, total_bytes, unit):
+        self._label, self._measure = label, measure
+        self._total_bytes, self._unit = total_bytes, unit
+        self._progress = None
+
+    def setup(self):
+        self._progress = Progress(
+            self._label, total_bytes=self._total_bytes, unit=self._unit
+        )
+
+    def process(self, element):
+        self._progress.add(*self._measure(element))
+        return ()
+
+    def teardown(self):
+        if self._progress is not None and self._progress.count:
+            self._progress.done()
