@@ -61,13 +61,43 @@ def make_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="Output directory (must be new or empty, see --overwrite).",
     )
-    parser.add_argument(
+    columns = parser.add_mutually_exclusive_group(required=True)
+    columns.add_argument(
         "--columns",
-        required=True,
-        metavar="FILE",
-        help="Python columns file defining COLUMNS (transforms sequence "
-        "dense columns) and optionally CONTEXT (dict name -> "
-        "tf.io.FixedLenFeature/VarLenFeature). It is executed.",
+        metavar="FILE.yaml",
+        help="Declarative columns spec (YAML or JSON: columns and context, see "
+        "pipeline/README.md). Read safely: no code runs.",
+    )
+    columns.add_argument(
+        "--columns_py",
+        metavar="FILE.py",
+        help="Python columns file defining COLUMNS (transforms sequence dense "
+        "columns) and optionally CONTEXT (dict name -> tf.io.FixedLenFeature/"
+        "VarLenFeature). It is EXECUTED: only for files you trust.",
+    )
+    parser.add_argument(
+        "--max_sequence_length",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="Longest sequence accepted, in steps per feature list (default: no "
+        "limit). Checked on the serialized record before any tensor is built, so "
+        "one huge record cannot blow memory; see --on_long.",
+    )
+    parser.add_argument(
+        "--on_long",
+        choices=("dead_letter", "truncate"),
+        default="dead_letter",
+        help="Records longer than --max_sequence_length: dead_letter (default; "
+        "errors/too_long.jsonl) or truncate (keep the first N steps).",
+    )
+    parser.add_argument(
+        "--on_invalid",
+        choices=("dead_letter", "fail"),
+        default="dead_letter",
+        help="Records with NaN/Inf values or identity ids outside [0, num_buckets): "
+        "dead_letter (default) or fail (stop the job naming the first offending "
+        "record's file and index; no output is left).",
     )
     parser.add_argument(
         "--batch_size",
@@ -121,7 +151,11 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[JobConfig, list[str]]
     config = JobConfig(
         input_pattern=args.input,
         output_dir=args.output,
-        columns_file=args.columns,
+        columns_file=args.columns or "",
+        columns_py=args.columns_py or "",
+        max_sequence_length=args.max_sequence_length,
+        on_long=args.on_long,
+        on_invalid=args.on_invalid,
         batch_size=args.batch_size,
         bucket_boundaries=args.bucket_boundaries,
         num_shards=args.num_shards,

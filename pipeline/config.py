@@ -1,9 +1,12 @@
 """Job configuration: the frozen `JobConfig` and columns-file loading.
 
 Place in the flow: `__main__` (argparse) -> **config** -> job.run / tfdata_engine.run.
-A columns file is a Python file defining `COLUMNS` (a list of `transforms`
-sequence dense columns) and optionally `CONTEXT` (dict: context feature name ->
-`tf.io.FixedLenFeature` / `tf.io.VarLenFeature`), carried into every batch.
+The columns are given by a declarative spec (`--columns FILE.yaml|.json`, see
+spec.py: parsed with a safe YAML loader, no code runs) or, only when asked for
+explicitly, by a Python file (`--columns_py FILE.py`, executed) defining `COLUMNS`
+(a list of `transforms` sequence dense columns) and optionally `CONTEXT` (dict:
+context feature name -> `tf.io.FixedLenFeature` / `tf.io.VarLenFeature`), carried
+into every batch.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import runpy
 from collections.abc import Mapping, Sequence
 
 ENGINES = ("beam", "tfdata")
+ON_LONG = ("dead_letter", "truncate")
+ON_INVALID = ("dead_letter", "fail")
 # Keys of the output record; context features may not use them.
 RESERVED_KEYS = ("sequence_input", "shape", "sequence_length", "example_id")
 
@@ -26,7 +31,8 @@ class JobConfig:
     Attributes:
       input_pattern: Glob of the input SequenceExample TFRecord files.
       output_dir: Output directory DIR.
-      columns_file: Path of the columns file.
+      columns_file: Path of the declarative columns spec (YAML/JSON); exactly one
+        of `columns_file` and `columns_py` is set.
       batch_size: Examples per output batch B.
       bucket_boundaries: "auto" or sorted upper bounds (bucket i holds lengths
         <= boundaries[i]; the last bucket is unbounded).
@@ -34,12 +40,19 @@ class JobConfig:
       engine: "beam" or "tfdata".
       overwrite: Replace an existing non-empty DIR.
       id_feature: Context feature written as `example_id` when CONTEXT has it.
+      columns_py: Path of a Python columns file (executed; explicit opt-in).
+      max_sequence_length: Longest sequence accepted (steps per feature list),
+        None for no limit.
+      on_long: What happens to longer records: "dead_letter" (reason
+        `too_long`) or "truncate" (keep the first `max_sequence_length` steps).
+      on_invalid: NaN/Inf and out-of-range ids: "dead_letter" or "fail" (stop
+        the job naming the first offending record).
       progress: Log progress lines to stderr (both engines, see progress.py).
     """
 
     input_pattern: str
     output_dir: str
-    columns_file: str
+    columns_file: str = ""
     batch_size: int = 64
     bucket_boundaries: tuple[int, ...] | str = "auto"
     num_shards: int | None = None
@@ -47,8 +60,38 @@ class JobConfig:
     overwrite: bool = False
     id_feature: str = "id"
     progress: bool = True
+    columns_py: str = ""
+    max_sequence_length: int | None = None
+    on_long: str = "dead_letter"
+    on_invalid: str = "dead_letter"
 
     def __post_init__(self):
+        if not self.input_pattern:
+            raise ValueError(
+                "Invalid value for argument `input`. Expected a non-empty glob of "
+                f"TFRecord files. Received: input={self.input_pattern!r}"
+            )
+        if bool(self.columns_file) == bool(self.columns_py):
+            raise ValueError(
+                "Expected exactly one of `columns` (a YAML/JSON columns spec) and "
+                "`columns_py` (a Python columns file, executed). Received: "
+                f"columns={self.columns_file!r}, columns_py={self.columns_py!r}"
+            )
+        if self.max_sequence_length is not None and (
+            not isinstance(self.max_sequence_length, int)
+            or self.max_sequence_length < 1
+        ):
+            raise ValueError(
+                "Invalid value for argument `max_sequence_length`. Expected an int "
+                f">= 1 or None. Received: max_sequence_length="
+                f"{self.max_sequence_length!r}"
+            )
+        for name, options in (("on_long", ON_LONG), ("on_invalid", ON_INVALID)):
+            if getattr(self, name) not in options:
+                raise ValueError(
+                    f"Invalid value for argument `{name}`. Expected one of {options}. "
+                    f"Received: {name}={getattr(self, name)!r}"
+                )
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(
                 "Invalid value for argument `batch_size`. Expected an int >= 1. "
@@ -101,21 +144,48 @@ class ColumnsSpec:
     path: str
 
 
-def load_columns(path: str) -> ColumnsSpec:
-    """Loads a columns file (Python: `COLUMNS`, optional `CONTEXT`).
+def load_job_columns(config: JobConfig) -> ColumnsSpec:
+    """The columns of a job: `config.columns_file` (spec) or `config.columns_py`."""
+    if config.columns_py:
+        return load_columns(config.columns_py, allow_python=True)
+    return load_columns(config.columns_file)
+
+
+def load_columns(path: str, *, allow_python: bool = False) -> ColumnsSpec:
+    """Loads a columns spec (YAML/JSON) or, if `allow_python`, a Python file.
 
     Raises:
       FileNotFoundError: if `path` does not exist.
-      ValueError: if COLUMNS / CONTEXT are missing or malformed.
+      ValueError: a `.py` file without `allow_python`; an invalid spec
+        (`spec.SpecError`, naming the key); COLUMNS / CONTEXT missing or malformed.
     """
+    flag = "columns_py" if allow_python else "columns"
     if not os.path.isfile(path):
         raise FileNotFoundError(
-            "Invalid value for argument `columns`. Expected an existing columns file. "
-            f"Received: columns={path!r}"
+            f"Invalid value for argument `{flag}`. Expected an existing columns file. "
+            f"Received: {flag}={path!r}"
+        )
+    if not path.endswith(".py"):
+        from pipeline import spec as spec_lib
+
+        columns, context, digest = spec_lib.load(path)
+        return columns_spec(columns, context, sha256=digest, path=path)
+    if not allow_python:
+        raise ValueError(
+            f"Invalid value for argument `columns`. Expected a YAML or JSON columns "
+            f"spec. Received: columns={path!r}, a Python file: running it would "
+            "execute its code. Pass it as --columns_py to run it explicitly, or write "
+            "the columns as YAML (see pipeline/README.md)."
         )
     with open(path, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()
-    namespace = runpy.run_path(path, run_name="seqshards_columns")
+    try:
+        namespace = runpy.run_path(path, run_name="seqshards_columns")
+    except SyntaxError as e:
+        raise ValueError(
+            f"Invalid columns file {path}: syntax error at line {e.lineno}: {e.msg}. "
+            "Fix the Python syntax."
+        ) from None
     return columns_spec(
         namespace.get("COLUMNS"),
         namespace.get("CONTEXT") or {},
@@ -140,13 +210,16 @@ def columns_spec(
             "Expected a non-empty list "
             f"of transforms sequence dense columns. Received: COLUMNS={columns!r}"
         )
-    for column in columns:
-        if not hasattr(column, "parse_example_spec") or not hasattr(column, "name"):
+    for i, column in enumerate(columns):
+        # Dense sequence columns of `transforms` have an int `.output_width`;
+        # tf.feature_column and categorical columns do not.
+        if not isinstance(getattr(column, "output_width", None), int):
             raise ValueError(
-                "Invalid item in `COLUMNS`. "
-                "Expected a transforms sequence dense column "
-                "(e.g. sequence_numeric_column, embedding_column, indicator_column). "
-                f"Received: {column!r}"
+                f"Invalid item COLUMNS[{i}]. Expected a transforms sequence dense "
+                "column (sequence_numeric_column, embedding_column, "
+                "indicator_column; convert tf.feature_column columns with "
+                "transforms.from_tf_feature_columns, wrap categorical columns in "
+                f"embedding_column/indicator_column). Received: {column!r}"
             )
     if not isinstance(context, Mapping):
         raise ValueError(

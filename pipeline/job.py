@@ -252,7 +252,7 @@ class RunResult:
 
 def prepare(config: config_lib.JobConfig):
     """Checks everything that can fail before work starts; returns the pieces."""
-    spec = config_lib.load_columns(config.columns_file)
+    spec = config_lib.load_job_columns(config)
     files = read.match_files(config.input_pattern)
     read.check_readable(files)
     write.check_output_dir(config.output_dir, config.overwrite)

@@ -34,6 +34,23 @@ CONTEXT = {
 }
 """
 
+# The same columns as a declarative spec (what `--columns` takes).
+COLUMNS_YAML = """
+columns:
+  - {kind: numeric, key: rating}
+  - kind: embedding
+    dimension: 4
+    categorical: {kind: identity, key: watches, num_buckets: 50}
+  - kind: indicator
+    categorical:
+      kind: vocabulary_list
+      key: genre
+      vocabulary: [action, comedy, drama, horror]
+context:
+  id: {dtype: string}
+  label: {dtype: int64}
+"""
+
 
 def make_record(
     ident: str = "x",
@@ -185,8 +202,10 @@ def write_dataset(directory) -> dict:
 def dataset(tmp_path_factory):
     directory = tmp_path_factory.mktemp("input")
     facts = write_dataset(directory)
-    columns = directory / "columns.py"
-    columns.write_text(COLUMNS_PY)
+    columns = directory / "columns.yaml"
+    columns.write_text(COLUMNS_YAML)
     facts["columns"] = str(columns)
+    (directory / "columns.py").write_text(COLUMNS_PY)
+    facts["columns_py"] = str(directory / "columns.py")
     facts["pattern"] = str(directory / "in-*.tfrecord")
     return facts
