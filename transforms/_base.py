@@ -146,7 +146,9 @@ class SequenceDenseColumn(FeatureColumn):
         return int(self.variable_shape.num_elements())
 
     @abc.abstractmethod
-    def sequence_dense(self, cache: InputCache, state: Any) -> tuple[tf.Tensor, tf.Tensor]:
+    def sequence_dense(
+        self, cache: InputCache, state: Any
+    ) -> tuple[tf.Tensor, tf.Tensor]:
         """Returns `(dense [B, T, output_width], sequence_length int64 [B])`.
 
         The column on its own, shaped like TF's per-column output; the layer
@@ -206,21 +208,6 @@ class SparseIds(NamedTuple):
     static_batch_size: int | None
 
 
-def check_canonical_order(flat_positions, key: str, strict: bool = False) -> None:
-    """Raises InvalidArgumentError unless positions are sorted (row-major input).
-
-    SparseTensors from tf.io.parse_*example, RaggedTensor.to_sparse and dense
-    inputs always are; hand-built ones may need `tf.sparse.reorder`.
-    """
-    head, tail = flat_positions[:-1], flat_positions[1:]
-    ordered = tf.reduce_all(tail > head if strict else tail >= head)
-    tf.debugging.Assert(ordered, [
-        f"Invalid value for argument `features[{key!r}]`. Expected SparseTensor "
-        "indices in canonical row-major order. Received out-of-order indices; "
-        "use tf.sparse.reorder."
-    ])
-
-
 def sequence_length(rows, steps, batch_size):
     """`max(step) + 1` per row, 0 for rows without entries; int64 [B]."""
     length = tf.math.unsorted_segment_max(steps + 1, rows, num_segments=batch_size)
@@ -275,8 +262,10 @@ class InputCache:
             indices, values = value.indices, value.values
             dense_shape = value.dense_shape
         else:  # dense categorical input: drop -1 / '' cells (TF's rule)
-            ignore = "" if value.dtype == tf.string else (
-                -1 if value.dtype.is_integer else 0
+            ignore = (
+                ""
+                if value.dtype == tf.string
+                else (-1 if value.dtype.is_integer else 0)
             )
             ignore = tf.cast(ignore, value.dtype)
             indices = tf.where(tf.not_equal(value, ignore))

@@ -211,9 +211,7 @@ class IdentityCategoricalColumn(_base.SequenceCategoricalColumn):
         ids = tf.cast(values, tf.int64)
         if self.default_value is not None:
             out_of_range = tf.logical_or(ids < 0, ids >= self.num_buckets)
-            ids = tf.where(
-                out_of_range, tf.constant(self.default_value, tf.int64), ids
-            )
+            ids = tf.where(out_of_range, tf.constant(self.default_value, tf.int64), ids)
         return ids
 
 
@@ -237,7 +235,9 @@ class HashedCategoricalColumn(_base.SequenceCategoricalColumn):
         )
 
     def check_input_dtype(self, dtype):
-        _base.assert_string_or_int(dtype, prefix=f"column_name: {self.key} input_tensor")
+        _base.assert_string_or_int(
+            dtype, prefix=f"column_name: {self.key} input_tensor"
+        )
         if self.dtype.is_integer != dtype.is_integer:
             raise ValueError(
                 "Column dtype and SparseTensors dtype must be compatible. "
@@ -294,7 +294,8 @@ class VocabularyListCategoricalColumn(_base.SequenceCategoricalColumn):
             keys, tf.range(len(self.vocabulary_list), dtype=tf.int64)
         )
         return tf.lookup.StaticHashTable(
-            initializer, default_value=default,
+            initializer,
+            default_value=default,
             name=f"{_base.sanitize_name(self.key)}_lookup",
         )
 

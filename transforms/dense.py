@@ -1,11 +1,20 @@
-"""`embedding_column` and `indicator_column`: ids -> `[B, T, D]` in one step.
+"""`embedding_column` and `indicator_column`: ids -> per-step vectors.
 
 Place in the flow: both read the flat ids of their categorical column (looked
-up once per call by `InputCache`) and build the padded output directly:
-the embedding with one `tf.sparse.segment_{sum,mean,sqrt_n}` over the step
-index `row * T + step` (the same kernel TF's safe_embedding_lookup_sparse ends
-in, so results are bit-identical), the indicator with one `tf.scatter_nd` of
-ones into `[B * T, num_buckets]`.
+up once per call by `InputCache`, shared by an embedding and an indicator of the
+same column). In the layer's fused path (`parts`) they only emit writes into
+the shared `[B * T * D]` output:
+  embedding  unique ids -> gather rows (clip to max_norm) -> one
+             `tf.sparse.segment_{sum,mean,sqrt_n}` over the occupied steps
+             (the kernel TF's safe_embedding_lookup_sparse ends in, same
+             operands in the same order: bit-identical) -> `[U, dim]` writes;
+  indicator  one position per valid id (the layer counts repeats).
+`sequence_dense` is the stand-alone per-column form (fallback, error paths).
+
+Embedding tables are created by the layer (`make_initializer`): by default a
+truncated normal (mean 0, stddev 1/sqrt(dim)) seeded from a SHA-256 of the
+column name, so every process builds the same table; or a NumPy array
+(`ArrayInitializer`), a callable, or a TF checkpoint tensor.
 """
 
 from __future__ import annotations
@@ -35,7 +44,9 @@ class ArrayInitializer(keras.initializers.Initializer):
         value = np.asarray(value, dtype=np.float32)
         self._value = value
         self._value.setflags(write=False)
-        self._digest = hashlib.sha256(value.tobytes() + str(value.shape).encode()).digest()
+        self._digest = hashlib.sha256(
+            value.tobytes() + str(value.shape).encode()
+        ).digest()
 
     @property
     def value(self) -> np.ndarray:
@@ -159,7 +170,9 @@ def embedding_column(
     )
 
 
-def indicator_column(categorical_column: _base.SequenceCategoricalColumn) -> IndicatorColumn:
+def indicator_column(
+    categorical_column: _base.SequenceCategoricalColumn,
+) -> IndicatorColumn:
     """Returns a multi-hot `[num_buckets]` column per step (TF signature)."""
     _check_categorical(categorical_column, "indicator_column")
     return IndicatorColumn(categorical_column)
@@ -262,7 +275,8 @@ class EmbeddingColumn(_base.SequenceDenseColumn):
         if self.initializer is not None:
             return self.initializer
         return keras.initializers.TruncatedNormal(
-            mean=0.0, stddev=1.0 / math.sqrt(self.dimension),
+            mean=0.0,
+            stddev=1.0 / math.sqrt(self.dimension),
             seed=default_seed(self.name),
         )
 
@@ -300,8 +314,9 @@ class EmbeddingColumn(_base.SequenceDenseColumn):
         batch_size, num_steps = ids.batch_size, ids.num_steps
         segments, flat_ids = self._valid(ids)
         rows, positions = self._rows(table, flat_ids)
-        out = self._segment_op()(rows, positions, segments,
-                                 num_segments=batch_size * num_steps)
+        out = self._segment_op()(
+            rows, positions, segments, num_segments=batch_size * num_steps
+        )
         dense = tf.reshape(out, tf.stack([batch_size, num_steps, self.dimension]))
         dense.set_shape([ids.static_batch_size, None, self.dimension])
         return dense, ids.length
@@ -311,11 +326,12 @@ class EmbeddingColumn(_base.SequenceDenseColumn):
 
         def updates(offset: int, depth: int, padding: float) -> _base.Updates:
             segments, flat_ids = self._valid(ids)
-            _base.check_canonical_order(segments, self.categorical_column.key)
             rows, positions = self._rows(table, flat_ids)
             # Reduce over the occupied steps only ([U, dim], same kernel and
             # order as TF, so bit-identical), then write those U rows.
-            step_index, steps = _occupied_steps(segments)
+            # Distinct steps in input order; canonical (row-major) input keeps
+            # step_index sorted, interleaved steps make the segment op raise.
+            steps, step_index = tf.unique(segments)
             out = self._segment_op()(rows, positions, step_index)
             where = tf.reshape(
                 steps[:, None] * depth
@@ -325,20 +341,15 @@ class EmbeddingColumn(_base.SequenceDenseColumn):
             return _base.Updates(set_positions=where, set_values=tf.reshape(out, [-1]))
 
         return _base.ColumnParts(
-            num_steps=ids.num_steps, length=ids.length, batch_size=ids.batch_size,
-            static_batch_size=ids.static_batch_size, dtype=tf.float32,
-            default_value=0.0, updates=updates,
+            num_steps=ids.num_steps,
+            length=ids.length,
+            batch_size=ids.batch_size,
+            static_batch_size=ids.static_batch_size,
+            dtype=tf.float32,
+            default_value=0.0,
+            updates=updates,
             dense=lambda: self.sequence_dense(cache, table)[0],
         )
-
-
-def _occupied_steps(segments):
-    """For sorted step ids [N]: (index of each entry's step among the distinct
-    steps [N], the distinct step ids [U])."""
-    is_new = tf.concat([tf.ones([1], tf.bool)[: tf.size(segments)],
-                        segments[1:] != segments[:-1]], axis=0)
-    index = tf.cumsum(tf.cast(is_new, tf.int64)) - 1
-    return index, tf.boolean_mask(segments, is_new)
 
 
 @_base.register_column
@@ -365,7 +376,9 @@ class IndicatorColumn(_base.SequenceDenseColumn):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        return cls(_base.deserialize_column(config["categorical_column"], custom_objects))
+        return cls(
+            _base.deserialize_column(config["categorical_column"], custom_objects)
+        )
 
     def sequence_dense(self, cache, state=None):
         ids = cache.ids(self.categorical_column)
@@ -375,7 +388,8 @@ class IndicatorColumn(_base.SequenceDenseColumn):
         segments = tf.boolean_mask(ids.rows * num_steps + ids.steps, valid)
         hot = tf.stack([segments, tf.boolean_mask(ids.ids, valid)], axis=1)
         out = tf.scatter_nd(
-            hot, tf.ones_like(segments, dtype=tf.float32),
+            hot,
+            tf.ones_like(segments, dtype=tf.float32),
             tf.stack([batch_size * num_steps, tf.constant(depth, tf.int64)]),
         )
         dense = tf.reshape(out, tf.stack([batch_size, num_steps, depth]))
@@ -392,8 +406,12 @@ class IndicatorColumn(_base.SequenceDenseColumn):
             return _base.Updates(add_positions=tf.boolean_mask(where, valid))
 
         return _base.ColumnParts(
-            num_steps=ids.num_steps, length=ids.length, batch_size=ids.batch_size,
-            static_batch_size=ids.static_batch_size, dtype=tf.float32,
-            default_value=0.0, updates=updates,
+            num_steps=ids.num_steps,
+            length=ids.length,
+            batch_size=ids.batch_size,
+            static_batch_size=ids.static_batch_size,
+            dtype=tf.float32,
+            default_value=0.0,
+            updates=updates,
             dense=lambda: self.sequence_dense(cache, state)[0],
         )

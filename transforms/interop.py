@@ -76,8 +76,10 @@ def _convert(column, tables=None, layer_name=None):
         return column
     if isinstance(column, tf_sfc.SequenceNumericColumn):
         return numeric.SequenceNumericColumn(
-            key=column.key, shape=tuple(column.shape),
-            default_value=column.default_value, dtype=column.dtype,
+            key=column.key,
+            shape=tuple(column.shape),
+            default_value=column.default_value,
+            dtype=column.dtype,
             normalizer_fn=column.normalizer_fn,
         )
     if isinstance(column, tf_fc.SequenceCategoricalColumn):
@@ -85,7 +87,8 @@ def _convert(column, tables=None, layer_name=None):
     if isinstance(column, (tf_fc.EmbeddingColumn, tf_fc.IndicatorColumn)):
         inner = column.categorical_column
         kind = (
-            "embedding_column" if isinstance(column, tf_fc.EmbeddingColumn)
+            "embedding_column"
+            if isinstance(column, tf_fc.EmbeddingColumn)
             else "indicator_column"
         )
         if not isinstance(inner, tf_fc.SequenceCategoricalColumn):
@@ -122,7 +125,8 @@ def _convert(column, tables=None, layer_name=None):
 def _convert_categorical(inner, column):
     if isinstance(inner, tf_fc.IdentityCategoricalColumn):
         return categorical.IdentityCategoricalColumn(
-            key=inner.key, num_buckets=inner.number_buckets,
+            key=inner.key,
+            num_buckets=inner.number_buckets,
             default_value=inner.default_value,
         )
     if isinstance(inner, tf_fc.HashedCategoricalColumn):
@@ -131,16 +135,21 @@ def _convert_categorical(inner, column):
         )
     if isinstance(inner, tf_fc.VocabularyListCategoricalColumn):
         return categorical.VocabularyListCategoricalColumn(
-            key=inner.key, vocabulary_list=tuple(inner.vocabulary_list),
-            dtype=inner.dtype, default_value=inner.default_value,
+            key=inner.key,
+            vocabulary_list=tuple(inner.vocabulary_list),
+            dtype=inner.dtype,
+            default_value=inner.default_value,
             num_oov_buckets=inner.num_oov_buckets,
         )
     if isinstance(inner, tf_fc.VocabularyFileCategoricalColumn):
         return categorical.VocabularyFileCategoricalColumn(
-            key=inner.key, vocabulary_file=inner.vocabulary_file,
+            key=inner.key,
+            vocabulary_file=inner.vocabulary_file,
             vocabulary_size=int(inner.vocabulary_size),
-            num_oov_buckets=inner.num_oov_buckets, dtype=inner.dtype,
-            default_value=inner.default_value, file_format=inner.file_format,
+            num_oov_buckets=inner.num_oov_buckets,
+            dtype=inner.dtype,
+            default_value=inner.default_value,
+            file_format=inner.file_format,
         )
     raise _unsupported(column)
 

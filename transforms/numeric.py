@@ -79,7 +79,10 @@ def sequence_numeric_column(
             f"Received: default_value={default_value!r}"
         )
     return SequenceNumericColumn(
-        key, shape=shape, default_value=default_value, dtype=dtype,
+        key,
+        shape=shape,
+        default_value=default_value,
+        dtype=dtype,
         normalizer_fn=normalizer_fn,
     )
 
@@ -111,7 +114,8 @@ class SequenceNumericColumn(_base.SequenceDenseColumn):
         config = super().get_config()
         config["shape"] = list(self.shape)
         config["normalizer_fn"] = (
-            None if self.normalizer_fn is None
+            None
+            if self.normalizer_fn is None
             else keras.saving.serialize_keras_object(self.normalizer_fn)
         )
         return config
@@ -167,33 +171,49 @@ class SequenceNumericColumn(_base.SequenceDenseColumn):
     def parts(self, cache, state=None):
         sp, rows, offsets, batch_size, row_size, length = self._flat(cache)
         width = self.output_width
-        tf.convert_to_tensor(self.default_value, dtype=sp.values.dtype)  # TF's TypeError
-        # T exactly as TF's reshape [B, R] -> [B, -1, width] gives it (its error
-        # when R is not a multiple of width, its inference for B = 0), on a
-        # 1-byte-per-cell probe instead of the values.
-        probe = tf.reshape(
-            tf.zeros(tf.stack([batch_size, row_size]), tf.bool),
-            tf.stack([batch_size, -1, width]),
-        )
-        num_steps = tf.shape(probe, out_type=tf.int64)[1]
+        tf.convert_to_tensor(
+            self.default_value, dtype=sp.values.dtype
+        )  # TF's TypeError
+        if width == 1:  # [B, R] -> [B, -1, 1] always gives T = R
+            num_steps = row_size
+        else:
+            # T exactly as TF's reshape [B, R] -> [B, -1, width] gives it (its
+            # error when R is not a multiple of width, its inference for B = 0),
+            # on a 1-byte-per-cell probe instead of the values.
+            probe = tf.reshape(
+                tf.zeros(tf.stack([batch_size, row_size]), tf.bool),
+                tf.stack([batch_size, -1, width]),
+            )
+            num_steps = tf.shape(probe, out_type=tf.int64)[1]
 
         def updates(offset: int, depth: int, padding: float) -> _base.Updates:
+            # Input order does not matter here: every value has its own position.
             if _same_float32(self.default_value, padding):
-                _base.check_canonical_order(rows * row_size + offsets, self.key, strict=True)
-                steps, slots = offsets // width, offsets % width
-                positions = (rows * num_steps + steps) * depth + (slots + offset)
+                if width == 1:
+                    positions = (rows * num_steps + offsets) * depth + offset
+                else:
+                    steps = offsets // width
+                    slots = offsets - steps * width
+                    positions = (rows * num_steps + steps) * depth + (slots + offset)
                 return _base.Updates(set_positions=positions, set_values=sp.values)
             # Another padding value than the layer's: write every slot.
             values = tf.reshape(self.sequence_dense(cache, state)[0], [-1])
             slots = tf.range(batch_size * num_steps, dtype=tf.int64)
-            positions = slots[:, None] * depth + tf.range(
-                offset, offset + width, dtype=tf.int64)[None, :]
-            return _base.Updates(set_positions=tf.reshape(positions, [-1]),
-                                 set_values=values)
+            positions = (
+                slots[:, None] * depth
+                + tf.range(offset, offset + width, dtype=tf.int64)[None, :]
+            )
+            return _base.Updates(
+                set_positions=tf.reshape(positions, [-1]), set_values=values
+            )
 
         return _base.ColumnParts(
-            num_steps=num_steps, length=length, batch_size=batch_size,
-            static_batch_size=sp.shape[0], dtype=sp.values.dtype,
-            default_value=float(np.float32(self.default_value)), updates=updates,
+            num_steps=num_steps,
+            length=length,
+            batch_size=batch_size,
+            static_batch_size=sp.shape[0],
+            dtype=sp.values.dtype,
+            default_value=float(np.float32(self.default_value)),
+            updates=updates,
             dense=lambda: self.sequence_dense(cache, state)[0],
         )

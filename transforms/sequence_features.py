@@ -3,9 +3,23 @@
 
 Place in the flow: parsed SparseTensors (tf.io.parse_example /
 parse_sequence_example with `make_parse_example_spec`) or RaggedTensors go in;
-columns are evaluated in name order and concatenated on the last axis. The
-semantics (T, padding, lengths, errors) are those of
+columns are evaluated in name order and laid out on the last axis
+(`column_layout`). The semantics (T, padding, lengths, errors) are those of
 `tf_keras.experimental.SequenceFeatures` in TF 2.21.
+
+Speed: TF densifies every column separately (one-hot tensors, [B*T, dim]
+embedding buffers, zero masks) and then concatenates. Here each column looks
+up its ids once on the flat values and emits (position, value) writes; one
+`SparseToDense` over the padding value then builds `[B, T, D]`: the output is
+written once and no per-column buffer exists. When columns disagree on T the
+per-column outputs are concatenated instead, so TF's own ConcatOp error is
+raised; integer numeric columns (which keep their dtype) also take that path.
+
+Deviations from tf_keras (all documented in tests): RaggedTensor inputs are
+accepted (same numbers as `to_sparse()`); `combiner` is validated when the
+column is built, not at call; numeric/indicator inputs with out-of-order sparse
+indices are accepted (TF raises) and give the sorted input's values;
+`partitioner` must be None.
 """
 
 from __future__ import annotations
@@ -128,8 +142,9 @@ class SequenceFeatures(keras.layers.Layer):
       **kwargs: Other Keras layer arguments. `partitioner` must be None.
     """
 
-    def __init__(self, feature_columns, trainable: bool = True, name: str | None = None,
-                 **kwargs):
+    def __init__(
+        self, feature_columns, trainable: bool = True, name: str | None = None, **kwargs
+    ):
         partitioner = kwargs.pop("partitioner", None)
         if partitioner is not None:
             raise ValueError(
@@ -167,8 +182,9 @@ class SequenceFeatures(keras.layers.Layer):
                     self._lookups[categorical] = categorical.make_lookup()
             if isinstance(column, EmbeddingColumn):
                 shape = (column.num_buckets, column.dimension)
-                with tf.init_scope(), keras.name_scope(
-                    _base.sanitize_name(column.name)
+                with (
+                    tf.init_scope(),
+                    keras.name_scope(_base.sanitize_name(column.name)),
                 ):
                     table = keras.Variable(
                         column.make_initializer(),
@@ -184,7 +200,9 @@ class SequenceFeatures(keras.layers.Layer):
     def call(self, features, training=None):
         """Returns `(sequence_input [B, T, D], sequence_length int64 [B])`."""
         if not isinstance(features, dict):
-            raise ValueError("We expected a dictionary here. Instead we got: ", features)
+            raise ValueError(
+                "We expected a dictionary here. Instead we got: ", features
+            )
         cache = _base.InputCache(features, self._lookups)
         parts = [
             column.parts(cache, self._state(column)) for column in self._feature_columns
@@ -230,13 +248,13 @@ class SequenceFeatures(keras.layers.Layer):
         # Padding: the default shared by most output features (0.0 whenever
         # there is an embedding or indicator); other columns write all slots.
         widths: dict[bytes, int] = {}
-        for column, part in zip(self._feature_columns, parts):
+        for column, part in zip(self._feature_columns, parts, strict=True):
             key = np.float32(part.default_value).tobytes()
             widths[key] = widths.get(key, 0) + column.output_width
         padding = float(np.frombuffer(max(widths, key=widths.get), np.float32)[0])
         positions, values, counted = [], [], []
         offset = 0
-        for column, part in zip(self._feature_columns, parts):
+        for column, part in zip(self._feature_columns, parts, strict=True):
             updates = part.updates(offset, depth, padding)
             offset += column.output_width
             if updates.set_positions is not None:
@@ -247,8 +265,11 @@ class SequenceFeatures(keras.layers.Layer):
         if counted:  # multi-hot: one write per distinct position, value = count
             unique, index = tf.unique(tf.concat(counted, 0))
             positions.append(unique)
-            values.append(tf.math.unsorted_segment_sum(
-                tf.ones_like(index, tf.float32), index, tf.size(unique)))
+            values.append(
+                tf.math.unsorted_segment_sum(
+                    tf.ones_like(index, tf.float32), index, tf.size(unique)
+                )
+            )
         output = tf.raw_ops.SparseToDense(
             sparse_indices=tf.expand_dims(tf.concat(positions, 0), 1),
             output_shape=tf.reshape(batch_size * num_steps * depth, [1]),
@@ -262,7 +283,8 @@ class SequenceFeatures(keras.layers.Layer):
 
     def _output_dtype(self) -> str:
         dtypes = {
-            getattr(c, "dtype", tf.float32) if not hasattr(c, "categorical_column")
+            getattr(c, "dtype", tf.float32)
+            if not hasattr(c, "categorical_column")
             else tf.float32
             for c in self._feature_columns
         }
@@ -285,8 +307,9 @@ class SequenceFeatures(keras.layers.Layer):
                 if value is not None and getattr(value, "shape", None) is not None:
                     batch_size = batch_size or value.shape[0]
         return (
-            keras.KerasTensor((batch_size, None, self.output_width),
-                              dtype=self._output_dtype()),
+            keras.KerasTensor(
+                (batch_size, None, self.output_width), dtype=self._output_dtype()
+            ),
             keras.KerasTensor((batch_size,), dtype="int64"),
         )
 
@@ -328,7 +351,7 @@ class SequenceFeatures(keras.layers.Layer):
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
         config["feature_columns"] = [
-            _base.deserialize_column(c, custom_objects) for c in config["feature_columns"]
+            _base.deserialize_column(c, custom_objects)
+            for c in config["feature_columns"]
         ]
         return cls(**config)
-

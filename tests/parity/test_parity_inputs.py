@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import Oracle, sp
 
 import transforms
-from conftest import Oracle, sp, sp3
 
 pytestmark = pytest.mark.parity
 
@@ -19,18 +19,25 @@ def vocab_file(tmp_path):
     return str(path)
 
 
-@pytest.mark.parametrize("kwargs, values", [
-    ({}, [["a", "b", " c", "c"], ["d", "", "e", "zz"]]),
-    ({"vocabulary_size": 2, "num_oov_buckets": 3}, [["a", "b", "d", "zz"]]),
-    ({"default_value": 1}, [["a", "zz", "e"]]),
-    ({"num_oov_buckets": 5}, [["a", "zz", "yy"], ["e"]]),
-])
+@pytest.mark.parametrize(
+    "kwargs, values",
+    [
+        ({}, [["a", "b", " c", "c"], ["d", "", "e", "zz"]]),
+        ({"vocabulary_size": 2, "num_oov_buckets": 3}, [["a", "b", "d", "zz"]]),
+        ({"default_value": 1}, [["a", "zz", "e"]]),
+        ({"num_oov_buckets": 5}, [["a", "zz", "yy"], ["e"]]),
+    ],
+)
 def test_vocabulary_file(oracle, vocab_file, kwargs, values):
     def build(m):
-        cat = m.sequence_categorical_column_with_vocabulary_file("f", vocab_file, **kwargs)
+        cat = m.sequence_categorical_column_with_vocabulary_file(
+            "f", vocab_file, **kwargs
+        )
         n = cat.num_buckets
-        return [m.indicator_column(cat),
-                m.embedding_column(cat, 4, initializer=Oracle.init(m, W[:n]))]
+        return [
+            m.indicator_column(cat),
+            m.embedding_column(cat, 4, initializer=Oracle.init(m, W[:n])),
+        ]
 
     oracle.compare(build, {"f": sp(values)})
 
@@ -39,9 +46,15 @@ def test_vocabulary_file_int_and_crlf(oracle, tmp_path):
     path = tmp_path / "ints.txt"
     path.write_bytes(b"10\r\n20\r\n-5\r\n")
     oracle.compare(
-        lambda m: [m.indicator_column(m.sequence_categorical_column_with_vocabulary_file(
-            "f", str(path), dtype=tf.int64, num_oov_buckets=2))],
-        {"f": sp([[10, -5, 7], [20]], tf.int64)})
+        lambda m: [
+            m.indicator_column(
+                m.sequence_categorical_column_with_vocabulary_file(
+                    "f", str(path), dtype=tf.int64, num_oov_buckets=2
+                )
+            )
+        ],
+        {"f": sp([[10, -5, 7], [20]], tf.int64)},
+    )
 
 
 def _sequence_example(rating, watches):
@@ -49,18 +62,25 @@ def _sequence_example(rating, watches):
     for r in rating:
         ex.feature_lists.feature_list["rating"].feature.add().float_list.value.append(r)
     for w in watches:
-        ex.feature_lists.feature_list["watches"].feature.add().int64_list.value.extend(w)
+        ex.feature_lists.feature_list["watches"].feature.add().int64_list.value.extend(
+            w
+        )
     return ex.SerializeToString()
 
 
 def test_parse_sequence_example_3d(oracle):
     def build(m):
         watches = m.sequence_categorical_column_with_identity("watches", 12)
-        return [m.sequence_numeric_column("rating"), m.indicator_column(watches),
-                m.embedding_column(watches, 4, initializer=Oracle.init(m, W))]
+        return [
+            m.sequence_numeric_column("rating"),
+            m.indicator_column(watches),
+            m.embedding_column(watches, 4, initializer=Oracle.init(m, W)),
+        ]
 
-    serialized = [_sequence_example([1.0, 2.0], [[5], [6, 7]]),
-                  _sequence_example([3.0], [[1, 2, 3]])]
+    serialized = [
+        _sequence_example([1.0, 2.0], [[5], [6, 7]]),
+        _sequence_example([3.0], [[1, 2, 3]]),
+    ]
     spec = transforms.make_parse_example_spec(build(transforms))
     _, features, _ = tf.io.parse_sequence_example(serialized, sequence_features=spec)
     assert features["watches"].shape.rank == 3
@@ -70,13 +90,22 @@ def test_parse_sequence_example_3d(oracle):
 
 def test_parse_sequence_example_length_mismatch_with_empty_step(oracle):
     """watches has an empty last step: its length is 2 while rating's is 3."""
+
     def build_w(m):
-        return [m.indicator_column(m.sequence_categorical_column_with_identity("watches", 100))]
+        return [
+            m.indicator_column(
+                m.sequence_categorical_column_with_identity("watches", 100)
+            )
+        ]
 
     serialized = [_sequence_example([1.0, 2.0, 3.0], [[5], [6, 7], []])] * 2
     _, features, _ = tf.io.parse_sequence_example(
-        serialized, sequence_features={"rating": tf.io.VarLenFeature(tf.float32),
-                                       "watches": tf.io.VarLenFeature(tf.int64)})
+        serialized,
+        sequence_features={
+            "rating": tf.io.VarLenFeature(tf.float32),
+            "watches": tf.io.VarLenFeature(tf.int64),
+        },
+    )
     out, length = oracle.compare(build_w, features)
     assert out.shape == (2, 3, 100)
     np.testing.assert_array_equal(length, [2, 2])
@@ -86,36 +115,80 @@ def test_parse_sequence_example_length_mismatch_with_empty_step(oracle):
 
     ref, ours = oracle.layers(build_both)
     for layer in (ref, ours):
-        with pytest.raises(tf.errors.InvalidArgumentError, match="Condition x == y did not hold"):
+        with pytest.raises(
+            tf.errors.InvalidArgumentError, match="Condition x == y did not hold"
+        ):
             layer(features)
 
 
 RAGGED_CASES = {
-    "numeric_2d": (lambda m: [m.sequence_numeric_column("n", default_value=-2.0)],
-                   {"n": tf.ragged.constant([[1.0, 2.0, 3.0], [4.0], []])}),
-    "numeric_shape2_flat": (lambda m: [m.sequence_numeric_column("n", shape=(2,))],
-                            {"n": tf.ragged.constant([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0]])}),
+    "numeric_2d": (
+        lambda m: [m.sequence_numeric_column("n", default_value=-2.0)],
+        {"n": tf.ragged.constant([[1.0, 2.0, 3.0], [4.0], []])},
+    ),
+    "numeric_shape2_flat": (
+        lambda m: [m.sequence_numeric_column("n", shape=(2,))],
+        {"n": tf.ragged.constant([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0]])},
+    ),
     "numeric_shape2_uniform_inner": (
         lambda m: [m.sequence_numeric_column("n", shape=(2,))],
-        {"n": tf.RaggedTensor.from_row_lengths(tf.constant([[1.0, 2], [3, 4], [5, 6]]), [2, 1])}),
-    "numeric_float64": (lambda m: [m.sequence_numeric_column("n")],
-                        {"n": tf.ragged.constant([[1.5, 2.5], [3.5]], dtype=tf.float64)}),
-    "ids_2d": (lambda m: [m.indicator_column(m.sequence_categorical_column_with_identity("w", 12)),
-                          m.embedding_column(m.sequence_categorical_column_with_identity("w", 12), 4,
-                                             initializer=Oracle.init(m, W))],
-               {"w": tf.ragged.constant([[1, 5, 9], [2], []], dtype=tf.int64)}),
+        {
+            "n": tf.RaggedTensor.from_row_lengths(
+                tf.constant([[1.0, 2], [3, 4], [5, 6]]), [2, 1]
+            )
+        },
+    ),
+    "numeric_float64": (
+        lambda m: [m.sequence_numeric_column("n")],
+        {"n": tf.ragged.constant([[1.5, 2.5], [3.5]], dtype=tf.float64)},
+    ),
+    "ids_2d": (
+        lambda m: [
+            m.indicator_column(m.sequence_categorical_column_with_identity("w", 12)),
+            m.embedding_column(
+                m.sequence_categorical_column_with_identity("w", 12),
+                4,
+                initializer=Oracle.init(m, W),
+            ),
+        ],
+        {"w": tf.ragged.constant([[1, 5, 9], [2], []], dtype=tf.int64)},
+    ),
     "ids_3d_with_empty_steps": (
-        lambda m: [m.indicator_column(m.sequence_categorical_column_with_identity("w", 12)),
-                   m.embedding_column(m.sequence_categorical_column_with_identity("w", 12), 4,
-                                      combiner="sqrtn", initializer=Oracle.init(m, W))],
-        {"w": tf.ragged.constant([[[1, 2], [], [3]], [[4, 4, 5]], []], dtype=tf.int64, ragged_rank=2)}),
-    "strings_3d": (lambda m: [m.indicator_column(m.sequence_categorical_column_with_vocabulary_list(
-                        "v", ["a", "b"], num_oov_buckets=2))],
-                   {"v": tf.ragged.constant([[["a", "zz"], ["b"]], [["q"]]], ragged_rank=2)}),
-    "mixed": (lambda m: [m.sequence_numeric_column("n", shape=(2,)),
-                         m.indicator_column(m.sequence_categorical_column_with_hash_bucket("h", 9))],
-              {"n": tf.ragged.constant([[1.0, 2, 3, 4], [5.0, 6]]),
-               "h": tf.ragged.constant([["x", "y"], ["z"]])}),
+        lambda m: [
+            m.indicator_column(m.sequence_categorical_column_with_identity("w", 12)),
+            m.embedding_column(
+                m.sequence_categorical_column_with_identity("w", 12),
+                4,
+                combiner="sqrtn",
+                initializer=Oracle.init(m, W),
+            ),
+        ],
+        {
+            "w": tf.ragged.constant(
+                [[[1, 2], [], [3]], [[4, 4, 5]], []], dtype=tf.int64, ragged_rank=2
+            )
+        },
+    ),
+    "strings_3d": (
+        lambda m: [
+            m.indicator_column(
+                m.sequence_categorical_column_with_vocabulary_list(
+                    "v", ["a", "b"], num_oov_buckets=2
+                )
+            )
+        ],
+        {"v": tf.ragged.constant([[["a", "zz"], ["b"]], [["q"]]], ragged_rank=2)},
+    ),
+    "mixed": (
+        lambda m: [
+            m.sequence_numeric_column("n", shape=(2,)),
+            m.indicator_column(m.sequence_categorical_column_with_hash_bucket("h", 9)),
+        ],
+        {
+            "n": tf.ragged.constant([[1.0, 2, 3, 4], [5.0, 6]]),
+            "h": tf.ragged.constant([["x", "y"], ["z"]]),
+        },
+    ),
 }
 
 
@@ -135,17 +208,24 @@ def test_ragged_T_is_max_row_length():
 
 def test_traced_matches_reference_eager(oracle):
     def build(m):
-        cat = m.sequence_categorical_column_with_vocabulary_list("v", ["a", "b", "c"], num_oov_buckets=1)
-        return [m.sequence_numeric_column("n", shape=(2,), default_value=-1.0),
-                m.embedding_column(cat, 4, initializer=Oracle.init(m, W[:4])),
-                m.indicator_column(cat)]
+        cat = m.sequence_categorical_column_with_vocabulary_list(
+            "v", ["a", "b", "c"], num_oov_buckets=1
+        )
+        return [
+            m.sequence_numeric_column("n", shape=(2,), default_value=-1.0),
+            m.embedding_column(cat, 4, initializer=Oracle.init(m, W[:4])),
+            m.indicator_column(cat),
+        ]
 
     ref, ours = oracle.layers(build)
     traced = tf.function(ours)
     for batch in (
         {"n": sp([[1.0, 2, 3, 4], [5.0, 6]]), "v": sp([["a", "zz"], ["c"]])},
         {"n": sp([[1.0, 2]]), "v": sp([["b"]])},
-        {"n": sp([[1.0, 2, 3, 4, 5, 6], [], [7.0, 8]]), "v": sp([["a", "b", "c"], [], ["q"]])},
+        {
+            "n": sp([[1.0, 2, 3, 4, 5, 6], [], [7.0, 8]]),
+            "v": sp([["a", "b", "c"], [], ["q"]]),
+        },
     ):
         ref_out, ref_len = ref(batch)
         out, length = traced(batch)

@@ -29,14 +29,22 @@ class StepMask(keras.layers.Layer):
 
 def all_columns(vocab_path):
     ident = T.sequence_categorical_column_with_identity("w", 20, default_value=0)
-    vocab = T.sequence_categorical_column_with_vocabulary_list("v", ["a", "b"], num_oov_buckets=2)
-    vfile = T.sequence_categorical_column_with_vocabulary_file("f", vocab_path, dtype=tf.string)
+    vocab = T.sequence_categorical_column_with_vocabulary_list(
+        "v", ["a", "b"], num_oov_buckets=2
+    )
+    vfile = T.sequence_categorical_column_with_vocabulary_file(
+        "f", vocab_path, dtype=tf.string
+    )
     hashed = T.sequence_categorical_column_with_hash_bucket("h", 7, dtype=tf.int32)
     return [
-        T.sequence_numeric_column("n", shape=(2,), default_value=-1.0, normalizer_fn=times_ten),
+        T.sequence_numeric_column(
+            "n", shape=(2,), default_value=-1.0, normalizer_fn=times_ten
+        ),
         T.sequence_numeric_column("m", shape=(), dtype=tf.float64),
         T.embedding_column(ident, 3, combiner="sqrtn", max_norm=2.0, trainable=False),
-        T.embedding_column(vocab, 2, initializer=np.arange(8, dtype=np.float32).reshape(4, 2)),
+        T.embedding_column(
+            vocab, 2, initializer=np.arange(8, dtype=np.float32).reshape(4, 2)
+        ),
         T.embedding_column(hashed, 2, initializer=keras.initializers.Constant(0.5)),
         T.indicator_column(vfile),
         T.indicator_column(vocab),
@@ -77,16 +85,30 @@ def test_columns_attributes(vocab_path):
     assert (n.name, n.variable_shape, n.output_width) == ("n", tf.TensorShape([2]), 2)
     assert (m.variable_shape, m.output_width) == (tf.TensorShape([]), 1)
     assert (e_w.name, e_w.dimension, e_w.variable_shape, e_w.output_width) == (
-        "w_embedding", 3, tf.TensorShape([3]), 3)
-    assert (i_v.name, i_v.variable_shape, i_v.output_width) == ("v_indicator", tf.TensorShape([1, 4]), 4)
-    assert e_w.categorical_column.num_buckets == 20 and e_w.categorical_column.dtype == tf.int64
+        "w_embedding",
+        3,
+        tf.TensorShape([3]),
+        3,
+    )
+    assert (i_v.name, i_v.variable_shape, i_v.output_width) == (
+        "v_indicator",
+        tf.TensorShape([1, 4]),
+        4,
+    )
+    assert (
+        e_w.categorical_column.num_buckets == 20
+        and e_w.categorical_column.dtype == tf.int64
+    )
     assert i_f.categorical_column.num_buckets == 3 and i_f.categorical_column.key == "f"
     assert e_h.categorical_column.dtype == tf.int32
     assert n.parse_example_spec == {"n": tf.io.VarLenFeature(tf.float32)}
     assert T.make_parse_example_spec(all_columns(vocab_path)) == {
-        "n": tf.io.VarLenFeature(tf.float32), "m": tf.io.VarLenFeature(tf.float64),
-        "w": tf.io.VarLenFeature(tf.int64), "v": tf.io.VarLenFeature(tf.string),
-        "h": tf.io.VarLenFeature(tf.int32), "f": tf.io.VarLenFeature(tf.string),
+        "n": tf.io.VarLenFeature(tf.float32),
+        "m": tf.io.VarLenFeature(tf.float64),
+        "w": tf.io.VarLenFeature(tf.int64),
+        "v": tf.io.VarLenFeature(tf.string),
+        "h": tf.io.VarLenFeature(tf.int32),
+        "f": tf.io.VarLenFeature(tf.string),
     }
     assert list(T.make_parse_example_spec([i_v, n, e_v])) == ["v", "n"]
 
@@ -99,7 +121,9 @@ def test_column_layout_matches_output(vocab_path):
     out, _ = T.SequenceFeatures(columns)(features())
     assert layout[-1].offset + layout[-1].width == out.shape[-1] == 17
     n_slot = next(s for s in layout if s.name == "n")
-    np.testing.assert_array_equal(out[0, :, n_slot.offset:n_slot.offset + n_slot.width], [[10, 20], [30, 40]])
+    np.testing.assert_array_equal(
+        out[0, :, n_slot.offset : n_slot.offset + n_slot.width], [[10, 20], [30, 40]]
+    )
 
 
 def test_pickle_and_dill(vocab_path):
@@ -122,10 +146,15 @@ def test_column_config_round_trip(vocab_path):
 def test_layer_config_round_trip(vocab_path):
     layer = T.SequenceFeatures(all_columns(vocab_path), name="seq")
     config = layer.get_config()
-    assert {"name", "trainable", "dtype", "partitioner", "feature_columns"} <= set(config)
+    assert {"name", "trainable", "dtype", "partitioner", "feature_columns"} <= set(
+        config
+    )
     assert config["name"] == "seq" and config["partitioner"] is None
     assert [c["class_name"] for c in config["feature_columns"]][:3] == [
-        "IndicatorColumn", "EmbeddingColumn", "SequenceNumericColumn"]
+        "IndicatorColumn",
+        "EmbeddingColumn",
+        "SequenceNumericColumn",
+    ]
     clone = T.SequenceFeatures.from_config(config)
     assert clone.feature_columns == layer.feature_columns
     out, length = layer(features())
@@ -142,7 +171,10 @@ def test_default_layer_names():
 
 def build_model(columns):
     spec = T.make_parse_example_spec(columns)
-    inputs = {k: keras.Input(shape=(None,), sparse=True, dtype=v.dtype.name, name=k) for k, v in spec.items()}
+    inputs = {
+        k: keras.Input(shape=(None,), sparse=True, dtype=v.dtype.name, name=k)
+        for k, v in spec.items()
+    }
     seq, length = T.SequenceFeatures(columns)(inputs)
     hidden = keras.layers.SimpleRNN(4)(seq, mask=StepMask()(seq, length))
     return keras.Model(inputs, keras.layers.Dense(1)(hidden))
@@ -156,8 +188,8 @@ def test_keras_file_save_load_identical_output(vocab_path, tmp_path):
     model.save(path)
     loaded = keras.models.load_model(path)
     np.testing.assert_array_equal(loaded(features()).numpy(), before)
-    layer = next(l for l in loaded.layers if isinstance(l, T.SequenceFeatures))
-    original = next(l for l in model.layers if isinstance(l, T.SequenceFeatures))
+    layer = next(x for x in loaded.layers if isinstance(x, T.SequenceFeatures))
+    original = next(x for x in model.layers if isinstance(x, T.SequenceFeatures))
     for name, table in original.get_embedding_weights().items():
         np.testing.assert_array_equal(layer.get_embedding_weights()[name], table)
 

@@ -18,20 +18,34 @@ def seed_columns(initializer=W1000):
 
 
 def example(ratings, watches):
-    return tf.train.Example(features=tf.train.Features(feature={
-        "rating": tf.train.Feature(float_list=tf.train.FloatList(value=ratings)),
-        "watches": tf.train.Feature(int64_list=tf.train.Int64List(value=watches)),
-    })).SerializeToString()
+    return tf.train.Example(
+        features=tf.train.Features(
+            feature={
+                "rating": tf.train.Feature(
+                    float_list=tf.train.FloatList(value=ratings)
+                ),
+                "watches": tf.train.Feature(
+                    int64_list=tf.train.Int64List(value=watches)
+                ),
+            }
+        )
+    ).SerializeToString()
 
 
-SERIALIZED = [example([1.0, 1.1], [2, 85]), example([2.0, 2.1, 2.2, 2.3, 2.5], [33, 78, 2, 73, 1])]
+SERIALIZED = [
+    example([1.0, 1.1], [2, 85]),
+    example([2.0, 2.1, 2.2, 2.3, 2.5], [33, 78, 2, 73, 1]),
+]
 
 
 def test_seed_example_parse_example():
     """The issue's example: shapes and values as the reference gives them."""
     columns = seed_columns()
     spec = T.make_parse_example_spec(columns)
-    assert spec == {"rating": tf.io.VarLenFeature(tf.float32), "watches": tf.io.VarLenFeature(tf.int64)}
+    assert spec == {
+        "rating": tf.io.VarLenFeature(tf.float32),
+        "watches": tf.io.VarLenFeature(tf.int64),
+    }
     features = tf.io.parse_example(SERIALIZED, spec)
     out, length = T.SequenceFeatures(columns)(features, training=True)
     assert out.shape == (2, 5, 11) and out.dtype == tf.float32
@@ -45,16 +59,26 @@ def test_seed_example_parse_example():
 
 
 def test_one_trace_for_all_batch_and_time_sizes():
-    layer = T.SequenceFeatures(seed_columns() + [
-        T.indicator_column(T.sequence_categorical_column_with_vocabulary_list("g", ["a", "b", "c"]))])
+    layer = T.SequenceFeatures(
+        seed_columns()
+        + [
+            T.indicator_column(
+                T.sequence_categorical_column_with_vocabulary_list("g", ["a", "b", "c"])
+            )
+        ]
+    )
     layer.build()  # creating variables inside the first trace costs one extra trace
     traces = []
 
-    @tf.function(input_signature=[{
-        "rating": tf.SparseTensorSpec([None, None], tf.float32),
-        "watches": tf.SparseTensorSpec([None, None], tf.int64),
-        "g": tf.SparseTensorSpec([None, None], tf.string),
-    }])
+    @tf.function(
+        input_signature=[
+            {
+                "rating": tf.SparseTensorSpec([None, None], tf.float32),
+                "watches": tf.SparseTensorSpec([None, None], tf.int64),
+                "g": tf.SparseTensorSpec([None, None], tf.string),
+            }
+        ]
+    )
     def step(features):
         traces.append(1)
         return layer(features)
@@ -63,9 +87,15 @@ def test_one_trace_for_all_batch_and_time_sizes():
     for batch_size in (1, 3, 17, 64):
         lengths = rng.integers(0, 40, size=batch_size)
         batch = {
-            "rating": tf.ragged.constant([list(rng.normal(size=n)) for n in lengths], tf.float32).to_sparse(),
-            "watches": tf.ragged.constant([list(rng.integers(0, 1000, n)) for n in lengths], tf.int64).to_sparse(),
-            "g": tf.ragged.constant([[["a", "b", "z"][i % 3] for i in range(n)] for n in lengths], tf.string).to_sparse(),
+            "rating": tf.ragged.constant(
+                [list(rng.normal(size=n)) for n in lengths], tf.float32
+            ).to_sparse(),
+            "watches": tf.ragged.constant(
+                [list(rng.integers(0, 1000, n)) for n in lengths], tf.int64
+            ).to_sparse(),
+            "g": tf.ragged.constant(
+                [[["a", "b", "z"][i % 3] for i in range(n)] for n in lengths], tf.string
+            ).to_sparse(),
         }
         out, length = step(batch)
         eager_out, eager_length = layer(batch)
@@ -81,17 +111,25 @@ def test_one_trace_for_ragged_inputs():
     layer.build()
     traces = []
 
-    @tf.function(input_signature=[{
-        "rating": tf.RaggedTensorSpec([None, None], tf.float32, ragged_rank=1),
-        "watches": tf.RaggedTensorSpec([None, None], tf.int64, ragged_rank=1),
-    }])
+    @tf.function(
+        input_signature=[
+            {
+                "rating": tf.RaggedTensorSpec([None, None], tf.float32, ragged_rank=1),
+                "watches": tf.RaggedTensorSpec([None, None], tf.int64, ragged_rank=1),
+            }
+        ]
+    )
     def step(features):
         traces.append(1)
         return layer(features)
 
     for rows in ([[1]], [[1, 2, 3], [4]], [[5, 6], [], [7, 8, 9, 10]]):
-        out, length = step({"rating": tf.ragged.constant(rows, tf.float32),
-                            "watches": tf.ragged.constant(rows, tf.int64)})
+        out, length = step(
+            {
+                "rating": tf.ragged.constant(rows, tf.float32),
+                "watches": tf.ragged.constant(rows, tf.int64),
+            }
+        )
         np.testing.assert_array_equal(length.numpy(), [len(r) for r in rows])
         assert out.shape == (len(rows), max(len(r) for r in rows), 11)
     assert len(traces) == 1
@@ -100,28 +138,46 @@ def test_one_trace_for_ragged_inputs():
 @pytest.mark.parametrize("build_first", [True, False])
 def test_tf_data_map(build_first):
     columns = seed_columns() + [
-        T.indicator_column(T.sequence_categorical_column_with_vocabulary_list(
-            "genre", ["a", "b"], num_oov_buckets=1))]
+        T.indicator_column(
+            T.sequence_categorical_column_with_vocabulary_list(
+                "genre", ["a", "b"], num_oov_buckets=1
+            )
+        )
+    ]
     layer = T.SequenceFeatures(columns)
     if build_first:
         layer.build()
     spec = T.make_parse_example_spec(columns)
 
     def make(r, w, g):
-        return tf.train.Example(features=tf.train.Features(feature={
-            "rating": tf.train.Feature(float_list=tf.train.FloatList(value=r)),
-            "watches": tf.train.Feature(int64_list=tf.train.Int64List(value=w)),
-            "genre": tf.train.Feature(bytes_list=tf.train.BytesList(value=g)),
-        })).SerializeToString()
+        return tf.train.Example(
+            features=tf.train.Features(
+                feature={
+                    "rating": tf.train.Feature(float_list=tf.train.FloatList(value=r)),
+                    "watches": tf.train.Feature(int64_list=tf.train.Int64List(value=w)),
+                    "genre": tf.train.Feature(bytes_list=tf.train.BytesList(value=g)),
+                }
+            )
+        ).SerializeToString()
 
-    records = [make([1.0] * n, list(range(n)), [b"a", b"b", b"q"][: min(n, 3)] + [b"a"] * max(0, n - 3))
-               for n in (1, 4, 2, 7, 3)]
-    ds = (tf.data.Dataset.from_tensor_slices(records).batch(2)
-          .map(lambda s: tf.io.parse_example(s, spec)).map(layer))
+    records = [
+        make(
+            [1.0] * n,
+            list(range(n)),
+            [b"a", b"b", b"q"][: min(n, 3)] + [b"a"] * max(0, n - 3),
+        )
+        for n in (1, 4, 2, 7, 3)
+    ]
+    ds = (
+        tf.data.Dataset.from_tensor_slices(records)
+        .batch(2)
+        .map(lambda s: tf.io.parse_example(s, spec))
+        .map(layer)
+    )
     results = list(ds)
     assert [r[0].shape[:2] for r in results] == [(2, 4), (2, 7), (1, 3)]
-    eager = [layer(tf.io.parse_example(records[i:i + 2], spec)) for i in (0, 2, 4)]
-    for (out, length), (e_out, e_length) in zip(results, eager):
+    eager = [layer(tf.io.parse_example(records[i : i + 2], spec)) for i in (0, 2, 4)]
+    for (out, length), (e_out, e_length) in zip(results, eager, strict=True):
         np.testing.assert_array_equal(out.numpy(), e_out.numpy())
         np.testing.assert_array_equal(length.numpy(), e_length.numpy())
 
@@ -138,10 +194,20 @@ class SequenceMask(keras.layers.Layer):
 def test_simple_rnn_with_sequence_mask_trains():
     """Target: fraction of watched ids < 25 in the sequence; the loss must fall."""
     keras.utils.set_random_seed(0)
-    columns = [T.sequence_numeric_column("rating"),
-               T.embedding_column(T.sequence_categorical_column_with_identity("watches", 50), 8)]
-    inputs = {"rating": keras.Input(shape=(None,), sparse=True, dtype="float32", name="rating"),
-              "watches": keras.Input(shape=(None,), sparse=True, dtype="int64", name="watches")}
+    columns = [
+        T.sequence_numeric_column("rating"),
+        T.embedding_column(
+            T.sequence_categorical_column_with_identity("watches", 50), 8
+        ),
+    ]
+    inputs = {
+        "rating": keras.Input(
+            shape=(None,), sparse=True, dtype="float32", name="rating"
+        ),
+        "watches": keras.Input(
+            shape=(None,), sparse=True, dtype="int64", name="watches"
+        ),
+    }
     seq, length = T.SequenceFeatures(columns)(inputs)
     hidden = keras.layers.SimpleRNN(16)(seq, mask=SequenceMask()(seq, length))
     model = keras.Model(inputs, keras.layers.Dense(1)(hidden))
@@ -152,8 +218,18 @@ def test_simple_rnn_with_sequence_mask_trains():
     watches = [rng.integers(0, 50, n) for n in lengths]
     ratings = [rng.normal(size=n) for n in lengths]
     y = np.array([[np.mean(w < 25)] for w in watches], np.float32)
-    ds = tf.data.Dataset.from_tensor_slices((
-        {"rating": tf.ragged.constant(ratings, tf.float32), "watches": tf.ragged.constant(watches, tf.int64)}, y,
-    )).batch(32).map(lambda f, t: ({k: v.to_sparse() for k, v in f.items()}, t))
+    ds = (
+        tf.data.Dataset.from_tensor_slices(
+            (
+                {
+                    "rating": tf.ragged.constant(ratings, tf.float32),
+                    "watches": tf.ragged.constant(watches, tf.int64),
+                },
+                y,
+            )
+        )
+        .batch(32)
+        .map(lambda f, t: ({k: v.to_sparse() for k, v in f.items()}, t))
+    )
     history = model.fit(ds, epochs=6, verbose=0).history["loss"]
     assert history[-1] < 0.5 * history[0], history
