@@ -29,12 +29,15 @@ class RecordSpec:
       numeric_widths: Numeric feature-list key -> values per step (prod(shape)).
       id_ranges: Identity-column key -> num_buckets, for columns without a
         default_value (ids outside [0, num_buckets) are invalid).
+      id_feature: Scalar string context feature identifying an example (for
+        duplicate detection), or None.
     """
 
     sequence: Mapping[str, tf.io.VarLenFeature]
     context: Mapping[str, object]
     numeric_widths: Mapping[str, int]
     id_ranges: Mapping[str, int]
+    id_feature: str | None = None
 
 
 def _base_categorical(column):
@@ -53,8 +56,15 @@ def _is_identity(cat) -> bool:
     )
 
 
-def record_spec(columns: Sequence, context: Mapping[str, object]) -> RecordSpec:
-    """Builds the `RecordSpec` of `columns` (transforms sequence dense columns)."""
+def record_spec(
+    columns: Sequence, context: Mapping[str, object], id_feature: str | None = None
+) -> RecordSpec:
+    """Builds the `RecordSpec` of `columns` (transforms sequence dense columns).
+
+    `id_feature` is kept only if CONTEXT has it as a scalar string feature.
+    """
+    from pipeline.features import id_feature_of
+
     sequence = dict(transforms.make_parse_example_spec(list(columns)))
     numeric_widths, id_ranges = {}, {}
     for column in columns:
@@ -65,7 +75,13 @@ def record_spec(columns: Sequence, context: Mapping[str, object]) -> RecordSpec:
         cat = _base_categorical(column)
         if _is_identity(cat) and getattr(cat, "default_value", None) is None:
             id_ranges[cat.key] = int(cat.num_buckets)
-    return RecordSpec(sequence, dict(context), numeric_widths, id_ranges)
+    return RecordSpec(
+        sequence,
+        dict(context),
+        numeric_widths,
+        id_ranges,
+        id_feature_of(context, id_feature),
+    )
 
 
 @dataclasses.dataclass
@@ -77,11 +93,14 @@ class DecodedBatch:
       parse_errors: Input index -> parser message, for the others.
       features: Feature-list key -> (values [V], step_splits [S+1], row_splits
         [M+1]) numpy arrays, rows in `ok_rows` order.
+      ids: object [M] example ids (bytes) in `ok_rows` order, or None when the
+        spec has no id feature.
     """
 
     ok_rows: np.ndarray
     parse_errors: dict[int, str]
     features: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
+    ids: np.ndarray | None = None
 
 
 class Decoder:
@@ -94,18 +113,25 @@ class Decoder:
             for key, feature in spec.sequence.items()
         }
         context = dict(spec.context)
+        id_feature = spec.id_feature
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
         def parse(serialized):
             # One op parses context and feature lists: its context checks run
-            # even though only the feature lists are returned.
-            _, seq, _ = tf.io.parse_sequence_example(
+            # even though only the feature lists (and the ids) are returned.
+            ctx, seq, _ = tf.io.parse_sequence_example(
                 serialized, context_features=context, sequence_features=ragged
             )
-            return {
+            out = {
                 key: (rt.values.values, rt.values.row_splits, rt.row_splits)
                 for key, rt in seq.items()
             }
+            ids = (
+                tf.reshape(ctx[id_feature], [-1])
+                if id_feature is not None
+                else tf.zeros([0], tf.string)
+            )
+            return out, ids
 
         self._parse = parse
 
@@ -113,22 +139,23 @@ class Decoder:
         """Decodes a batch; records the parser fails on go to `parse_errors`."""
         n = len(serialized)
         try:
-            out = self._run(serialized)
-            return DecodedBatch(np.arange(n, dtype=np.int64), {}, out)
+            out, ids = self._run(serialized)
+            return DecodedBatch(np.arange(n, dtype=np.int64), {}, out, ids)
         except tf.errors.InvalidArgumentError:
             pass
         errors: dict[int, str] = {}
         self._bisect(serialized, 0, n, errors)
         ok = np.asarray([i for i in range(n) if i not in errors], np.int64)
-        out = self._run([serialized[i] for i in ok]) if len(ok) else self._empty()
-        return DecodedBatch(ok, errors, out)
+        out, ids = self._run([serialized[i] for i in ok]) if len(ok) else self._empty()
+        return DecodedBatch(ok, errors, out, ids)
 
     def _run(self, serialized):
-        out = self._parse(tf.constant(list(serialized), tf.string))
-        return {key: tuple(t.numpy() for t in parts) for key, parts in out.items()}
+        out, ids = self._parse(tf.constant(list(serialized), tf.string))
+        features = {key: tuple(t.numpy() for t in p) for key, p in out.items()}
+        return features, (ids.numpy() if self._spec.id_feature is not None else None)
 
     def _empty(self):
-        return {
+        out = {
             key: (
                 np.zeros(0, feature.dtype.as_numpy_dtype),
                 np.zeros(1, np.int64),
@@ -136,6 +163,8 @@ class Decoder:
             )
             for key, feature in self._spec.sequence.items()
         }
+        ids = np.zeros(0, object) if self._spec.id_feature is not None else None
+        return out, ids
 
     def _bisect(self, serialized, lo, hi, errors):
         try:

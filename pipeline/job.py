@@ -42,7 +42,10 @@ class MaterializeSequenceFeatures(beam.PTransform):
       "batches": (batch_key, batch record bytes, features.BatchStats), the record
         format of `pipeline.write`;
       "errors": validate.ErrorRecord dead letters;
-      "plan": a single bucket.BucketPlan (boundaries, batch size).
+      "plan": a single bucket.BucketPlan (boundaries, batch size);
+      "truncated": positions of the records cut to `policy.max_length` steps.
+    With an id feature in `context`, records repeating an example id are
+    `duplicate_id` dead letters (the one at the smallest position is kept).
     """
 
     def __init__(
@@ -55,6 +58,8 @@ class MaterializeSequenceFeatures(beam.PTransform):
         embedding_weights: Mapping | None = None,
         id_feature: str | None = "id",
         chunked: bool = False,
+        policy: validate.Policy | None = None,
+        files: Sequence[str] = (),
     ):
         super().__init__()
         spec = config_lib.columns_spec(list(columns), dict(context or {}))
@@ -66,6 +71,7 @@ class MaterializeSequenceFeatures(beam.PTransform):
             else features.build_embedding_weights(self._columns)
         )
         self._id_feature, self._chunked = id_feature, chunked
+        self._policy, self._files = policy or validate.Policy(), tuple(files)
 
     def expand(self, records):
         chunks = records
@@ -75,9 +81,18 @@ class MaterializeSequenceFeatures(beam.PTransform):
                 | "WithPositions" >> beam.Map(_with_position)
                 | "Chunk" >> beam.BatchElements(min_batch_size=64, max_batch_size=512)
             )
-        record_spec = decode.record_spec(self._columns, self._context)
-        checked = chunks | "Validate" >> validate.ValidateRecords(record_spec)
+        record_spec = decode.record_spec(self._columns, self._context, self._id_feature)
+        checked = chunks | "Validate" >> validate.ValidateRecords(
+            record_spec, self._policy, self._files
+        )
         valid = checked[validate.VALID]  # (position, length, bytes)
+        errors = checked[validate.ERRORS]
+        if record_spec.id_feature is not None:
+            deduped = valid | "DropDuplicateIds" >> validate.DropDuplicateIds(
+                checked[validate.IDS], self._files
+            )
+            valid = deduped[validate.VALID]
+            errors = (errors, deduped[validate.ERRORS]) | "AllInvalid" >> beam.Flatten()
         histogram = (
             valid
             | "Lengths" >> beam.Map(lambda r: r[1])
@@ -101,7 +116,12 @@ class MaterializeSequenceFeatures(beam.PTransform):
                 self._columns, self._context, self._weights, self._id_feature
             )
         )
-        return {"batches": batches, "errors": checked[validate.ERRORS], "plan": plan}
+        return {
+            "batches": batches,
+            "errors": errors,
+            "plan": plan,
+            "truncated": checked[validate.TRUNCATED],
+        }
 
 
 def _with_position(item):
@@ -159,6 +179,10 @@ def build(
         embedding_weights=embedding_weights,
         id_feature=config.id_feature,
         chunked=True,
+        policy=validate.Policy(
+            config.max_sequence_length, config.on_long, config.on_invalid
+        ),
+        files=files,
     )
     if config.progress:  # side branches: log lines, no output
         total = (
@@ -194,11 +218,30 @@ def build(
             shard_infos=beam.pvalue.AsList(shard_infos),
             totals=beam.pvalue.AsSingleton(totals),
             plan=beam.pvalue.AsSingleton(out["plan"]),
+            truncated=beam.pvalue.AsSingleton(
+                out["truncated"] | "CountTruncated" >> beam.combiners.Count.Globally()
+            ),
+            truncated_first=beam.pvalue.AsSingleton(
+                out["truncated"]
+                | "FirstTruncated"
+                >> beam.combiners.Top.Smallest(metadata.MAX_ERROR_POSITIONS)
+            ),
         )
     )
 
 
-def _write_metadata(_, directory, info, counts, error_infos, shard_infos, totals, plan):
+def _write_metadata(
+    _,
+    directory,
+    info,
+    counts,
+    error_infos,
+    shard_infos,
+    totals,
+    plan,
+    truncated,
+    truncated_first,
+):
     if not totals:
         totals = (0, 0, 0, 0)
     batches, examples, real, padded = totals
@@ -226,6 +269,8 @@ def _write_metadata(_, directory, info, counts, error_infos, shard_infos, totals
         ],
         errors_files=[e["file"] for e in error_infos],
         embeddings=info.embeddings,
+        truncated_positions=truncated_first,
+        truncated=truncated,
     )
     metadata.write_metadata(directory, md)
     return md

@@ -9,7 +9,10 @@ Fields (format `version` 1):
   context            {name: {kind: fixed_len|var_len, dtype, shape?}}
   counts             {examples_in, examples_written, errors_total, batches,
                       real_steps, padded_steps,
-                      errors: {reason: n}, error_positions: {reason: [[file, i]...]}}
+                      errors: {reason: n}, error_positions: {reason: [[file, i]...]},
+                      truncated, truncated_positions: [[file, i]...]}
+                     positions: [index into input.files, record index in the
+                     file], the first MAX_ERROR_POSITIONS in position order
   padding_efficiency real_steps / (real_steps + padded_steps)
   estimated_padding_efficiency  the plan's bound (each bucket padded to its max)
   shards             [{file, batches, examples}] (paths relative to DIR)
@@ -54,12 +57,18 @@ def build_metadata(
     shards: Sequence[Mapping[str, object]],
     errors_files: Sequence[str],
     embeddings: Mapping[str, str],
+    truncated_positions: Sequence[Sequence[int]] = (),
+    truncated: int | None = None,
 ) -> dict:
     """Assembles metadata.json's dict and checks the accounting invariant.
+
+    `truncated_positions` are positions of records cut to --max_sequence_length
+    (at least the first few), `truncated` their number (default: all given).
 
     Raises:
       AccountingError: if examples_written + errors != examples_in.
     """
+    num_truncated = len(truncated_positions) if truncated is None else truncated
     examples_in = int(sum(records_per_file.values()))
     errors_total = int(sum(errors.values()))
     if examples_written + errors_total != examples_in:
@@ -95,6 +104,11 @@ def build_metadata(
                 for k, v in sorted(error_positions.items())
                 if v
             },
+            "truncated": int(num_truncated),
+            "truncated_positions": [
+                [int(f), int(i)]
+                for f, i in sorted(truncated_positions)[:MAX_ERROR_POSITIONS]
+            ],
         },
         "padding_efficiency": round(real_steps / total, 6) if total else 1.0,
         "estimated_padding_efficiency": round(float(estimated_efficiency), 6),

@@ -8,7 +8,10 @@ and validated in one vectorized call; valid records go to per-bucket buffers and
 every full buffer becomes a batch (one `FeatureComputer` tf.function call);
 remainders are flushed at the end, bucket by bucket (only a bucket's last batch
 is short). Batch k goes to shard k % N. With `--bucket_boundaries auto` a first
-pass computes the length histogram. Progress lines go to stderr (progress.py).
+pass computes the length histogram. Files are read one after the other, records
+in file order, so the first record of an example id met is the one at the
+smallest position: later ones are `duplicate_id` dead letters, like in the Beam
+job (the set of ids seen stays in memory). Progress lines go to stderr (progress.py).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ def _objects(items) -> np.ndarray:
 
 def _source(files: Sequence[str]) -> tf.data.Dataset:
     """Chunks (file_index, record_index[n], data[n], err_index[m], err_reason[m],
-    err_detail[m], err_data[m]), files interleaved deterministically."""
+    err_detail[m], err_data[m]), in position order (duplicate ids rely on it)."""
 
     def gen(file_index):
         file_index = int(file_index)
@@ -68,9 +71,7 @@ def _source(files: Sequence[str]) -> tf.data.Dataset:
             lambda i: tf.data.Dataset.from_generator(
                 gen, args=(i,), output_signature=signature
             ),
-            cycle_length=min(2, max(1, len(files))),
-            num_parallel_calls=min(2, max(1, len(files))),
-            deterministic=True,
+            cycle_length=1,
         )
         .prefetch(4)
     )
@@ -93,12 +94,29 @@ def _chunks(files: Sequence[str]):
         yield chunk, errors, nbytes
 
 
-def _histogram(files, decoder, spec, report) -> dict[int, int]:
+def _check(decoder, spec, chunk, policy, files, seen: dict):
+    """validate_chunk + duplicate ids (`seen`: id -> first position, updated)."""
+    if not chunk:
+        return [], [], []
+    checked = validate.validate_chunk(decoder, spec, chunk, policy, files)
+    if spec.id_feature is None:
+        return checked.valid, checked.errors, checked.truncated
+    valid, errors = [], list(checked.errors)
+    for member, ident in zip(checked.valid, checked.ids, strict=True):
+        first = seen.setdefault(ident, member[0])
+        if first == member[0]:
+            valid.append(member)
+        else:
+            errors.append(validate.duplicate_error(member, ident, first, files))
+    return valid, errors, checked.truncated
+
+
+def _histogram(files, decoder, spec, report, policy) -> dict[int, int]:
     hist: collections.Counter = collections.Counter()
+    seen: dict = {}
     for chunk, read_errors, nbytes in _chunks(files):
-        if chunk:
-            valid, _ = validate.validate_chunk(decoder, spec, chunk)
-            hist.update(length for _, length, _ in valid)
+        valid, _, _ = _check(decoder, spec, chunk, policy, files, seen)
+        hist.update(length for _, length, _ in valid)
         if report:
             report.add(len(chunk) + len(read_errors), nbytes)
     if report:
@@ -121,8 +139,11 @@ def run_engine(
     Returns:
       The metadata dict (also written to directory/metadata.json).
     """
-    record_spec = decode.record_spec(spec.columns, spec.context)
+    record_spec = decode.record_spec(spec.columns, spec.context, config.id_feature)
     decoder = decode.Decoder(record_spec)
+    policy = validate.Policy(
+        config.max_sequence_length, config.on_long, config.on_invalid
+    )
     computer = features.FeatureComputer(
         spec.columns, spec.context, embedding_weights, config.id_feature
     )
@@ -137,7 +158,9 @@ def run_engine(
 
     histogram = {}
     if config.bucket_boundaries == "auto":
-        histogram = _histogram(files, decoder, record_spec, reporter("lengths pass"))
+        histogram = _histogram(
+            files, decoder, record_spec, reporter("lengths pass"), policy
+        )
     plan = bucket.make_plan(histogram, config.bucket_boundaries, config.batch_size)
     report = reporter("materialize")
 
@@ -166,17 +189,18 @@ def run_engine(
     buffers: dict[int, list] = collections.defaultdict(list)
     errors: dict[str, list] = collections.defaultdict(list)
     records_per_file: collections.Counter = collections.Counter()
+    truncated: list = []
+    seen_ids: dict = {}
     b = config.batch_size
     try:
         for chunk, read_errors, nbytes in _chunks(files):
             for e in read_errors:
                 errors[e.reason.value].append(e)
                 records_per_file[e.position[0]] += 1
-            valid, bad = (
-                validate.validate_chunk(decoder, record_spec, chunk)
-                if chunk
-                else ([], [])
+            valid, bad, cut = _check(
+                decoder, record_spec, chunk, policy, files, seen_ids
             )
+            truncated.extend(cut)
             for e in bad:
                 errors[e.reason.value].append(e)
             for position, _ in chunk:
@@ -243,6 +267,7 @@ def run_engine(
         ],
         errors_files=error_files,
         embeddings=info.embeddings,
+        truncated_positions=sorted(truncated),
     )
     metadata.write_metadata(directory, md)
     return md

@@ -9,10 +9,20 @@ step with a value + 1). Everything else becomes a dead letter with a `Reason`.
 
 Empty sequences (all feature lists present, L == 0) are dead-lettered as
 `empty_sequence`: a zero-length row would be all padding and breaks RNN masking.
+
+`Policy` adds the job's choices: `max_length` (a record with a feature list of
+more steps is `too_long`, or truncated to its first `max_length` steps, decided
+on the serialized bytes before decoding, see wire.py) and `on_invalid` ("fail"
+raises `InvalidRecordError` for the first NaN/Inf or out-of-range id instead of
+dead-lettering it). Non-UTF-8 bytes are valid values (TF strings are bytes): a
+vocabulary column maps them to its default/OOV id like any other miss.
+Duplicate example ids are found later, over the whole input (`DUPLICATE_ID`,
+job.py / tfdata_engine.py): the record at the smallest position is kept.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -23,11 +33,14 @@ import tensorflow as tf
 from apache_beam.metrics import Metrics
 from google.protobuf.message import DecodeError
 
+from pipeline import wire
 from pipeline.decode import DecodedBatch, Decoder, RecordSpec
 
 NAMESPACE = "seqshards"
 VALID = "valid"
 ERRORS = "errors"
+IDS = "ids"
+TRUNCATED = "truncated"
 
 
 class Reason(str, enum.Enum):
@@ -43,10 +56,55 @@ class Reason(str, enum.Enum):
     ID_OUT_OF_RANGE = "id_out_of_range"  # identity id < 0 or >= num_buckets
     UNEQUAL_LENGTHS = "unequal_lengths"  # feature lists of different lengths
     EMPTY_SEQUENCE = "empty_sequence"  # every feature list has length 0
+    TOO_LONG = "too_long"  # a feature list has > --max_sequence_length steps
+    DUPLICATE_ID = "duplicate_id"  # id seen at a smaller position (that one kept)
     INVALID_RECORD = "invalid_record"  # any other parser rejection
 
     def __str__(self) -> str:
         return self.value
+
+
+# Reasons `--on_invalid fail` stops the job for.
+INVALID_VALUES = frozenset({Reason.NON_FINITE, Reason.ID_OUT_OF_RANGE})
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    """How validation treats long and invalid records (flags of the job).
+
+    Attributes:
+      max_length: Most steps a feature list may have (None: no limit).
+      on_long: "dead_letter" (`too_long`) or "truncate" (keep the first
+        `max_length` steps of every feature list).
+      on_invalid: "dead_letter" or "fail" (raise `InvalidRecordError`) for
+        NaN/Inf values and out-of-range identity ids.
+    """
+
+    max_length: int | None = None
+    on_long: str = "dead_letter"
+    on_invalid: str = "dead_letter"
+
+
+class InvalidRecordError(ValueError):
+    """`--on_invalid fail`: an offending record stops the job."""
+
+
+class Checked(NamedTuple):
+    """Result of `validate_chunk`.
+
+    Attributes:
+      valid: `(position, length, bytes)` in input order (bytes truncated when
+        the policy says so).
+      errors: `ErrorRecord`s (with the original bytes).
+      ids: The example id (bytes) of each valid record, or None per record when
+        the spec has no id feature.
+      truncated: Positions of the valid records that were truncated.
+    """
+
+    valid: list
+    errors: list
+    ids: list
+    truncated: list
 
 
 class ErrorRecord(NamedTuple):
@@ -148,7 +206,10 @@ def check_batch(
         if isinstance(missing, Reason):
             found[r] = (missing, "not a SequenceExample proto")
         elif missing:
-            found[r] = (Reason.MISSING_FEATURE, f"feature list(s) {missing} missing")
+            detail = f"feature list(s) {missing} missing"
+            if len(missing) == len(keys):
+                detail += " (no feature lists at all: a tf.train.Example?)"
+            found[r] = (Reason.MISSING_FEATURE, detail)
     if m and len(keys):
         unequal = (eff != eff[:1]).any(axis=0)
         for r in np.flatnonzero(unequal).tolist():
@@ -174,54 +235,185 @@ def _missing_lists(data: bytes, keys: Sequence[str]) -> list[str] | Reason:
     return [key for key in keys if key not in present]
 
 
+def describe_position(position: tuple[int, int], files: Sequence[str] = ()) -> str:
+    """`file 'path', record i` (or the file index when the paths are unknown)."""
+    file_index, record_index = position
+    if 0 <= file_index < len(files):
+        return f"file {files[file_index]!r}, record {record_index}"
+    return f"file index {file_index}, record {record_index}"
+
+
+def duplicate_error(
+    member: tuple, ident: bytes, first: tuple[int, int], files: Sequence[str] = ()
+) -> ErrorRecord:
+    """The dead letter of a valid `(position, length, bytes)` record whose id was
+    already seen at `first` (a smaller position)."""
+    position, _, data = member
+    return ErrorRecord(
+        Reason.DUPLICATE_ID,
+        f"example id {ident!r} already at {describe_position(first, files)} "
+        "(the record at the smallest position is kept)",
+        position,
+        data,
+    )
+
+
 def validate_chunk(
     decoder: Decoder,
     spec: RecordSpec,
     chunk: Sequence[tuple[tuple[int, int], bytes]],
-) -> tuple[list[tuple[tuple[int, int], int, bytes]], list[ErrorRecord]]:
+    policy: Policy = Policy(),
+    files: Sequence[str] = (),
+) -> Checked:
     """Decodes and validates `(position, bytes)` pairs.
 
-    Returns:
-      `(valid, errors)`: valid `(position, length, bytes)` triples in input order and
-      `ErrorRecord`s.
+    Args:
+      decoder: `Decoder(spec)`.
+      spec: The record spec.
+      chunk: Records with their `(file_index, record_index)` positions.
+      policy: Length limit and invalid-value policy.
+      files: Input paths by file index (for `InvalidRecordError` messages).
+
+    Raises:
+      InvalidRecordError: `policy.on_invalid == "fail"` and a record has NaN/Inf
+        or an out-of-range id (the first such record of the chunk is named).
     """
-    serialized = [data for _, data in chunk]
-    lengths, problems = check_batch(serialized, decoder.decode(serialized), spec)
-    valid, errors = [], []
-    for i, (position, data) in enumerate(chunk):
-        if lengths[i] >= 0:
-            valid.append((position, int(lengths[i]), data))
-        else:
-            reason, detail = problems[i]
-            errors.append(ErrorRecord(reason, detail, position, data))
-    return valid, errors
+    originals = [data for _, data in chunk]
+    serialized = list(originals)
+    too_long: dict[int, str] = {}
+    truncated: set[int] = set()
+    if policy.max_length is not None:
+        limit = policy.max_length
+        for i, data in enumerate(originals):
+            steps = wire.max_steps(data, limit)
+            if steps <= limit:
+                continue
+            if policy.on_long == "truncate":
+                serialized[i] = wire.truncate(data, limit)
+                truncated.add(i)
+            else:
+                too_long[i] = (
+                    f"a feature list has more than {limit} steps "
+                    f"(--max_sequence_length {limit})"
+                )
+    keep = [i for i in range(len(chunk)) if i not in too_long]
+    decoded = decoder.decode([serialized[i] for i in keep])
+    lengths, problems = check_batch([serialized[i] for i in keep], decoded, spec)
+    ids = [None] * len(keep)
+    if decoded.ids is not None:
+        for row, ident in zip(
+            decoded.ok_rows.tolist(), decoded.ids.tolist(), strict=True
+        ):
+            ids[row] = bytes(ident)
+    valid, errors, valid_ids, valid_truncated = [], [], [], []
+    for k, i in enumerate(keep):
+        position = chunk[i][0]
+        if lengths[k] >= 0:
+            valid.append((position, int(lengths[k]), serialized[i]))
+            valid_ids.append(ids[k])
+            if i in truncated:
+                valid_truncated.append(position)
+            continue
+        reason, detail = problems[k]
+        if policy.on_invalid == "fail" and reason in INVALID_VALUES:
+            raise InvalidRecordError(
+                f"Invalid record ({reason.value}) at "
+                f"{describe_position(position, files)}: {detail}. The job stops "
+                "because of --on_invalid fail: fix the data or run with "
+                "--on_invalid dead_letter."
+            )
+        errors.append(ErrorRecord(reason, detail, position, originals[i]))
+    for i, detail in too_long.items():
+        errors.append(ErrorRecord(Reason.TOO_LONG, detail, chunk[i][0], originals[i]))
+    errors.sort(key=lambda e: e.position)
+    return Checked(valid, errors, valid_ids, valid_truncated)
 
 
 class ValidateRecords(beam.PTransform):
-    """Chunks of (position, bytes) -> outputs `.valid` (position, length, bytes)
-    and `.errors` (ErrorRecord)."""
+    """Chunks of (position, bytes) -> outputs `.valid` (position, length, bytes),
+    `.errors` (ErrorRecord), `.ids` ((id, position) of valid records, when the
+    spec has an id feature) and `.truncated` (positions of truncated records)."""
 
-    def __init__(self, spec: RecordSpec):
+    def __init__(
+        self, spec: RecordSpec, policy: Policy = Policy(), files: Sequence[str] = ()
+    ):
         super().__init__()
-        self._spec = spec
+        self._spec, self._policy, self._files = spec, policy, tuple(files)
 
-    def expand(self, chunks):  # [(position, bytes)] -> valid | errors
-        return chunks | "Check" >> beam.ParDo(_ValidateDoFn(self._spec)).with_outputs(
-            ERRORS, main=VALID
+    def expand(self, chunks):  # [(position, bytes)] -> valid | errors | ids | ...
+        do_fn = _ValidateDoFn(self._spec, self._policy, self._files)
+        return chunks | "Check" >> beam.ParDo(do_fn).with_outputs(
+            ERRORS, IDS, TRUNCATED, main=VALID
         )
 
 
 class _ValidateDoFn(beam.DoFn):
-    def __init__(self, spec: RecordSpec):
-        self._spec = spec
+    def __init__(self, spec: RecordSpec, policy: Policy, files: Sequence[str]):
+        self._spec, self._policy, self._files = spec, policy, files
         self._decoder = None
 
     def setup(self):
         self._decoder = Decoder(self._spec)
 
     def process(self, chunk):
-        valid, errors = validate_chunk(self._decoder, self._spec, chunk)
-        yield from valid
-        for error in errors:
+        checked = validate_chunk(
+            self._decoder, self._spec, chunk, self._policy, self._files
+        )
+        yield from checked.valid
+        if self._spec.id_feature is not None:
+            for (position, _, _), ident in zip(checked.valid, checked.ids, strict=True):
+                yield beam.pvalue.TaggedOutput(IDS, (ident, position))
+        for position in checked.truncated:
+            yield beam.pvalue.TaggedOutput(TRUNCATED, position)
+        for error in checked.errors:
             Metrics.counter(NAMESPACE, f"errors_{error.reason.value}").inc()
             yield beam.pvalue.TaggedOutput(ERRORS, error)
+
+
+def later_duplicates(item):
+    """`(id, positions)` -> `(position, (id, first position))` for every position
+    but the smallest (equal positions cannot be told apart and are all kept)."""
+    ident, positions = item
+    positions = sorted({tuple(p) for p in positions})
+    for position in positions[1:]:
+        yield position, (ident, positions[0])
+
+
+class DropDuplicateIds(beam.PTransform):
+    """Valid records -> outputs `.valid` and `.errors` (`duplicate_id`): of the
+    records sharing an example id, the one at the smallest position is kept.
+
+    Only `(id, position)` pairs are shuffled; the positions of the duplicates
+    reach the filter as a side input (its size is the number of duplicates).
+    """
+
+    def __init__(self, ids, files: Sequence[str] = ()):
+        super().__init__()
+        self._ids, self._files = ids, tuple(files)  # ids: PCollection (id, position)
+
+    def expand(self, valid):  # (position, length, bytes) -> valid | errors
+        duplicates = (
+            self._ids
+            | "GroupIds" >> beam.GroupByKey()
+            | "LaterDuplicates" >> beam.FlatMap(later_duplicates)
+        )
+        return valid | "Drop" >> beam.ParDo(
+            _DropDuplicatesDoFn(self._files),
+            duplicates=beam.pvalue.AsDict(duplicates),
+        ).with_outputs(ERRORS, main=VALID)
+
+
+class _DropDuplicatesDoFn(beam.DoFn):
+    def __init__(self, files):
+        self._files = files
+
+    def process(self, member, duplicates):
+        duplicate = duplicates.get(tuple(member[0]))
+        if duplicate is None:
+            yield member
+            return
+        ident, first = duplicate
+        Metrics.counter(NAMESPACE, f"errors_{Reason.DUPLICATE_ID.value}").inc()
+        yield beam.pvalue.TaggedOutput(
+            ERRORS, duplicate_error(member, ident, first, self._files)
+        )

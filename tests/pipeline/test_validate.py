@@ -38,7 +38,7 @@ def test_good_records_pass_with_reference_lengths(spec, decoder):
         )
     )
     chunk = [((0, i), r) for i, r in enumerate(records)]
-    valid, errors = validate.validate_chunk(decoder, spec, chunk)
+    valid, errors, _, _ = validate.validate_chunk(decoder, spec, chunk)
     assert errors == []
     assert [v[0] for v in valid] == [c[0] for c in chunk]
     assert valid[-1][1] == 3
@@ -52,7 +52,7 @@ def test_bad_record_kinds(kind, spec, decoder):
         ((0, 1), bad_records()[kind]),
         ((0, 2), good_record(rng, "b")),
     ]
-    valid, errors = validate.validate_chunk(decoder, spec, chunk)
+    valid, errors, _, _ = validate.validate_chunk(decoder, spec, chunk)
     assert [v[0] for v in valid] == [(0, 0), (0, 2)]
     assert len(errors) == 1
     assert errors[0].reason == Reason(EXPECTED_REASON[kind])
@@ -63,7 +63,7 @@ def test_bad_record_kinds(kind, spec, decoder):
 def test_all_bad_kinds_in_one_batch(spec, decoder):
     items = sorted(bad_records().items())
     chunk = [((0, i), data) for i, (_, data) in enumerate(items)]
-    valid, errors = validate.validate_chunk(decoder, spec, chunk)
+    valid, errors, _, _ = validate.validate_chunk(decoder, spec, chunk)
     assert valid == []
     assert [e.reason.value for e in errors] == [EXPECTED_REASON[k] for k, _ in items]
 
@@ -71,7 +71,7 @@ def test_all_bad_kinds_in_one_batch(spec, decoder):
 def test_trailing_empty_categorical_step_is_unequal_length(spec, decoder):
     # Reference length of genre is 2 (last step with a value + 1), rating's is 3.
     record = make_record("t", ratings=(1.0, 2.0, 3.0), genres=[[b"drama"], [b"x"], []])
-    _, errors = validate.validate_chunk(decoder, spec, [((0, 0), record)])
+    errors = validate.validate_chunk(decoder, spec, [((0, 0), record)]).errors
     assert errors[0].reason == Reason.UNEQUAL_LENGTHS
     assert "genre=2" in errors[0].detail and "rating=3" in errors[0].detail
 
