@@ -267,13 +267,21 @@ def check_fields(value, fields, path, ctx, what: str, skip=("kind",)) -> dict:
 _SEED = Field("seed", optional(integer(0)))
 INITIALIZERS: dict[str, tuple[tuple[Field, ...], Callable[..., Any]]] = {
     "truncated_normal": (
-        (Field("mean", number(), default=0.0), Field("stddev", optional(number(True))), _SEED),
+        (
+            Field("mean", number(), default=0.0),
+            Field("stddev", optional(number(True))),
+            _SEED,
+        ),
         lambda mean, stddev, seed: _keras().initializers.TruncatedNormal(
             mean=mean, stddev=stddev, seed=seed
         ),
     ),
     "random_normal": (
-        (Field("mean", number(), default=0.0), Field("stddev", optional(number(True))), _SEED),
+        (
+            Field("mean", number(), default=0.0),
+            Field("stddev", optional(number(True))),
+            _SEED,
+        ),
         lambda mean, stddev, seed: _keras().initializers.RandomNormal(
             mean=mean, stddev=stddev, seed=seed
         ),
@@ -461,8 +469,7 @@ def build_column(value, path: str, ctx: Context, *, role: str = DENSE):
         raise SpecError(
             f"{path}.kind: expected one of {', '.join(roles)}, got {kind_name!r}"
             + (
-                " (seqshards needs sequence columns: "
-                "use numeric/embedding/indicator)"
+                " (seqshards needs sequence columns: use numeric/embedding/indicator)"
                 if role == DENSE
                 else ""
             )

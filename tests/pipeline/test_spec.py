@@ -229,10 +229,7 @@ def test_yaml_syntax_error_names_file_line_and_column(tmp_path):
 
 def test_yaml_tags_never_construct_objects(tmp_path):
     marker = tmp_path / "pwned"
-    text = (
-        "columns: !!python/object/apply:os.system "
-        f"['touch {marker}']\n"
-    )
+    text = f"columns: !!python/object/apply:os.system ['touch {marker}']\n"
     with pytest.raises(spec.SpecError, match="unsupported YAML tag"):
         load_text(tmp_path, text)
     assert not marker.exists()
@@ -249,8 +246,18 @@ def test_python_file_needs_the_explicit_flag(tmp_path):
     assert config.load_job_columns(cfg).columns
     assert marker.exists()
     with pytest.raises(SystemExit):  # one of the two, not both
-        parse_args(["--input", "i", "--output", "o", "--columns", "a.yaml",
-                    "--columns_py", "b.py"])
+        parse_args(
+            [
+                "--input",
+                "i",
+                "--output",
+                "o",
+                "--columns",
+                "a.yaml",
+                "--columns_py",
+                "b.py",
+            ]
+        )
     with pytest.raises(ValueError, match="exactly one"):
         config.JobConfig("i", "o")
 
