@@ -131,14 +131,12 @@ class Progress:
         self.total_bytes = total_bytes or None
         self._log = log or logger
         self.count = self.bytes = 0
-        self.start: float | None = None
-        self._next = 0.0
+        self.start = time.monotonic()
+        self._next = self.start + interval
 
     def add(self, count: int, nbytes: int = 0) -> None:
         """Adds `count` units (and `nbytes` input bytes); may log a line."""
         now = time.monotonic()
-        if self.start is None:
-            self.start, self._next = now, now + self.interval
         self.count += count
         self.bytes += nbytes
         if now >= self._next:
@@ -147,12 +145,10 @@ class Progress:
 
     def done(self) -> None:
         """Logs the final line of this stage."""
-        if self.start is None:
-            self.start = time.monotonic()
         self._log.info("%s", self.line(time.monotonic(), final=True))
 
     def line(self, now: float, final: bool = False) -> str:
-        elapsed = max(now - (self.start or now), 0.0)
+        elapsed = max(now - self.start, 0.0)
         rate = self.count / elapsed if elapsed > 0 else 0.0
         text = f"{self.label}: {self.count:,} {self.unit}"
         if final:
@@ -205,12 +201,11 @@ class _LogProgressDoFn(beam.DoFn):
         self._total_bytes, self._unit = total_bytes, unit
         self._progress = None
 
-    def setup(self):
-        self._progress = Progress(
-            self._label, total_bytes=self._total_bytes, unit=self._unit
-        )
-
     def process(self, element):
+        if self._progress is None:  # the clock starts with the stage's first element
+            self._progress = Progress(
+                self._label, total_bytes=self._total_bytes, unit=self._unit
+            )
         self._progress.add(*self._measure(element))
         return ()
 

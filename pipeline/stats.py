@@ -1,5 +1,464 @@
-"""`seqshards stats`: length distribution, feature presence and bucket choices."""
+"""`seqshards stats`: an input's lengths, feature presence and bucket choices.
+
+Place in the flow: before a run. Reads the input once (or a `--sample`) with the
+job's own stages (read.read_file -> decode/validate), so lengths and dead letters
+are exactly what the job would see; compares bucket choices (one bucket, auto,
+powers of two, the stock-TF reference list, `--bucket_boundaries`) by the
+padding efficiency of the batches the job would form (`bucket.simulate_batches`:
+same bucketing, sub-keys and chunking as the Beam job); writes `stats.png`
+(length histogram with the auto boundaries, efficiency per bucket and per choice).
+
+    seqshards stats --input 'data/sample-*.tfrecord' --columns data/columns.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import math
+import os
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+
+# Hand-picked boundaries of the stock-TensorFlow baseline (bench/reference_pipeline.py).
+REFERENCE_BOUNDARIES = (8, 12, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 128,
+                        160, 192, 256, 320, 384, 512, 768)  # fmt: skip
+PERCENTILES = (50, 90, 99)
+DEFAULT_PLOT = "stats.png"
 
 
-def main(argv) -> int:
-    raise NotImplementedError("`seqshards stats` is being built (issue 5).")
+@dataclasses.dataclass
+class InputStats:
+    """What one pass over the input saw.
+
+    Attributes:
+      files: The input files read.
+      records: Records read (including damaged stretches).
+      positions: `(file_index, record_index)` of each valid example.
+      lengths: int64 [N] lengths of the valid examples, same order.
+      errors: Dead-letter reason -> count (what the job would dead-letter).
+      protos: Records that parse as a SequenceExample proto.
+      feature_lists: Feature-list key -> protos having it.
+      context: Context feature name -> protos having it.
+      sampled: Whether only a sample of each file was read.
+    """
+
+    files: list[str]
+    records: int = 0
+    positions: list = dataclasses.field(default_factory=list)
+    lengths: np.ndarray = dataclasses.field(
+        default_factory=lambda: np.zeros(0, np.int64)
+    )
+    errors: dict = dataclasses.field(default_factory=dict)
+    protos: int = 0
+    feature_lists: dict = dataclasses.field(default_factory=dict)
+    context: dict = dataclasses.field(default_factory=dict)
+    sampled: bool = False
+
+    @property
+    def histogram(self) -> dict[int, int]:
+        values, counts = np.unique(self.lengths, return_counts=True)
+        return dict(zip(values.tolist(), counts.tolist(), strict=True))
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """One bucket choice and the batches the job would form with it."""
+
+    name: str
+    boundaries: tuple[int, ...]
+    buckets: list  # [bucket.BucketBatches], non-empty buckets only
+
+    @property
+    def batches(self) -> int:
+        return sum(b.batches for b in self.buckets)
+
+    @property
+    def real_steps(self) -> int:
+        return sum(b.real_steps for b in self.buckets)
+
+    @property
+    def padded_steps(self) -> int:
+        return sum(b.padded_steps for b in self.buckets)
+
+    @property
+    def efficiency(self) -> float:
+        from pipeline import bucket
+
+        return bucket.padding_efficiency(self.real_steps, self.padded_steps)
+
+
+def collect(files: Sequence[str], spec, *, sample: int | None = None, report=None):
+    """Reads `files` once with the job's reader and validator.
+
+    Args:
+      files: Input TFRecord files (sorted, as `read.match_files` returns them).
+      spec: A `config.ColumnsSpec`.
+      sample: Read at most this many records: the first ceil(sample / F) records
+        of each of the F files. None reads everything.
+      report: An optional `progress.Progress`.
+
+    Returns:
+      An `InputStats`.
+    """
+    import tensorflow as tf
+    from google.protobuf.message import DecodeError
+
+    from pipeline import decode, progress, read, validate
+
+    record_spec = decode.record_spec(spec.columns, spec.context)
+    decoder = decode.Decoder(record_spec)
+    per_file = None if sample is None else max(1, math.ceil(sample / len(files)))
+    out = InputStats(files=list(files), sampled=sample is not None)
+    errors: collections.Counter = collections.Counter()
+    lists: collections.Counter = collections.Counter()
+    context: collections.Counter = collections.Counter()
+    lengths = []
+    for file_index, path in enumerate(files):
+        taken = 0
+        for records, read_errors in read.read_file(path, file_index, chunk_size=512):
+            if per_file is not None:
+                records = records[: max(0, per_file - taken)]
+            taken += len(records) + len(read_errors)
+            out.records += len(records) + len(read_errors)
+            errors.update(err.reason for _, err in read_errors)
+            if records:
+                valid, bad = validate.validate_chunk(decoder, record_spec, records)
+                errors.update(e.reason.value for e in bad)
+                for position, length, _ in valid:
+                    out.positions.append(position)
+                    lengths.append(length)
+            for _, data in records:
+                try:
+                    proto = tf.train.SequenceExample.FromString(data)
+                except DecodeError:
+                    continue
+                out.protos += 1
+                lists.update(proto.feature_lists.feature_list.keys())
+                context.update(proto.context.feature.keys())
+            if report is not None:
+                n, nbytes = progress.chunk_size(records)
+                report.add(n + len(read_errors), nbytes)
+            if per_file is not None and taken >= per_file:
+                break
+    if report is not None:
+        report.done()
+    out.lengths = np.asarray(lengths, np.int64)
+    out.errors = dict(sorted(errors.items()))
+    out.feature_lists, out.context = dict(lists), dict(context)
+    return out
+
+
+def length_summary(lengths: np.ndarray) -> dict[str, float]:
+    """count, min, p50/p90/p99, max and mean of the lengths.
+
+    A percentile p is the smallest length L with at least p % of the examples
+    <= L (numpy's "inverted_cdf"), so it is always an observed length.
+    """
+    lengths = np.asarray(lengths, np.int64)
+    if not len(lengths):
+        return {"count": 0}
+    out = {"count": int(len(lengths)), "min": int(lengths.min())}
+    for p in PERCENTILES:
+        out[f"p{p}"] = int(np.percentile(lengths, p, method="inverted_cdf"))
+    out["max"] = int(lengths.max())
+    out["mean"] = float(lengths.mean())
+    return out
+
+
+def powers_of_two(max_length: int) -> tuple[int, ...]:
+    """4, 8, 16, ... below `max_length`."""
+    return tuple(2**k for k in range(2, 63) if 2**k < max_length)
+
+
+def compare_choices(
+    stats: InputStats,
+    batch_size: int,
+    extra: Sequence[int] | None = None,
+) -> list[Choice]:
+    """The bucket choices with the batches the job would form for each.
+
+    Choices: "none" (one bucket), "auto" (what `--bucket_boundaries auto` picks),
+    "powers of two", "reference" (`REFERENCE_BOUNDARIES`) and, if given, "yours"
+    (`extra`).
+    """
+    from pipeline import bucket
+
+    histogram = stats.histogram
+    max_length = int(stats.lengths.max()) if len(stats.lengths) else 1
+    candidates = [
+        ("none", ()),
+        ("auto", "auto"),
+        ("powers of two", powers_of_two(max_length)),
+        ("reference", REFERENCE_BOUNDARIES),
+    ]
+    if extra:
+        candidates.append(("yours", tuple(extra)))
+    choices = []
+    for name, boundaries in candidates:
+        plan = bucket.make_plan(histogram, boundaries, batch_size)
+        simulated = bucket.simulate_batches(stats.positions, stats.lengths, plan)
+        choices.append(Choice(name, plan.boundaries, simulated))
+    return choices
+
+
+def _short(boundaries: Sequence[int], limit: int = 8) -> str:
+    if not boundaries:
+        return "-"
+    items = [str(b) for b in boundaries]
+    if len(items) > limit:
+        items = items[: limit - 2] + ["...", items[-1]]
+    return ",".join(items)
+
+
+def bucket_range(boundaries: Sequence[int], b: int) -> str:
+    """Lengths of bucket `b`, e.g. "9-12" or "769+"."""
+    low = boundaries[b - 1] + 1 if b > 0 else 1
+    if b >= len(boundaries):
+        return f"{low}+"
+    return f"{low}-{boundaries[b]}" if boundaries[b] != low else f"{low}"
+
+
+def format_report(
+    stats: InputStats,
+    choices: Sequence[Choice],
+    *,
+    batch_size: int,
+    feature_dim: int,
+    used_lists: Sequence[str],
+    used_context: Sequence[str],
+    pattern: str = "",
+) -> str:
+    """The text `seqshards stats` prints."""
+    valid = len(stats.lengths)
+    lines = [
+        f"seqshards stats: {stats.records:,} records from {len(stats.files)} file(s)"
+        + (f" ({pattern})" if pattern else "")
+        + (" [sample]" if stats.sampled else ""),
+        f"  valid {valid:,}, dead letters {sum(stats.errors.values()):,}"
+        + (
+            " (" + ", ".join(f"{k}={v:,}" for k, v in stats.errors.items()) + ")"
+            if stats.errors
+            else ""
+        ),
+        "",
+        "Lengths (steps per valid example)",
+    ]
+    s = length_summary(stats.lengths)
+    if s["count"]:
+        lines.append("  count     min  median     p90     p99     max     mean")
+        lines.append(
+            f"  {s['count']:<8,}{s['min']:>4}{s['p50']:>8}{s['p90']:>8}{s['p99']:>8}"
+            f"{s['max']:>8}{s['mean']:>9.1f}"
+        )
+    else:
+        lines.append("  no valid examples")
+    lines += ["", f"Feature presence (share of {stats.protos:,} SequenceExamples)"]
+    rows = [
+        ("feature list", k, stats.feature_lists.get(k, 0), True) for k in used_lists
+    ]
+    rows += [("context", k, stats.context.get(k, 0), True) for k in used_context]
+    rows += [
+        ("feature list", k, n, False)
+        for k, n in sorted(stats.feature_lists.items())
+        if k not in used_lists
+    ]
+    rows += [
+        ("context", k, n, False)
+        for k, n in sorted(stats.context.items())
+        if k not in used_context
+    ]
+    width = max([len(k) for _, k, _, _ in rows] + [8])
+    for kind, key, n, used in rows:
+        share = n / stats.protos if stats.protos else 0.0
+        note = "" if used else "  (not in the columns)"
+        lines.append(f"  {kind:<13}{key:<{width}}  {share:6.1%}  {n:>8,}{note}")
+    lines += [
+        "",
+        f"Bucket choices at B={batch_size}, D={feature_dim} (padding efficiency = "
+        "real steps / sum of B*T over the batches the job would form)",
+        f"  {'choice':<15}{'buckets':>8}{'batches':>9}{'efficiency':>12}"
+        f"{'sequence_input':>16}  boundaries",
+    ]
+    for c in choices:
+        mbytes = (c.real_steps + c.padded_steps) * feature_dim * 4 / 1e6
+        lines.append(
+            f"  {c.name:<15}{len(c.boundaries) + 1:>8}{c.batches:>9,}"
+            f"{c.efficiency:>12.4f}{mbytes:>13.2f} MB  {_short(c.boundaries)}"
+        )
+    auto = next((c for c in choices if c.name == "auto"), None)
+    if auto is not None and auto.buckets:
+        lines += [
+            "",
+            f"auto: --bucket_boundaries {','.join(map(str, auto.boundaries)) or '-'}",
+            f"  {'bucket':>6}  {'lengths':<10}{'examples':>9}{'batches':>9}"
+            f"{'efficiency':>12}",
+        ]
+        from pipeline import bucket
+
+        for b in auto.buckets:
+            eff = bucket.padding_efficiency(b.real_steps, b.padded_steps)
+            lines.append(
+                f"  {b.bucket:>6}  {bucket_range(auto.boundaries, b.bucket):<10}"
+                f"{b.examples:>9,}{b.batches:>9,}{eff:>12.4f}"
+            )
+    return "\n".join(lines)
+
+
+def plot(stats: InputStats, choices: Sequence[Choice], path: str) -> str:
+    """Writes the stats figure to `path` (needs matplotlib); returns `path`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pipeline import bucket
+
+    auto = next(c for c in choices if c.name == "auto")
+    fig, axes = plt.subplots(3, 1, figsize=(9, 10), constrained_layout=True)
+    ax = axes[0]
+    hist = stats.histogram
+    if hist:
+        ax.bar(list(hist), list(hist.values()), width=1.0, color="#4878a8")
+    for i, b in enumerate(auto.boundaries):
+        ax.axvline(b + 0.5, color="#c44e52", lw=0.8, ls="--",
+                   label="auto boundaries" if i == 0 else None)  # fmt: skip
+    ax.set(xlabel="length (steps)", ylabel="examples",
+           title=f"Lengths of {len(stats.lengths):,} valid examples")  # fmt: skip
+    if auto.boundaries:
+        ax.legend()
+    ax = axes[1]
+    effs = [bucket.padding_efficiency(b.real_steps, b.padded_steps)
+            for b in auto.buckets]  # fmt: skip
+    labels = [bucket_range(auto.boundaries, b.bucket) for b in auto.buckets]
+    ax.bar(range(len(effs)), effs, color="#55a868")
+    ax.set_xticks(range(len(effs)), labels, rotation=60, fontsize=7)
+    ax.set(ylim=(0, 1.05), ylabel="padding efficiency",
+           title=f"auto: efficiency per bucket (overall {auto.efficiency:.3f})")  # fmt: skip
+    ax = axes[2]
+    names = [c.name for c in choices]
+    values = [c.efficiency for c in choices]
+    ax.barh(names, values, color="#8172b2")
+    for y, v in enumerate(values):
+        ax.text(min(v, 1.0) + 0.01, y, f"{v:.3f}", va="center")
+    ax.set(xlim=(0, 1.12), xlabel="padding efficiency", title="Bucket choices")
+    ax.invert_yaxis()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def make_parser() -> argparse.ArgumentParser:
+    from pipeline import progress
+
+    parser = argparse.ArgumentParser(
+        prog="seqshards stats",
+        parents=[progress.verbosity_parser()],
+        description="Length distribution, feature presence and bucket choices "
+        "(padding efficiency of each) of SequenceExample TFRecords, before a run. "
+        f"Writes {DEFAULT_PLOT} (needs matplotlib).",
+    )
+    parser.add_argument("--input", required=True, metavar="GLOB",
+                        help="Glob of the input SequenceExample TFRecord files.")  # fmt: skip
+    columns = parser.add_mutually_exclusive_group(required=True)
+    columns.add_argument("--columns", metavar="FILE.yaml",
+                         help="Declarative columns spec (YAML/JSON), as for the job.")  # fmt: skip
+    columns.add_argument("--columns_py", metavar="FILE.py",
+                         help="Python columns file (executed), as for the job.")  # fmt: skip
+    parser.add_argument("--batch_size", type=_positive_int, default=_job_default("batch_size"),
+                        help="Batch size B to evaluate (default: the job's, %(default)s).")  # fmt: skip
+    parser.add_argument("--sample", type=_positive_int, default=None, metavar="N",
+                        help="Read at most N records (the first N/F of each of the F "
+                        "files) instead of the whole input.")  # fmt: skip
+    parser.add_argument("--bucket_boundaries", default=None, metavar="N,N,...",
+                        help="Also evaluate these boundaries (as 'yours').")  # fmt: skip
+    parser.add_argument("--output_plot", default=DEFAULT_PLOT, metavar="PATH",
+                        help="Where to write the figure (default: %(default)s).")  # fmt: skip
+    parser.add_argument("--no_plot", action="store_true", help="Write no figure.")
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {text!r}")
+    return value
+
+
+def _job_default(name: str):
+    from pipeline.config import JobConfig
+
+    return {f.name: f.default for f in dataclasses.fields(JobConfig)}[name]
+
+
+def load_spec(columns: str | None, columns_py: str | None):
+    """The columns spec the job would load for `--columns` / `--columns_py`."""
+    from pipeline import config
+
+    if columns_py:
+        return config.load_columns(columns_py, allow_python=True)
+    return config.load_columns(columns)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    extra = None
+    if args.bucket_boundaries:
+        from pipeline import bucket
+
+        try:
+            extra = bucket.parse_boundaries(args.bucket_boundaries)
+        except ValueError as e:
+            parser.error(str(e))
+        if extra == "auto":
+            extra = None
+    import transforms
+    from pipeline import progress, read
+
+    progress.configure_logging(args.verbosity or 0)
+    spec = load_spec(args.columns, args.columns_py)
+    files = read.match_files(args.input)
+    read.check_readable(files)
+    report = None
+    if (args.verbosity or 0) >= 0:
+        report = progress.Progress("stats", total_bytes=sum(map(read.file_size, files)))
+    stats = collect(files, spec, sample=args.sample, report=report)
+    choices = compare_choices(stats, args.batch_size, extra)
+    layout = transforms.column_layout(list(spec.columns))
+    from pipeline import decode
+
+    record_spec = decode.record_spec(spec.columns, spec.context)
+    print(
+        format_report(
+            stats,
+            choices,
+            batch_size=args.batch_size,
+            feature_dim=sum(s.width for s in layout),
+            used_lists=list(record_spec.sequence),
+            used_context=list(spec.context),
+            pattern=args.input,
+        )
+    )
+    if not args.no_plot:
+        if not len(stats.lengths):
+            progress.logger.warning("No valid examples: no figure written.")
+        else:
+            try:
+                path = plot(stats, choices, args.output_plot)
+            except ImportError:
+                progress.logger.warning(
+                    "matplotlib is not installed: no figure (pip install "
+                    "'seqshards[plot]')."
+                )
+            else:
+                print(f"\nwrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
