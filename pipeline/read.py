@@ -57,15 +57,27 @@ def masked_crc32c(data: bytes) -> int:
 def match_files(pattern: str) -> list[str]:
     """Sorted files matching the glob `pattern` (local or any tf.io.gfile scheme).
 
+    Every local match must be a regular file: a matched directory, broken
+    symbolic link or special file is refused rather than silently skipped.
+
     Raises:
-      FileNotFoundError: if nothing matches.
+      FileNotFoundError: if nothing matches, or a match is a broken symlink.
+      IsADirectoryError: if a match is a directory.
+      ValueError: if `pattern` is empty or a match is not a regular file.
     """
+    if not pattern:
+        raise ValueError(
+            "Invalid value for argument `input`. Expected a non-empty glob of "
+            f"TFRecord files. Received: input={pattern!r}"
+        )
     if "://" in pattern:
         import tensorflow as tf
 
         files = tf.io.gfile.glob(pattern)
     else:
-        files = [f for f in _glob.glob(pattern) if os.path.isfile(f)]
+        files = _glob.glob(pattern)
+        for path in sorted(files):
+            _check_regular_file(path, pattern)
     if not files:
         raise FileNotFoundError(
             f"Invalid value for argument `input`. Expected a glob matching at least "
@@ -74,14 +86,39 @@ def match_files(pattern: str) -> list[str]:
     return sorted(files)
 
 
+def _check_regular_file(path: str, pattern: str) -> None:
+    fix = "narrow the glob (e.g. add the file extension) or move it away"
+    if os.path.islink(path) and not os.path.exists(path):
+        raise FileNotFoundError(
+            f"Input {path!r} matched by --input {pattern!r} is a broken symbolic "
+            f"link (to {os.readlink(path)!r}): fix the link, or {fix}."
+        )
+    if os.path.isdir(path):
+        raise IsADirectoryError(
+            f"Input {path!r} matched by --input {pattern!r} is a directory, not a "
+            f"TFRecord file: {fix}."
+        )
+    if not os.path.isfile(path):
+        raise ValueError(
+            f"Input {path!r} matched by --input {pattern!r} is not a regular file "
+            f"(a pipe, socket or device): {fix}."
+        )
+
+
 def check_readable(files: list[str]) -> None:
-    """Raises PermissionError naming the first local file that cannot be read."""
+    """Opens every local file once; raises PermissionError naming the first that
+    cannot be read (opening, unlike os.access, also catches root's failures)."""
     for path in files:
-        if "://" not in path and not os.access(path, os.R_OK):
+        if "://" in path:
+            continue
+        try:
+            with open(path, "rb") as f:
+                f.read(1)
+        except OSError as e:
             raise PermissionError(
-                f"Input file {path!r} is not readable: fix its permissions or exclude "
-                "it from --input."
-            )
+                f"Input file {path!r} cannot be read ({e.strerror or e}): fix its "
+                "permissions or exclude it from --input."
+            ) from None
 
 
 def file_size(path: str) -> int:

@@ -30,13 +30,21 @@ position of the record in its file (0-based).
 Shards are assigned deterministically: batches sorted by their batch key, batch of
 rank r goes to shard r % N, and each shard holds its batches in key order.
 Atomicity: everything is written into a staging directory next to DIR that is
-renamed into place only after metadata.json is written.
+renamed into place only after metadata.json is written. Replacing an existing
+DIR (--overwrite) swaps the two directories in one step on Linux (renameat2
+RENAME_EXCHANGE); elsewhere it takes two renames. Each file is written under a
+temporary name and renamed to its deterministic final name, so a retried or
+duplicated bundle rewrites the same file with the same bytes (idempotent).
+A killed run leaves DIR untouched and a `DIR.staging-*` directory, safe to
+delete.
 """
 
 from __future__ import annotations
 
 import base64
+import ctypes
 import json
+import os
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -101,13 +109,23 @@ def _values(values: np.ndarray):
     return _bytes([bytes(v) for v in values.tolist()])
 
 
+TMP_MARK = ".tmp-"
+
+
+def _temporary(path: str) -> str:
+    head, sep, tail = path.rpartition("/")
+    return f"{head}{sep}.{tail}{TMP_MARK}{uuid.uuid4().hex[:12]}"
+
+
 def write_records(path: str, records: Iterable[bytes]) -> int:
-    """Writes TFRecords; returns the number written."""
+    """Writes TFRecords to `path` (via a temporary name); returns the number."""
     n = 0
-    with tf.io.TFRecordWriter(path) as writer:
+    tmp = _temporary(path)
+    with tf.io.TFRecordWriter(tmp) as writer:
         for record in records:
             writer.write(record)
             n += 1
+    tf.io.gfile.rename(tmp, path, overwrite=True)
     return n
 
 
@@ -131,10 +149,12 @@ def error_line(error, files: Sequence[str]) -> str:
 def write_errors(path: str, errors: Iterable, files: Sequence[str]) -> int:
     """Writes dead letters (sorted by the caller) as JSON lines; returns the count."""
     n = 0
-    with tf.io.gfile.GFile(path, "w") as f:
+    tmp = _temporary(path)
+    with tf.io.gfile.GFile(tmp, "w") as f:
         for error in errors:
             f.write(error_line(error, files) + "\n")
             n += 1
+    tf.io.gfile.rename(tmp, path, overwrite=True)
     return n
 
 
@@ -144,8 +164,19 @@ def check_output_dir(output_dir: str, overwrite: bool) -> None:
     Raises:
       FileExistsError: if `output_dir` is a file, or a non-empty directory and
         `overwrite` is false.
+      NotADirectoryError: if a parent of a local `output_dir` is a file.
     """
     if not tf.io.gfile.exists(output_dir):
+        if "://" not in output_dir:
+            parent = os.path.dirname(os.path.abspath(output_dir))
+            while not os.path.exists(parent):
+                parent = os.path.dirname(parent)
+            if not os.path.isdir(parent):
+                raise NotADirectoryError(
+                    "Invalid value for argument `output`. Expected a path whose "
+                    f"parents are directories. Received: output={output_dir!r} "
+                    f"({parent!r} is a file; pick another --output)"
+                )
         return
     if not tf.io.gfile.isdir(output_dir):
         raise FileExistsError(
@@ -173,14 +204,31 @@ class Staging:
         self.output_dir = output_dir.rstrip("/")
         self.overwrite = overwrite
         self.path = f"{self.output_dir}.staging-{uuid.uuid4().hex[:12]}"
-        for sub in (SHARDS_DIR, ERRORS_DIR, EMBEDDINGS_DIR):
-            tf.io.gfile.makedirs(f"{self.path}/{sub}")
+        try:
+            for sub in (SHARDS_DIR, ERRORS_DIR, EMBEDDINGS_DIR):
+                if "://" in self.path:
+                    tf.io.gfile.makedirs(f"{self.path}/{sub}")
+                else:
+                    os.makedirs(f"{self.path}/{sub}")
+        except (OSError, tf.errors.OpError) as e:
+            self.abort()
+            raise PermissionError(
+                "Invalid value for argument `output`. Expected a writable location. "
+                f"Received: output={output_dir!r} (cannot create {self.path!r}: "
+                f"{getattr(e, 'strerror', None) or e}; pick a writable --output)"
+            ) from None
 
     def commit(self) -> None:
         """Moves the staging directory to DIR (replacing an old DIR if allowed)."""
+        for sub in (SHARDS_DIR, ERRORS_DIR):  # temporaries of failed attempts
+            for tmp in tf.io.gfile.glob(f"{self.path}/{sub}/.*{TMP_MARK}*"):
+                tf.io.gfile.remove(tmp)
         old = None
         if tf.io.gfile.exists(self.output_dir):
             check_output_dir(self.output_dir, self.overwrite)
+            if _exchange(self.path, self.output_dir):
+                tf.io.gfile.rmtree(self.path)  # now holds the previous DIR
+                return
             if tf.io.gfile.listdir(self.output_dir):
                 old = f"{self.output_dir}.old-{uuid.uuid4().hex[:12]}"
                 tf.io.gfile.rename(self.output_dir, old)
@@ -194,6 +242,22 @@ class Staging:
         """Removes the staging directory (DIR is left untouched)."""
         if tf.io.gfile.exists(self.path):
             tf.io.gfile.rmtree(self.path)
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Atomically swaps two local paths (Linux renameat2 RENAME_EXCHANGE); False
+    where that is unavailable (other OS or file system, remote paths)."""
+    if "://" in a or "://" in b:
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return (
+        renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+        == 0
+    )
 
 
 # --- Beam wrappers ------------------------------------------------------------------
