@@ -172,11 +172,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS:
         return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
-    config, beam_argv = parse_args(argv)
+    try:
+        config, beam_argv = parse_args(argv)
+    except ValueError as e:  # JobConfig's checks
+        print(f"seqshards: error: {e}", file=sys.stderr)
+        return 2
     progress.configure_logging(progress.verbosity_of(argv))
     from pipeline import job, metadata
 
-    result = job.run(config, beam_argv)
+    try:
+        result = job.run(config, beam_argv)
+    except (OSError, ValueError) as e:
+        # Bad input paths, columns or output, `--on_invalid fail`: the message
+        # says what to do; -v shows the traceback.
+        if progress.verbosity_of(argv) > 0:
+            raise
+        print(f"seqshards: error: {e}", file=sys.stderr)
+        return 2
     print(metadata.summary(result.metadata, result.seconds))
     print(f"  {'output':<20}{config.output_dir}")
     return 0
