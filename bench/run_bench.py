@@ -17,7 +17,7 @@ Engines (`--engines` picks a subset by name):
   tfdata              python -m pipeline --engine tfdata
   beam                python -m pipeline --engine beam --runner DirectRunner (in_memory)
   beam-mp             ... --direct_running_mode=multi_processing --direct_num_workers=2
-Ours use `--batch_size 128 --bucket_boundaries auto`. A failing engine gives a row
+Ours use `--columns_py bench/columns.py --batch_size 128 --bucket_boundaries auto`. A failing engine gives a row
 "n/a: <first line of its error>" and the suite goes on.
 
 Columns: examples/s = N / seconds of the engine's `main`; MB/s in = input bytes /
@@ -81,7 +81,7 @@ def _ours(*extra: str) -> Callable[[Run], list[str]]:
     def args(run: Run) -> list[str]:
         return [
             "--input", run.input_glob, "--output", str(run.output),
-            "--columns", str(BENCH / "columns.py"), "--batch_size", "128",
+            "--columns_py", str(BENCH / "columns.py"), "--batch_size", "128",
             "--bucket_boundaries", "auto", "--overwrite", "--no_progress", *extra,
         ]  # fmt: skip
 
@@ -330,7 +330,8 @@ def table(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         if "error" in r:
-            cells = [r["engine"], r["runner"], str(r["n"]), f"n/a: {r['error']}",
+            error = r["error"] if len(r["error"]) <= 100 else r["error"][:97] + "..."
+            cells = [r["engine"], r["runner"], str(r["n"]), f"n/a: {error}",
                      "", "", "", _fmt(r.get("peak_rss_mb"), ".0f"), ""]  # fmt: skip
         else:
             base = ref.get(r["n"])
