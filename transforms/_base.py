@@ -273,8 +273,9 @@ class InputCache:
             dense_shape = tf.shape(value, out_type=tf.int64)
         column.check_input_dtype(values.dtype)
         ids = column.lookup(values, self._states.get(column))
-        rows, steps = indices[:, 0], indices[:, 1]
-        batch_size, num_steps = dense_shape[0], dense_shape[1]
+        rank = value.shape.rank
+        rows, steps = tf.unstack(indices, num=rank, axis=1)[:2]
+        batch_size, num_steps = tf.unstack(dense_shape, num=rank)[:2]
         result = SparseIds(
             rows=rows,
             steps=steps,

@@ -139,18 +139,20 @@ class SequenceNumericColumn(_base.SequenceDenseColumn):
             sp = self.normalizer_fn(sp)
         indices, dense_shape = sp.indices, sp.dense_shape
         rank = sp.shape.rank
+        coords = tf.unstack(indices, num=rank, axis=1)
+        dims = tf.unstack(dense_shape, num=rank)
         if rank == 2:
-            offsets = indices[:, 1]
+            offsets, row_size = coords[1], dims[1]
         elif rank == 3:
-            offsets = indices[:, 1] * dense_shape[2] + indices[:, 2]
+            offsets, row_size = coords[1] * dims[2] + coords[2], dims[1] * dims[2]
         else:  # row-major position inside the row, as densify + reshape does
             strides = tf.math.cumprod(dense_shape[1:], exclusive=True, reverse=True)
             offsets = tf.reduce_sum(indices[:, 1:] * strides, axis=1)
-        row_size = tf.reduce_prod(dense_shape[1:])
-        length = _base.sequence_length(indices[:, 0], indices[:, 1], dense_shape[0])
+            row_size = tf.reduce_prod(dense_shape[1:])
+        length = _base.sequence_length(coords[0], coords[1], dims[0])
         if rank == 2 and self.output_width > 1:
             length = (length + (self.output_width - 1)) // self.output_width
-        return sp, indices[:, 0], offsets, dense_shape[0], row_size, length
+        return sp, coords[0], offsets, dims[0], row_size, length
 
     def sequence_dense(self, cache, state=None):
         sp, rows, offsets, batch_size, row_size, length = self._flat(cache)

@@ -108,12 +108,54 @@ def _check_static_batch(parts, columns) -> int | None:
     return expected
 
 
-def _assert_all_equal_and_return(tensors):
+def _assert_all_equal_and_return(tensors, columns):
+    """The first column's lengths, checked equal to every other column's.
+
+    Eagerly: TF's pairwise `assert_equal` (its exact message). In a graph: one
+    Assert over all columns (fewer ops per batch; same InvalidArgumentError).
+    """
     if len(tensors) == 1:
         return tensors[0]
-    checks = [tf.compat.v1.assert_equal(tensors[0], t) for t in tensors[1:]]
-    with tf.control_dependencies([c for c in checks if c is not None]):
+    if tf.executing_eagerly():
+        for t in tensors[1:]:
+            tf.compat.v1.assert_equal(tensors[0], t)
+        return tensors[0]
+    stacked = tf.stack(tensors)
+    check = tf.debugging.Assert(
+        tf.reduce_all(tf.equal(stacked, tensors[0])),
+        [
+            "Condition x == y did not hold element-wise: the sequence lengths of "
+            f"the feature columns {[c.name for c in columns]} differ."
+        ],
+    )
+    with tf.control_dependencies([check]):
         return tf.identity(tensors[0])
+
+
+def _assert_same_num_steps(parts, columns):
+    """Raises TF's ConcatOp InvalidArgumentError when columns disagree on T.
+
+    Eagerly the per-column outputs are concatenated (TF's exact message); in a
+    graph one Assert reports the per-column T (same error type).
+    """
+    if len(parts) == 1:
+        return []
+    if tf.executing_eagerly():
+        steps = [int(p.num_steps) for p in parts]
+        if len(set(steps)) > 1:
+            tf.concat([p.dense() for p in parts], -1)  # raises
+        return []
+    num_steps = tf.stack([p.num_steps for p in parts])
+    return [
+        tf.debugging.Assert(
+            tf.reduce_all(tf.equal(num_steps, num_steps[0])),
+            [
+                "ConcatOp : Dimension 1 in both shapes must be equal: the feature "
+                f"columns {[c.name for c in columns]} have these T:",
+                tf.strings.as_string(num_steps),
+            ],
+        )
+    ]
 
 
 @keras.saving.register_keras_serializable(package="transforms")
@@ -209,7 +251,7 @@ class SequenceFeatures(keras.layers.Layer):
         ]
         lengths = [p.length for p in parts]
         _verify_static_batch_size_equality(lengths, self._feature_columns)
-        sequence_length = _assert_all_equal_and_return(lengths)
+        sequence_length = _assert_all_equal_and_return(lengths, self._feature_columns)
         if any(p.dtype != tf.float32 for p in parts):
             # Integer numeric columns keep their dtype (TF's concat then fails
             # when they are mixed with float columns): per-column path.
@@ -217,22 +259,9 @@ class SequenceFeatures(keras.layers.Layer):
             _verify_static_batch_size_equality(outputs, self._feature_columns)
             return tf.concat(outputs, -1), sequence_length
         static_batch = _check_static_batch(parts, self._feature_columns)
-
-        def fused():
-            return self._scatter(parts, static_batch)
-
-        if len(parts) == 1:
-            return fused(), sequence_length
-        num_steps = tf.stack([p.num_steps for p in parts])
-        # Columns disagreeing on T: run TF's concat of the per-column outputs,
-        # which raises its own error ("ConcatOp : Dimension 1 ...").
-        output = tf.cond(
-            tf.reduce_all(tf.equal(num_steps, num_steps[0])),
-            fused,
-            lambda: tf.concat([p.dense() for p in parts], -1),
-        )
-        output.set_shape([static_batch, None, self.output_width])
-        return output, sequence_length
+        checks = _assert_same_num_steps(parts, self._feature_columns)
+        with tf.control_dependencies(checks):
+            return self._scatter(parts, static_batch), sequence_length
 
     def _state(self, column):
         if isinstance(column, EmbeddingColumn):

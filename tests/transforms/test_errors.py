@@ -340,3 +340,33 @@ def test_vocabulary_file_content_errors(tmp_path, text, size, error, message):
         message = f"Invalid content in {path}: {message}"
     with pytest.raises(error, match=re.escape(message)):
         T.SequenceFeatures([T.indicator_column(column)])({"f": sp([["a"]])})
+
+
+def test_mismatch_errors_inside_tf_function():
+    """In a graph the checks are single Asserts: same error type as TF's."""
+    columns = [T.sequence_numeric_column("n"), T.indicator_column(ident())]
+    layer = T.SequenceFeatures(columns)
+    spec = {
+        "n": tf.SparseTensorSpec([None, None], tf.float32),
+        "w": tf.SparseTensorSpec([None, None], tf.int64),
+    }
+    step = tf.function(layer, input_signature=[spec])
+    lengths = {"n": sp([[1.0, 2.0], [3.0]]), "w": sp([[1], [2, 3]], tf.int64)}
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match="Condition x == y did not hold"
+    ):
+        step(lengths)
+    steps = {
+        "n": tf.SparseTensor([[0, 0]], [1.0], [2, 4]),
+        "w": tf.SparseTensor([[0, 0]], tf.constant([1], tf.int64), [2, 2]),
+    }
+    with pytest.raises(tf.errors.InvalidArgumentError, match="ConcatOp : Dimension 1"):
+        step(steps)
+    out, length = step({"n": sp([[1.0], [2.0, 3.0]]), "w": sp([[1], [2, 3]], tf.int64)})
+    np.testing.assert_array_equal(length.numpy(), [1, 2])
+
+
+def test_indices_beyond_dense_shape_raise():
+    bad = tf.SparseTensor([[0, 5]], [1.0], [1, 2])
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        T.SequenceFeatures([T.sequence_numeric_column("n")])({"n": bad})
