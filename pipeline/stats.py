@@ -91,12 +91,21 @@ class Choice:
         return bucket.padding_efficiency(self.real_steps, self.padded_steps)
 
 
-def collect(files: Sequence[str], spec, *, sample: int | None = None, report=None):
+def collect(
+    files: Sequence[str],
+    spec,
+    *,
+    id_feature: str | None = "id",
+    sample: int | None = None,
+    report=None,
+):
     """Reads `files` once with the job's reader and validator.
 
     Args:
       files: Input TFRecord files (sorted, as `read.match_files` returns them).
       spec: A `config.ColumnsSpec`.
+      id_feature: The job's `--id_feature`: later records with an id already
+        seen count as `duplicate_id` dead letters, as in the job.
       sample: Read at most this many records: the first ceil(sample / F) records
         of each of the F files. None reads everything.
       report: An optional `progress.Progress`.
@@ -109,8 +118,9 @@ def collect(files: Sequence[str], spec, *, sample: int | None = None, report=Non
 
     from pipeline import decode, progress, read, validate
 
-    record_spec = decode.record_spec(spec.columns, spec.context)
+    record_spec = decode.record_spec(spec.columns, spec.context, id_feature)
     decoder = decode.Decoder(record_spec)
+    seen: set = set()
     per_file = None if sample is None else max(1, math.ceil(sample / len(files)))
     out = InputStats(files=list(files), sampled=sample is not None)
     errors: collections.Counter = collections.Counter()
@@ -118,17 +128,24 @@ def collect(files: Sequence[str], spec, *, sample: int | None = None, report=Non
     context: collections.Counter = collections.Counter()
     lengths = []
     for file_index, path in enumerate(files):
-        taken = 0
         for records, read_errors in read.read_file(path, file_index, chunk_size=512):
-            if per_file is not None:
-                records = records[: max(0, per_file - taken)]
-            taken += len(records) + len(read_errors)
+            read_in_chunk = len(records) + len(read_errors)
+            if per_file is not None:  # positions count records and damage alike
+                records = [r for r in records if r[0][1] < per_file]
+                read_errors = [e for e in read_errors if e[0][1] < per_file]
             out.records += len(records) + len(read_errors)
             errors.update(err.reason for _, err in read_errors)
             if records:
-                valid, bad = validate.validate_chunk(decoder, record_spec, records)
-                errors.update(e.reason.value for e in bad)
-                for position, length, _ in valid:
+                checked = validate.validate_chunk(decoder, record_spec, records)
+                errors.update(e.reason.value for e in checked.errors)
+                for (position, length, _), ident in zip(
+                    checked.valid, checked.ids, strict=True
+                ):
+                    if ident is not None:  # files in order: the first one is kept
+                        if ident in seen:
+                            errors[validate.Reason.DUPLICATE_ID.value] += 1
+                            continue
+                        seen.add(ident)
                     out.positions.append(position)
                     lengths.append(length)
             for _, data in records:
@@ -142,8 +159,8 @@ def collect(files: Sequence[str], spec, *, sample: int | None = None, report=Non
             if report is not None:
                 n, nbytes = progress.chunk_size(records)
                 report.add(n + len(read_errors), nbytes)
-            if per_file is not None and taken >= per_file:
-                break
+            if len(records) + len(read_errors) < read_in_chunk:
+                break  # this file's share of the sample is complete
     if report is not None:
         report.done()
     out.lengths = np.asarray(lengths, np.int64)
@@ -375,6 +392,9 @@ def make_parser() -> argparse.ArgumentParser:
                         "files) instead of the whole input.")  # fmt: skip
     parser.add_argument("--bucket_boundaries", default=None, metavar="N,N,...",
                         help="Also evaluate these boundaries (as 'yours').")  # fmt: skip
+    parser.add_argument("--id_feature", default=_job_default("id_feature"),
+                        help="Context feature identifying an example, as for the "
+                        "job (duplicates are counted; default: %(default)s).")  # fmt: skip
     parser.add_argument("--output_plot", default=DEFAULT_PLOT, metavar="PATH",
                         help="Where to write the figure (default: %(default)s).")  # fmt: skip
     parser.add_argument("--no_plot", action="store_true", help="Write no figure.")
@@ -427,12 +447,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = None
     if (args.verbosity or 0) >= 0:
         report = progress.Progress("stats", total_bytes=sum(map(read.file_size, files)))
-    stats = collect(files, spec, sample=args.sample, report=report)
+    stats = collect(
+        files, spec, id_feature=args.id_feature, sample=args.sample, report=report
+    )
     choices = compare_choices(stats, args.batch_size, extra)
     layout = transforms.column_layout(list(spec.columns))
     from pipeline import decode
 
-    record_spec = decode.record_spec(spec.columns, spec.context)
+    record_spec = decode.record_spec(spec.columns, spec.context, args.id_feature)
     print(
         format_report(
             stats,
