@@ -504,3 +504,21 @@ def test_compute_output_shape_and_symbolic_spec():
     )
     assert tuple(seq.shape) == (None, None, 16) and seq.dtype == "float32"
     assert tuple(length.shape) == (None,) and length.dtype == "int64"
+
+
+def test_single_column_tuple_and_generator_accepted():
+    column = T.sequence_numeric_column("n")
+    for given in (column, (column,), [column], (c for c in [column])):
+        assert T.SequenceFeatures(given).feature_columns == [column]
+
+
+def test_columns_sorted_by_code_point():
+    names = ["b", "a_x", "B", "a"]
+    layer = T.SequenceFeatures([T.sequence_numeric_column(n) for n in names])
+    assert [c.name for c in layer.feature_columns] == ["B", "a", "a_x", "b"]
+    assert [s.name for s in T.column_layout(layer.feature_columns)] == [
+        "B",
+        "a",
+        "a_x",
+        "b",
+    ]

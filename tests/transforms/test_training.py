@@ -233,3 +233,40 @@ def test_simple_rnn_with_sequence_mask_trains():
     )
     history = model.fit(ds, epochs=6, verbose=0).history["loss"]
     assert history[-1] < 0.5 * history[0], history
+
+
+def test_functional_model_with_ragged_inputs():
+    columns = [
+        T.sequence_numeric_column("r"),
+        T.indicator_column(T.sequence_categorical_column_with_identity("w", 5)),
+    ]
+    inputs = {
+        "r": keras.Input(shape=(None,), ragged=True, dtype="float32", name="r"),
+        "w": keras.Input(shape=(None,), ragged=True, dtype="int64", name="w"),
+    }
+    seq, length = T.SequenceFeatures(columns)(inputs)
+    model = keras.Model(inputs, [seq, length])
+    out, length = model(
+        {
+            "r": tf.ragged.constant([[1.0, 2.0], [3.0]]),
+            "w": tf.ragged.constant([[1, 2], [3]], dtype=tf.int64),
+        }
+    )
+    np.testing.assert_array_equal(
+        out.numpy(),
+        [[[1, 0, 1, 0, 0, 0], [2, 0, 0, 1, 0, 0]], [[3, 0, 0, 0, 1, 0], [0] * 6]],
+    )
+    np.testing.assert_array_equal(length.numpy(), [2, 1])
+
+
+def test_static_shapes_in_graph():
+    layer = T.SequenceFeatures(seed_columns())
+    layer.build()
+    spec = {
+        "rating": tf.SparseTensorSpec([None, None], tf.float32),
+        "watches": tf.SparseTensorSpec([None, None], tf.int64),
+    }
+    graph = tf.function(layer).get_concrete_function(spec)
+    out, length = graph.structured_outputs
+    assert out.shape.as_list() == [None, None, 11]
+    assert length.shape.as_list() == [None]
