@@ -189,8 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"seqshards: error: {e}", file=sys.stderr)
         return 2
-    print(metadata.summary(result.metadata, result.seconds))
-    print(f"  {'output':<20}{config.output_dir}")
+    print(metadata.summary(result.metadata, result.seconds, config.output_dir))
     return 0
 
 

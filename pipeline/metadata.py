@@ -137,12 +137,15 @@ def write_metadata(directory: str, metadata: Mapping) -> None:
         f.write(dumps(metadata))
 
 
-def summary(metadata: Mapping, seconds: float | None = None) -> str:
+def summary(
+    metadata: Mapping, seconds: float | None = None, output: str | None = None
+) -> str:
     """The final summary table of a run (printed by the CLI).
 
     Args:
       metadata: The run's metadata.json dict.
       seconds: Wall time of the run, if known.
+      output: The output directory, if it should be shown.
     """
     c = metadata["counts"]
     total_steps = c["real_steps"] + c["padded_steps"]
@@ -174,7 +177,10 @@ def summary(metadata: Mapping, seconds: float | None = None) -> str:
         rate = c["examples_in"] / seconds if seconds > 0 else 0.0
         rows.append(("time", f"{seconds:.1f} s", f"{rate:,.0f} examples/s"))
     width = max(len(value) for _, value, _ in rows)
+    label_width = max(20, *(len(label) + 2 for label, _, _ in rows))
     lines = [f"seqshards summary (engine={metadata['engine']})"]
     for label, value, note in rows:
-        lines.append(f"  {label:<20}{value:>{width}}  {note}".rstrip())
+        lines.append(f"  {label:<{label_width}}{value:>{width}}  {note}".rstrip())
+    if output is not None:
+        lines.append(f"  {'output':<{label_width}}{output}")
     return "\n".join(lines)
