@@ -156,7 +156,7 @@ def embedding_column(
         raise ValueError(
             f"combiner must be one of 'mean', 'sqrtn' or 'sum', got {combiner}"
         )
-    _check_categorical(categorical_column, "embedding_column")
+    _check_categorical(categorical_column)
     return EmbeddingColumn(
         categorical_column=categorical_column,
         dimension=int(dimension),
@@ -174,11 +174,13 @@ def indicator_column(
     categorical_column: _base.SequenceCategoricalColumn,
 ) -> IndicatorColumn:
     """Returns a multi-hot `[num_buckets]` column per step (TF signature)."""
-    _check_categorical(categorical_column, "indicator_column")
+    _check_categorical(categorical_column)
     return IndicatorColumn(categorical_column)
 
 
-def _check_categorical(column, function: str) -> None:
+def _check_categorical(column) -> None:
+    """TF's indicator_column check (TF's embedding_column accepts anything and
+    fails at call time; ours raises this ValueError at construction)."""
     if not isinstance(column, _base.SequenceCategoricalColumn):
         raise ValueError(
             "Unsupported input type. Input must be a CategoricalColumn. "

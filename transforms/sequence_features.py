@@ -33,6 +33,7 @@ import tensorflow as tf
 
 from transforms import _base
 from transforms.dense import EmbeddingColumn
+from transforms.numeric import SequenceNumericColumn
 
 
 def _is_tf_feature_column(column) -> bool:
@@ -311,13 +312,13 @@ class SequenceFeatures(keras.layers.Layer):
         return output
 
     def _output_dtype(self) -> str:
+        """float32, or the dtype of integer numeric columns if they are alone."""
         dtypes = {
-            getattr(c, "dtype", tf.float32)
-            if not hasattr(c, "categorical_column")
+            c.dtype
+            if isinstance(c, SequenceNumericColumn) and c.dtype.is_integer
             else tf.float32
             for c in self._feature_columns
         }
-        dtypes = {tf.float32 if d.is_floating else d for d in dtypes}
         return dtypes.pop().name if len(dtypes) == 1 else "float32"
 
     @property
