@@ -70,9 +70,11 @@ def configure_logging(verbosity: int = 0) -> None:
       verbosity: -1 (`--quiet`: warnings and errors only), 0 (default: progress
         lines) or >= 1 (`-v`: debug lines too, and Beam's INFO logs).
     """
-    for handler in list(logger.handlers):
-        if getattr(handler, "_seqshards", False):
-            logger.removeHandler(handler)
+    beam_logger = logging.getLogger("apache_beam")
+    for log in (logger, beam_logger):
+        for handler in list(log.handlers):
+            if getattr(handler, "_seqshards", False):
+                log.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)
     handler._seqshards = True
     fmt = "%(message)s" if verbosity < 1 else "%(asctime)s %(name)s: %(message)s"
@@ -80,11 +82,10 @@ def configure_logging(verbosity: int = 0) -> None:
     logger.addHandler(handler)
     logger.setLevel(verbosity_level(verbosity))
     logger.propagate = False
-    logging.getLogger("apache_beam").setLevel(
-        logging.INFO if verbosity >= 1 else logging.WARNING
-    )
-    if verbosity >= 1:
-        logging.basicConfig(level=logging.INFO)
+    if verbosity >= 1:  # Beam's INFO logs through this handler only
+        beam_logger.addHandler(handler)
+    beam_logger.setLevel(logging.INFO if verbosity >= 1 else logging.WARNING)
+    beam_logger.propagate = verbosity < 1
 
 
 def one_worker(options) -> bool:
@@ -164,6 +165,13 @@ class Progress:
 def chunk_size(chunk) -> tuple[int, int]:
     """(records, bytes incl. framing) of a read chunk `[(position, bytes)]`."""
     return len(chunk), sum(len(data) for _, data in chunk) + FRAMING_BYTES * len(chunk)
+
+
+def read_size(element) -> tuple[int, int]:
+    """(records, bytes) of a Beam read output: a chunk, or one damaged stretch."""
+    if isinstance(element, list):
+        return chunk_size(element)
+    return 1, len(element.data)  # a validate.ErrorRecord
 
 
 def batch_size(batch) -> tuple[int, int]:
