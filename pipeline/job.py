@@ -188,11 +188,8 @@ def build(
         total = (
             sum(map(read.file_size, files)) if progress.one_worker(p.options) else None
         )
-        _ = (
-            (read_out.records, read_out[read.READ_ERRORS])
-            | "ReadAndDamaged" >> beam.Flatten()
-            | "ProgressRead"
-            >> progress.LogProgress("read", progress.read_size, total_bytes=total)
+        _ = read_out.records | "ProgressRead" >> progress.LogProgress(
+            "read", progress.chunk_size, total_bytes=total
         )
         _ = out["batches"] | "ProgressFeatures" >> progress.LogProgress(
             "features", progress.batch_size, unit="examples"

@@ -9,8 +9,10 @@ input size is known, the share of input bytes read and an ETA.
 The CLI maps `-q/--quiet` (warnings only, no progress), the default (progress)
 and `-v/--verbose` (debug lines, Beam's INFO logs) onto logging levels with
 `configure_logging`. On the Beam engine `LogProgress` is a side branch of the
-read and features stages; each worker logs its own lines (in-process runs print
-them on stderr; on Dataflow/Flink/Spark they are in the worker logs).
+read and features stages (fused with them: no data is materialized for it);
+each worker logs its own lines (in-process runs print them on stderr; on
+Dataflow/Flink/Spark they are in the worker logs). The read line counts the
+well-framed records; damaged stretches appear in the final summary.
 """
 
 from __future__ import annotations
@@ -132,21 +134,27 @@ class Progress:
         self.total_bytes = total_bytes or None
         self._log = log or logger
         self.count = self.bytes = 0
-        self.start = time.monotonic()
+        self.start = self.last = time.monotonic()
         self._next = self.start + interval
 
     def add(self, count: int, nbytes: int = 0) -> None:
         """Adds `count` units (and `nbytes` input bytes); may log a line."""
-        now = time.monotonic()
+        now = self.last = time.monotonic()
         self.count += count
         self.bytes += nbytes
         if now >= self._next:
             self._next = now + self.interval
             self._log.info("%s", self.line(now))
 
-    def done(self) -> None:
-        """Logs the final line of this stage."""
-        self._log.info("%s", self.line(time.monotonic(), final=True))
+    def done(self, *, at_last_add: bool = False) -> None:
+        """Logs the final line of this stage.
+
+        Args:
+          at_last_add: Time the stage up to the last `add` instead of now (for a
+            Beam worker's teardown, which can come long after its last element).
+        """
+        now = self.last if at_last_add else time.monotonic()
+        self._log.info("%s", self.line(now, final=True))
 
     def line(self, now: float, final: bool = False) -> str:
         elapsed = max(now - self.start, 0.0)
@@ -165,13 +173,6 @@ class Progress:
 def chunk_size(chunk) -> tuple[int, int]:
     """(records, bytes incl. framing) of a read chunk `[(position, bytes)]`."""
     return len(chunk), sum(len(data) for _, data in chunk) + FRAMING_BYTES * len(chunk)
-
-
-def read_size(element) -> tuple[int, int]:
-    """(records, bytes) of a Beam read output: a chunk, or one damaged stretch."""
-    if isinstance(element, list):
-        return chunk_size(element)
-    return 1, len(element.data)  # a validate.ErrorRecord
 
 
 def batch_size(batch) -> tuple[int, int]:
@@ -219,4 +220,4 @@ class _LogProgressDoFn(beam.DoFn):
 
     def teardown(self):
         if self._progress is not None and self._progress.count:
-            self._progress.done()
+            self._progress.done(at_last_add=True)
