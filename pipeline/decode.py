@@ -138,6 +138,9 @@ class Decoder:
     def decode(self, serialized: Sequence[bytes]) -> DecodedBatch:
         """Decodes a batch; records the parser fails on go to `parse_errors`."""
         n = len(serialized)
+        if n == 0:
+            out, ids = self._empty()
+            return DecodedBatch(np.zeros(0, np.int64), {}, out, ids)
         try:
             out, ids = self._run(serialized)
             return DecodedBatch(np.arange(n, dtype=np.int64), {}, out, ids)
@@ -171,7 +174,7 @@ class Decoder:
             self._parse(tf.constant(list(serialized[lo:hi]), tf.string))
             return
         except tf.errors.InvalidArgumentError as e:
-            if hi - lo == 1:
+            if hi - lo <= 1:
                 errors[lo] = _clean_message(e.message)
                 return
         mid = (lo + hi) // 2
