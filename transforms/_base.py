@@ -3,9 +3,10 @@
 Place in the flow: constructors (numeric.py, categorical.py, dense.py) build the
 frozen column dataclasses defined on top of these bases; `SequenceFeatures`
 (sequence_features.py) hands every call's `features` dict to an `InputCache`,
-which normalizes each raw input once (ragged -> sparse, dense -> sparse, rank 1
--> rank 2) and caches the flat id lookup of each categorical column so that an
-embedding and an indicator of the same column share it.
+which turns each raw input once into its flat view (inputs.py: sparse, ragged
+or padded dense -> present values with their coordinates) and caches the flat
+id lookup of each categorical column so that an embedding and an indicator of
+the same column share it.
 
 Error messages repeat TensorFlow 2.21's `tf.feature_column` wording on purpose
 (callers migrate from it and match on them); `__repr__` of every column is the
@@ -20,6 +21,8 @@ import re
 from typing import Any, NamedTuple
 
 import tensorflow as tf
+
+from transforms import inputs
 
 _COLUMN_CLASSES: dict[str, type] = {}
 
@@ -124,6 +127,31 @@ class SequenceCategoricalColumn(FeatureColumn):
         """Builds the (eager) lookup state, e.g. a hash table; None if stateless."""
         return None
 
+    def lookup_columns(self) -> list[SequenceCategoricalColumn]:
+        """The columns whose `make_lookup` state this column reads (the layer
+        builds one per column; a wrapper returns its inner column's)."""
+        return [self]
+
+    def sparse_ids(self, cache: InputCache) -> SparseIds:
+        """Looks up this column's ids in the batch (`cache.ids` caches it)."""
+        flat = cache.flat(self.key, numeric=False)
+        self.check_input_dtype(flat.values.dtype)
+        ids = self.lookup(flat.values, cache.state(self))
+        rows, steps = flat.coords[0], flat.coords[1]
+        batch_size = flat.dims[0]
+        length = flat.length
+        if length is None:
+            length = sequence_length(rows, steps, batch_size)
+        return SparseIds(
+            rows=rows,
+            steps=steps,
+            ids=ids,
+            batch_size=batch_size,
+            num_steps=flat.dims[1],
+            length=length,
+            static_batch_size=flat.static_batch_size,
+        )
+
     @abc.abstractmethod
     def lookup(self, values: tf.Tensor, state: Any) -> tf.Tensor:
         """Maps the flat input `values` [N] to int64 ids [N] (may be < 0: dropped)."""
@@ -164,12 +192,14 @@ class Updates(NamedTuple):
     """Writes into the flat `[B * T * D]` output of the layer.
 
     `set_positions`/`set_values` overwrite (each position at most once);
-    `add_positions` each add 1.0 (repeats accumulate: multi-hot counts).
+    `add_positions` each add 1.0, or `add_values` when given (repeats
+    accumulate: multi-hot counts, summed weights).
     """
 
     set_positions: tf.Tensor | None = None
     set_values: tf.Tensor | None = None
     add_positions: tf.Tensor | None = None
+    add_values: tf.Tensor | None = None
 
 
 class ColumnParts(NamedTuple):
@@ -196,7 +226,8 @@ class SparseIds(NamedTuple):
     """Flat ids of one categorical column for one batch.
 
     `ids[i]` sits at row `rows[i]`, step `steps[i]`; entries are in input order
-    (row-major for canonical SparseTensors and for RaggedTensors).
+    (row-major for canonical SparseTensors and for RaggedTensors). `weights[i]`
+    is its float32 weight for a weighted column, else `weights` is None.
     """
 
     rows: tf.Tensor  # int64 [N]
@@ -206,6 +237,7 @@ class SparseIds(NamedTuple):
     num_steps: tf.Tensor  # int64 scalar T
     length: tf.Tensor  # int64 [B]
     static_batch_size: int | None
+    weights: tf.Tensor | None = None  # float32 [N]
 
 
 def sequence_length(rows, steps, batch_size):
@@ -215,75 +247,97 @@ def sequence_length(rows, steps, batch_size):
 
 
 class InputCache:
-    """Per-call view of `features`: normalized raw inputs and categorical ids."""
+    """Per-call view of `features`: flat inputs and categorical ids, each once.
 
-    def __init__(self, features: dict, states: dict):
+    Args:
+      features: The layer's `features` dict.
+      states: Lookup state per categorical column (`make_lookup`).
+      sequence_length: Optional `[B]` lengths of the dense (padded) inputs.
+      padding_value: Optional padding value of dense inputs: a number for
+        numeric features (and weights), or a dict key -> value for any feature.
+    """
+
+    def __init__(
+        self, features: dict, states: dict, sequence_length=None, padding_value=None
+    ):
         self._features = features
         self._states = states
-        self._raw: dict[str, Any] = {}
+        self._lengths = sequence_length
+        self._padding = padding_value
+        self._inputs: dict[str, Any] = {}
+        self._flat: dict[tuple, Any] = {}
         self._ids: dict[SequenceCategoricalColumn, SparseIds] = {}
 
-    def raw(self, key: str):
-        """Returns the input for `key` as a rank >= 2 SparseTensor or dense Tensor."""
-        if key in self._raw:
-            return self._raw[key]
+    def state(self, column) -> Any:
+        """The lookup state built for `column` (None if it has none)."""
+        return self._states.get(column)
+
+    def input(self, key: str):
+        """The input of `key`: a SparseTensor, RaggedTensor or dense Tensor,
+        floats as float32, rank >= 2."""
+        if key not in self._inputs:
+            if key not in self._features:
+                raise ValueError(f"Feature {key} is not in features dictionary.")
+            self._inputs[key] = inputs.normalize(self._features[key], key)
+        return self._inputs[key]
+
+    def input_dtype(self, key: str) -> tf.DType:
+        """The dtype of `features[key]` as given (before the float32 cast)."""
         if key not in self._features:
             raise ValueError(f"Feature {key} is not in features dictionary.")
         value = self._features[key]
+        dtype = getattr(value, "dtype", None)
+        return tf.as_dtype(dtype) if dtype is not None else self.input(key).dtype
+
+    def _padding_of(self, key: str, numeric: bool):
+        if isinstance(self._padding, dict):
+            return self._padding.get(key)
+        return self._padding if numeric else None
+
+    def flat(
+        self, key: str, *, numeric: bool, dense_steps: bool = False, ignore: Any = None
+    ) -> inputs.Flat | inputs.DenseSteps:
+        """The flat view of `key` (inputs.py).
+
+        Args:
+          key: Feature key.
+          numeric: Numeric values (the scalar `padding_value` applies) or
+            categorical ones (TF's -1 / '' are absent unless a per-key padding
+            value is given).
+          dense_steps: A dense input with `sequence_length` and no padding may
+            come back as `DenseSteps`.
+          ignore: For a numeric dense input without `sequence_length` or
+            padding: the value that is absent (None: such an input is refused,
+            as TF refuses dense sequence numeric inputs).
+        """
+        cache_key = (key, numeric, dense_steps, ignore)
+        if cache_key in self._flat:
+            return self._flat[cache_key]
+        value = self.input(key)
         if isinstance(value, tf.RaggedTensor):
-            if value.dtype.is_floating:
-                value = tf.cast(value, tf.float32)
-            value = value.to_sparse()
-        elif not isinstance(value, tf.SparseTensor):
-            value = tf.convert_to_tensor(value)
-        if value.dtype.is_floating and value.dtype != tf.float32:
-            value = tf.cast(value, tf.float32)
-        rank = value.shape.rank
-        if rank is None:
-            raise ValueError(
-                f"Feature (key: {key}) must have a known rank. Given: {value}"
+            flat = inputs.from_ragged(value)
+        elif isinstance(value, tf.SparseTensor):
+            flat = inputs.from_sparse(value)
+        else:
+            padding = self._padding_of(key, numeric)
+            if numeric and padding is None and self._lengths is None:
+                if ignore is None:
+                    raise TypeError("Input must be a SparseTensor.")
+                padding = ignore
+            if not numeric and padding is None:
+                padding = inputs.tf_ignore_value(value.dtype)
+            flat = inputs.from_dense(
+                key,
+                value,
+                lengths=self._lengths,
+                padding=padding,
+                dense_steps=dense_steps,
             )
-        if rank == 0:
-            raise ValueError(f"Feature (key: {key}) cannot have rank 0. Given: {value}")
-        if rank == 1:
-            if isinstance(value, tf.SparseTensor):
-                value = tf.sparse.reshape(value, [tf.shape(value, tf.int64)[0], 1])
-            else:
-                value = tf.expand_dims(value, -1)
-        self._raw[key] = value
-        return value
+        self._flat[cache_key] = flat
+        return flat
 
     def ids(self, column: SequenceCategoricalColumn) -> SparseIds:
         """Looks up the ids of `column` once per call (shared by its users)."""
-        if column in self._ids:
-            return self._ids[column]
-        value = self.raw(column.key)
-        if isinstance(value, tf.SparseTensor):
-            indices, values = value.indices, value.values
-            dense_shape = value.dense_shape
-        else:  # dense categorical input: drop -1 / '' cells (TF's rule)
-            ignore = (
-                ""
-                if value.dtype == tf.string
-                else (-1 if value.dtype.is_integer else 0)
-            )
-            ignore = tf.cast(ignore, value.dtype)
-            indices = tf.where(tf.not_equal(value, ignore))
-            values = tf.gather_nd(value, indices)
-            dense_shape = tf.shape(value, out_type=tf.int64)
-        column.check_input_dtype(values.dtype)
-        ids = column.lookup(values, self._states.get(column))
-        rank = value.shape.rank
-        rows, steps = tf.unstack(indices, num=rank, axis=1)[:2]
-        batch_size, num_steps = tf.unstack(dense_shape, num=rank)[:2]
-        result = SparseIds(
-            rows=rows,
-            steps=steps,
-            ids=ids,
-            batch_size=batch_size,
-            num_steps=num_steps,
-            length=sequence_length(rows, steps, batch_size),
-            static_batch_size=value.shape[0],
-        )
-        self._ids[column] = result
-        return result
+        if column not in self._ids:
+            self._ids[column] = column.sparse_ids(self)
+        return self._ids[column]

@@ -1,8 +1,10 @@
 """`sequence_numeric_column`: per-step numeric values, padded with a default.
 
-Place in the flow: a column object built by the user; `SequenceFeatures` calls
-its `sequence_dense` with the batch's SparseTensor, which scatters the present
-values into a default-filled `[B, T, prod(shape)]` tensor in one op.
+Place in the flow: a column object built by the user; `SequenceFeatures` asks
+it for its writes (`parts`): the present values of the batch's input (a flat
+view of a SparseTensor, RaggedTensor or padded dense Tensor, see inputs.py)
+at their positions in the shared `[B, T, D]` output, padded with the default.
+A dense input with `sequence_length` writes all its slots, with no gather.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from transforms import _base
+from transforms import _base, inputs
 
 
 def _check_shape(shape, key) -> tuple[int, ...]:
@@ -130,52 +132,97 @@ class SequenceNumericColumn(_base.SequenceDenseColumn):
             )
         return super().from_config(config, custom_objects)
 
+    def flat_values(self, cache, *, dense_steps: bool = False):
+        """The present values, normalized: an `inputs.Flat` view, or (dense
+        input with `sequence_length`, only if `dense_steps`) `inputs.DenseSteps`.
+
+        A normalizer with a true `elementwise` attribute (`transforms.zscore`,
+        `transforms.minmax`) maps the values directly; any other is called with
+        a SparseTensor, as TF calls it.
+        """
+        flat = cache.flat(self.key, numeric=True, dense_steps=dense_steps)
+        fn = self.normalizer_fn
+        if isinstance(flat, inputs.DenseSteps) and flat.values.shape.rank == 2:
+            if self.output_width > 1:
+                raise ValueError(
+                    f"Invalid input for feature {self.key!r}: a dense input of a "
+                    f"column of shape {self.shape} must be [B, T, "
+                    f"{self.output_width}]. Received: shape {flat.values.shape}"
+                )
+        if fn is None:
+            return flat
+        if getattr(fn, "elementwise", False):
+            return flat._replace(values=fn(flat.values))
+        if isinstance(flat, inputs.DenseSteps):
+            flat = cache.flat(self.key, numeric=True)
+        sp = fn(flat.to_sparse())
+        return inputs.from_sparse(sp)._replace(length=flat.length)
+
     def _flat(self, cache):
-        """Normalized input as flat values with their row and in-row offset."""
-        sp = cache.raw(self.key)
-        if not isinstance(sp, tf.SparseTensor):
-            raise TypeError("Input must be a SparseTensor.")
-        if self.normalizer_fn is not None:
-            sp = self.normalizer_fn(sp)
-        indices, dense_shape = sp.indices, sp.dense_shape
-        rank = sp.shape.rank
-        coords = tf.unstack(indices, num=rank, axis=1)
-        dims = tf.unstack(dense_shape, num=rank)
+        """Present values with their row and in-row offset."""
+        flat = self.flat_values(cache)
+        if not isinstance(cache.input(self.key), (tf.SparseTensor, tf.RaggedTensor)):
+            if flat.rank == 2 and self.output_width > 1:
+                raise ValueError(
+                    f"Invalid input for feature {self.key!r}: a dense input of a "
+                    f"column of shape {self.shape} must be [B, T, "
+                    f"{self.output_width}]."
+                )
+        rank, coords, dims = flat.rank, flat.coords, flat.dims
         if rank == 2:
             offsets, row_size = coords[1], dims[1]
         elif rank == 3:
             offsets, row_size = coords[1] * dims[2] + coords[2], dims[1] * dims[2]
         else:  # row-major position inside the row, as densify + reshape does
+            dense_shape = tf.stack(dims)
             strides = tf.math.cumprod(dense_shape[1:], exclusive=True, reverse=True)
-            offsets = tf.reduce_sum(indices[:, 1:] * strides, axis=1)
+            offsets = tf.reduce_sum(tf.stack(coords[1:], axis=1) * strides, axis=1)
             row_size = tf.reduce_prod(dense_shape[1:])
-        length = _base.sequence_length(coords[0], coords[1], dims[0])
-        if rank == 2 and self.output_width > 1:
-            length = (length + (self.output_width - 1)) // self.output_width
-        return sp, coords[0], offsets, dims[0], row_size, length
+        length = flat.length
+        if length is None:
+            length = _base.sequence_length(coords[0], coords[1], dims[0])
+            if rank == 2 and self.output_width > 1:
+                length = (length + (self.output_width - 1)) // self.output_width
+        return flat, coords[0], offsets, dims[0], row_size, length
+
+    def _dense_steps(self, steps: inputs.DenseSteps):
+        """`[B, T, width]` of a dense input with explicit lengths."""
+        values = steps.values
+        shape = tf.shape(values, out_type=tf.int64)
+        x = tf.reshape(values, tf.stack([shape[0], shape[1], self.output_width]))
+        mask = tf.sequence_mask(steps.length, shape[1])[..., tf.newaxis]
+        default = tf.convert_to_tensor(self.default_value, dtype=values.dtype)
+        dense = tf.where(mask, x, default)
+        dense.set_shape([steps.static_batch_size, None, self.output_width])
+        return dense
 
     def sequence_dense(self, cache, state=None):
-        sp, rows, offsets, batch_size, row_size, length = self._flat(cache)
+        steps = self.flat_values(cache, dense_steps=True)
+        if isinstance(steps, inputs.DenseSteps):
+            return self._dense_steps(steps), steps.length
+        flat, rows, offsets, batch_size, row_size, length = self._flat(cache)
         width = self.output_width
-        default = tf.convert_to_tensor(self.default_value, dtype=sp.values.dtype)
-        flat = tf.tensor_scatter_nd_update(
+        default = tf.convert_to_tensor(self.default_value, dtype=flat.values.dtype)
+        dense = tf.tensor_scatter_nd_update(
             tf.fill(tf.reshape(batch_size * row_size, [1]), default),
             tf.expand_dims(rows * row_size + offsets, 1),
-            sp.values,
+            flat.values,
         )
         # [B * R] -> [B, R] -> [B, R / width, width]; the second reshape raises
         # TF's own "requires a multiple of" error when R is not divisible.
-        flat = tf.reshape(flat, tf.stack([batch_size, row_size]))
-        dense = tf.reshape(flat, tf.stack([batch_size, -1, width]))
-        dense.set_shape([sp.shape[0], None, width])
+        dense = tf.reshape(dense, tf.stack([batch_size, row_size]))
+        dense = tf.reshape(dense, tf.stack([batch_size, -1, width]))
+        dense.set_shape([flat.static_batch_size, None, width])
         return dense, length
 
     def parts(self, cache, state=None):
-        sp, rows, offsets, batch_size, row_size, length = self._flat(cache)
+        steps = self.flat_values(cache, dense_steps=True)
+        if isinstance(steps, inputs.DenseSteps):
+            return self._dense_parts(steps)
+        flat, rows, offsets, batch_size, row_size, length = self._flat(cache)
+        values = flat.values
         width = self.output_width
-        tf.convert_to_tensor(
-            self.default_value, dtype=sp.values.dtype
-        )  # TF's TypeError
+        tf.convert_to_tensor(self.default_value, dtype=values.dtype)  # TF's TypeError
         if width == 1:  # [B, R] -> [B, -1, 1] always gives T = R
             num_steps = row_size
         else:
@@ -197,25 +244,49 @@ class SequenceNumericColumn(_base.SequenceDenseColumn):
                     steps = offsets // width
                     slots = offsets - steps * width
                     positions = (rows * num_steps + steps) * depth + (slots + offset)
-                return _base.Updates(set_positions=positions, set_values=sp.values)
+                return _base.Updates(set_positions=positions, set_values=values)
             # Another padding value than the layer's: write every slot.
-            values = tf.reshape(self.sequence_dense(cache, state)[0], [-1])
-            slots = tf.range(batch_size * num_steps, dtype=tf.int64)
-            positions = (
-                slots[:, None] * depth
-                + tf.range(offset, offset + width, dtype=tf.int64)[None, :]
-            )
-            return _base.Updates(
-                set_positions=tf.reshape(positions, [-1]), set_values=values
-            )
+            dense = tf.reshape(self.sequence_dense(cache, state)[0], [-1])
+            return _all_slots(batch_size * num_steps, width, offset, depth, dense)
 
         return _base.ColumnParts(
             num_steps=num_steps,
             length=length,
             batch_size=batch_size,
-            static_batch_size=sp.shape[0],
-            dtype=sp.values.dtype,
+            static_batch_size=flat.static_batch_size,
+            dtype=values.dtype,
             default_value=float(np.float32(self.default_value)),
             updates=updates,
             dense=lambda: self.sequence_dense(cache, state)[0],
         )
+
+    def _dense_parts(self, steps: inputs.DenseSteps) -> _base.ColumnParts:
+        """Dense input with explicit lengths: every slot is written, no gather."""
+        dense = self._dense_steps(steps)
+        shape = tf.shape(dense, out_type=tf.int64)
+        width = self.output_width
+
+        def updates(offset: int, depth: int, padding: float) -> _base.Updates:
+            flat = tf.reshape(dense, [-1])
+            return _all_slots(shape[0] * shape[1], width, offset, depth, flat)
+
+        return _base.ColumnParts(
+            num_steps=shape[1],
+            length=steps.length,
+            batch_size=shape[0],
+            static_batch_size=steps.static_batch_size,
+            dtype=dense.dtype,
+            default_value=float(np.float32(self.default_value)),
+            updates=updates,
+            dense=lambda: dense,
+        )
+
+
+def _all_slots(num_slots, width: int, offset: int, depth: int, values):
+    """Writes of `values` ([num_slots * width]) into every slot of the column."""
+    slots = tf.range(num_slots, dtype=tf.int64)
+    positions = (
+        slots[:, None] * depth
+        + tf.range(offset, offset + width, dtype=tf.int64)[None, :]
+    )
+    return _base.Updates(set_positions=tf.reshape(positions, [-1]), set_values=values)

@@ -34,6 +34,7 @@ import tensorflow as tf
 from transforms import _base
 from transforms.dense import EmbeddingColumn
 from transforms.numeric import SequenceNumericColumn
+from transforms.specs import make_parse_example_spec
 
 
 def _is_tf_feature_column(column) -> bool:
@@ -240,13 +241,37 @@ class SequenceFeatures(keras.layers.Layer):
                 self._tables.append(table)
         self.built = True
 
-    def call(self, features, training=None):
-        """Returns `(sequence_input [B, T, D], sequence_length int64 [B])`."""
+    def call(self, features, training=None, sequence_length=None, padding_value=None):
+        """Returns `(sequence_input [B, T, D], sequence_length int64 [B])`.
+
+        Args:
+          features: Feature key -> SparseTensor, RaggedTensor, or dense padded
+            Tensor `[B, T]` / `[B, T, K]` (see `sequence_length`, `padding_value`).
+          training: Unused.
+          sequence_length: int `[B]`: steps `t >= sequence_length[b]` of the dense
+            inputs are absent (sparse and ragged inputs carry their own steps).
+          padding_value: Values of dense inputs equal to it are absent: a number
+            (numeric features and weights) or a dict feature key -> value (any
+            feature; categorical ones otherwise drop TF's -1 / '').
+        """
         if not isinstance(features, dict):
             raise ValueError(
                 "We expected a dictionary here. Instead we got: ", features
             )
-        cache = _base.InputCache(features, self._lookups)
+        if isinstance(padding_value, dict):
+            keys = set(make_parse_example_spec(self._feature_columns))
+            unknown = sorted(set(padding_value) - keys)
+            if unknown:
+                raise ValueError(
+                    "Invalid value for argument `padding_value`. Expected keys among "
+                    f"{sorted(keys)}. Received: {unknown}"
+                )
+        cache = _base.InputCache(
+            features,
+            self._lookups,
+            sequence_length=sequence_length,
+            padding_value=padding_value,
+        )
         parts = [
             column.parts(cache, self._state(column)) for column in self._feature_columns
         ]
@@ -282,7 +307,7 @@ class SequenceFeatures(keras.layers.Layer):
             key = np.float32(part.default_value).tobytes()
             widths[key] = widths.get(key, 0) + column.output_width
         padding = float(np.frombuffer(max(widths, key=widths.get), np.float32)[0])
-        positions, values, counted = [], [], []
+        positions, values, counted, counted_values = [], [], [], []
         offset = 0
         for column, part in zip(self._feature_columns, parts, strict=True):
             updates = part.updates(offset, depth, padding)
@@ -292,14 +317,21 @@ class SequenceFeatures(keras.layers.Layer):
                 values.append(updates.set_values)
             if updates.add_positions is not None:
                 counted.append(updates.add_positions)
+                counted_values.append(updates.add_values)
         if counted:  # multi-hot: one write per distinct position, value = count
             unique, index = tf.unique(tf.concat(counted, 0))
-            positions.append(unique)
-            values.append(
-                tf.math.unsorted_segment_sum(
-                    tf.ones_like(index, tf.float32), index, tf.size(unique)
+            if all(v is None for v in counted_values):
+                adds = tf.ones_like(index, tf.float32)
+            else:  # weighted: sums of weights
+                adds = tf.concat(
+                    [
+                        tf.ones_like(p, tf.float32) if v is None else v
+                        for p, v in zip(counted, counted_values, strict=True)
+                    ],
+                    0,
                 )
-            )
+            positions.append(unique)
+            values.append(tf.math.unsorted_segment_sum(adds, index, tf.size(unique)))
         output = tf.raw_ops.SparseToDense(
             sparse_indices=tf.expand_dims(tf.concat(positions, 0), 1),
             output_shape=tf.reshape(batch_size * num_steps * depth, [1]),
@@ -329,7 +361,9 @@ class SequenceFeatures(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return (input_shape[0], input_shape[1], self.output_width)
 
-    def compute_output_spec(self, features, training=None):
+    def compute_output_spec(
+        self, features, training=None, sequence_length=None, padding_value=None
+    ):
         batch_size = None
         for column in self._feature_columns:
             for key in column.parse_example_spec:
