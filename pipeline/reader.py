@@ -104,4 +104,9 @@ def load_dataset(
     )
     if shuffle_batches:
         ds = ds.shuffle(256, seed=seed)
-    return ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if all("batches" in s for s in metadata["shards"]):
+        # The number of batches is on record: Keras then knows an epoch's length.
+        batches = sum(int(s["batches"]) for s in metadata["shards"])
+        ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
+    return ds

@@ -295,15 +295,16 @@ def format_report(
         lines.append(f"  {kind:<13}{key:<{width}}  {share:6.1%}  {n:>8,}{note}")
     lines += [
         "",
-        f"Bucket choices at B={batch_size}, D={feature_dim} (padding efficiency = "
-        "real steps / sum of B*T over the batches the job would form)",
+        f"Bucket choices at B={batch_size}, D={feature_dim} (buckets: non-empty ones; "
+        "padding efficiency = real steps / sum of B*T over the batches the job "
+        "would form)",
         f"  {'choice':<15}{'buckets':>8}{'batches':>9}{'efficiency':>12}"
         f"{'sequence_input':>16}  boundaries",
     ]
     for c in choices:
         mbytes = (c.real_steps + c.padded_steps) * feature_dim * 4 / 1e6
         lines.append(
-            f"  {c.name:<15}{len(c.boundaries) + 1:>8}{c.batches:>9,}"
+            f"  {c.name:<15}{len(c.buckets):>8}{c.batches:>9,}"
             f"{c.efficiency:>12.4f}{mbytes:>13.2f} MB  {_short(c.boundaries)}"
         )
     auto = next((c for c in choices if c.name == "auto"), None)

@@ -107,3 +107,11 @@ def test_inspect_plot(run_dir, tmp_path, capsys):
 def test_inspect_refuses_a_directory_without_metadata(tmp_path):
     with pytest.raises(FileNotFoundError, match="metadata.json"):
         main(["inspect", str(tmp_path)])
+
+
+def test_load_dataset_knows_its_number_of_batches(run_dir):
+    import pipeline
+
+    out, md = run_dir
+    ds = pipeline.load_dataset(out, shuffle_batches=True, seed=1)
+    assert int(ds.cardinality()) == md["counts"]["batches"] == sum(1 for _ in ds)
