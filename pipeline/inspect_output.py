@@ -5,7 +5,7 @@ every batch through `pipeline.reader.load_dataset`, and prints the counts, dead
 letters by reason (first positions and the first one's detail), a bucket table
 (bucket, lengths, batches, examples, mean T, padding efficiency) recomputed
 from the shards and checked against metadata.json, the column layout (name,
-offset, width) and the first batch's shapes. `--plot` writes `inspect.png`.
+offset, width) and the first batch's shapes. `--plot` writes `inspect.png` (plots.py).
 
     seqshards inspect out [--plot]
 """
@@ -217,46 +217,6 @@ def _file_name(files: Sequence[Mapping], index: int) -> str:
     return f"file{index}"
 
 
-def plot(metadata: Mapping, result: Scan, path: str) -> str:
-    """Writes the inspect figure to `path` (needs matplotlib); returns `path`."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from pipeline.stats import bucket_range
-
-    boundaries = metadata["bucket_boundaries"]
-    rows = list(result.buckets.values())
-    labels = [bucket_range(boundaries, r.bucket) for r in rows]
-    fig, axes = plt.subplots(3, 1, figsize=(9, 10), constrained_layout=True)
-    ax = axes[0]
-    ax.bar(range(len(rows)), [r.examples for r in rows], color="#4878a8")
-    for i, r in enumerate(rows):
-        ax.text(i, r.examples, str(r.batches), ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(range(len(rows)), labels, rotation=60, fontsize=7)
-    ax.set(ylabel="examples", title="Examples per bucket (batches on top)")
-    ax = axes[1]
-    ax.bar(range(len(rows)), [r.efficiency for r in rows], color="#55a868")
-    ax.set_xticks(range(len(rows)), labels, rotation=60, fontsize=7)
-    ax.set(ylim=(0, 1.05), ylabel="padding efficiency",
-           title=f"Padding efficiency per bucket (overall "
-           f"{metadata['padding_efficiency']:.3f})")  # fmt: skip
-    ax = axes[2]
-    if result.lengths:
-        ax.hist(result.lengths, bins=min(100, max(result.lengths)), color="#8172b2")
-    for i, b in enumerate(boundaries):
-        ax.axvline(b + 0.5, color="#c44e52", lw=0.8, ls="--",
-                   label="bucket boundaries" if i == 0 else None)  # fmt: skip
-    ax.set(xlabel="sequence_length", ylabel="examples",
-           title=f"Lengths of the {len(result.lengths):,} written examples")  # fmt: skip
-    if boundaries:
-        ax.legend()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
 def make_parser() -> argparse.ArgumentParser:
     from pipeline import progress
 
@@ -292,7 +252,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.plot or args.output_plot:
         try:
-            path = plot(metadata, result, args.output_plot or DEFAULT_PLOT)
+            from pipeline import plots
+
+            path = plots.inspect_figure(
+                metadata, result, args.output_plot or DEFAULT_PLOT
+            )
         except ImportError:
             progress.logger.warning(
                 "matplotlib is not installed: no figure (pip install 'seqshards[plot]')."

@@ -6,7 +6,8 @@ are exactly what the job would see; compares bucket choices (one bucket, auto,
 powers of two, the stock-TF reference list, `--bucket_boundaries`) by the
 padding efficiency of the batches the job would form (`bucket.simulate_batches`:
 same bucketing, sub-keys and chunking as the Beam job); writes `stats.png`
-(length histogram with the auto boundaries, efficiency per bucket and per choice).
+(plots.py: length histogram with the auto boundaries, efficiency per bucket and
+per choice).
 
     seqshards stats --input 'data/sample-*.tfrecord' --columns data/columns.yaml
 """
@@ -326,49 +327,6 @@ def format_report(
     return "\n".join(lines)
 
 
-def plot(stats: InputStats, choices: Sequence[Choice], path: str) -> str:
-    """Writes the stats figure to `path` (needs matplotlib); returns `path`."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from pipeline import bucket
-
-    auto = next(c for c in choices if c.name == "auto")
-    fig, axes = plt.subplots(3, 1, figsize=(9, 10), constrained_layout=True)
-    ax = axes[0]
-    hist = stats.histogram
-    if hist:
-        ax.bar(list(hist), list(hist.values()), width=1.0, color="#4878a8")
-    for i, b in enumerate(auto.boundaries):
-        ax.axvline(b + 0.5, color="#c44e52", lw=0.8, ls="--",
-                   label="auto boundaries" if i == 0 else None)  # fmt: skip
-    ax.set(xlabel="length (steps)", ylabel="examples",
-           title=f"Lengths of {len(stats.lengths):,} valid examples")  # fmt: skip
-    if auto.boundaries:
-        ax.legend()
-    ax = axes[1]
-    effs = [bucket.padding_efficiency(b.real_steps, b.padded_steps)
-            for b in auto.buckets]  # fmt: skip
-    labels = [bucket_range(auto.boundaries, b.bucket) for b in auto.buckets]
-    ax.bar(range(len(effs)), effs, color="#55a868")
-    ax.set_xticks(range(len(effs)), labels, rotation=60, fontsize=7)
-    ax.set(ylim=(0, 1.05), ylabel="padding efficiency",
-           title=f"auto: efficiency per bucket (overall {auto.efficiency:.3f})")  # fmt: skip
-    ax = axes[2]
-    names = [c.name for c in choices]
-    values = [c.efficiency for c in choices]
-    ax.barh(names, values, color="#8172b2")
-    for y, v in enumerate(values):
-        ax.text(min(v, 1.0) + 0.01, y, f"{v:.3f}", va="center")
-    ax.set(xlim=(0, 1.12), xlabel="padding efficiency", title="Bucket choices")
-    ax.invert_yaxis()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
 def make_parser() -> argparse.ArgumentParser:
     from pipeline import progress
 
@@ -472,7 +430,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress.logger.warning("No valid examples: no figure written.")
         else:
             try:
-                path = plot(stats, choices, args.output_plot)
+                from pipeline import plots
+
+                path = plots.stats_figure(stats, choices, args.output_plot)
             except ImportError:
                 progress.logger.warning(
                     "matplotlib is not installed: no figure (pip install "

@@ -1,0 +1,94 @@
+"""Figures of `seqshards stats` (stats.png) and `seqshards inspect` (inspect.png).
+
+Place in the flow: beside stats.py and inspect_output.py. matplotlib (the `plot`
+extra) is imported on first use, with the Agg backend (no display needed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from pipeline import bucket
+from pipeline.stats import bucket_range
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def stats_figure(stats, choices: Sequence, path: str) -> str:
+    """Writes the `seqshards stats` figure to `path`; returns `path`."""
+    plt = _pyplot()
+
+    auto = next(c for c in choices if c.name == "auto")
+    fig, axes = plt.subplots(3, 1, figsize=(9, 10), constrained_layout=True)
+    ax = axes[0]
+    hist = stats.histogram
+    if hist:
+        ax.bar(list(hist), list(hist.values()), width=1.0, color="#4878a8")
+    for i, b in enumerate(auto.boundaries):
+        ax.axvline(b + 0.5, color="#c44e52", lw=0.8, ls="--",
+                   label="auto boundaries" if i == 0 else None)  # fmt: skip
+    ax.set(xlabel="length (steps)", ylabel="examples",
+           title=f"Lengths of {len(stats.lengths):,} valid examples")  # fmt: skip
+    if auto.boundaries:
+        ax.legend()
+    ax = axes[1]
+    effs = [bucket.padding_efficiency(b.real_steps, b.padded_steps)
+            for b in auto.buckets]  # fmt: skip
+    labels = [bucket_range(auto.boundaries, b.bucket) for b in auto.buckets]
+    ax.bar(range(len(effs)), effs, color="#55a868")
+    ax.set_xticks(range(len(effs)), labels, rotation=60, fontsize=7)
+    ax.set(ylim=(0, 1.05), ylabel="padding efficiency",
+           title=f"auto: efficiency per bucket (overall {auto.efficiency:.3f})")  # fmt: skip
+    ax = axes[2]
+    names = [c.name for c in choices]
+    values = [c.efficiency for c in choices]
+    ax.barh(names, values, color="#8172b2")
+    for y, v in enumerate(values):
+        ax.text(min(v, 1.0) + 0.01, y, f"{v:.3f}", va="center")
+    ax.set(xlim=(0, 1.12), xlabel="padding efficiency", title="Bucket choices")
+    ax.invert_yaxis()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def inspect_figure(metadata: Mapping, result, path: str) -> str:
+    """Writes the `seqshards inspect` figure to `path`; returns `path`."""
+    plt = _pyplot()
+
+    boundaries = metadata["bucket_boundaries"]
+    rows = list(result.buckets.values())
+    labels = [bucket_range(boundaries, r.bucket) for r in rows]
+    fig, axes = plt.subplots(3, 1, figsize=(9, 10), constrained_layout=True)
+    ax = axes[0]
+    ax.bar(range(len(rows)), [r.examples for r in rows], color="#4878a8")
+    for i, r in enumerate(rows):
+        ax.text(i, r.examples, str(r.batches), ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(rows)), labels, rotation=60, fontsize=7)
+    ax.set(ylabel="examples", title="Examples per bucket (batches on top)")
+    ax = axes[1]
+    ax.bar(range(len(rows)), [r.efficiency for r in rows], color="#55a868")
+    ax.set_xticks(range(len(rows)), labels, rotation=60, fontsize=7)
+    ax.set(ylim=(0, 1.05), ylabel="padding efficiency",
+           title=f"Padding efficiency per bucket (overall "
+           f"{metadata['padding_efficiency']:.3f})")  # fmt: skip
+    ax = axes[2]
+    if result.lengths:
+        ax.hist(result.lengths, bins=min(100, max(result.lengths)), color="#8172b2")
+    for i, b in enumerate(boundaries):
+        ax.axvline(b + 0.5, color="#c44e52", lw=0.8, ls="--",
+                   label="bucket boundaries" if i == 0 else None)  # fmt: skip
+    ax.set(xlabel="sequence_length", ylabel="examples",
+           title=f"Lengths of the {len(result.lengths):,} written examples")  # fmt: skip
+    if boundaries:
+        ax.legend()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
