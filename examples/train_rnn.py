@@ -69,13 +69,19 @@ def split(ds: tf.data.Dataset, num_batches: int, val_every: int):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="out",
-                        help="A seqshards output directory (default: out, what "
-                        "`make run` writes).")  # fmt: skip
+    parser.add_argument(
+        "--data",
+        default="out",
+        help="A seqshards output directory (default: out, what `make run` writes).",
+    )
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--units", type=int, default=32)
-    parser.add_argument("--val_every", type=int, default=5,
-                        help="Hold out every N-th batch for validation (default 5).")  # fmt: skip
+    parser.add_argument(
+        "--val_every",
+        type=int,
+        default=5,
+        help="Hold out every N-th batch for validation (default 5).",
+    )
     parser.add_argument("--learning_rate", type=float, default=0.005)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

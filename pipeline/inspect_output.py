@@ -230,10 +230,17 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "directory", metavar="DIR", help="A seqshards output directory."
     )
-    parser.add_argument("--plot", action="store_true",
-                        help=f"Write a figure ({DEFAULT_PLOT}, needs matplotlib).")  # fmt: skip
-    parser.add_argument("--output_plot", default=None, metavar="PATH",
-                        help=f"Figure path (implies --plot; default {DEFAULT_PLOT}).")  # fmt: skip
+    parser.add_argument(
+        "--plot",
+        action="store_true",
+        help=f"Write a figure ({DEFAULT_PLOT}, needs matplotlib).",
+    )
+    parser.add_argument(
+        "--output_plot",
+        default=None,
+        metavar="PATH",
+        help=f"Figure path (implies --plot; default {DEFAULT_PLOT}).",
+    )
     return parser
 
 
@@ -259,7 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         except ImportError:
             progress.logger.warning(
-                "matplotlib is not installed: no figure (pip install 'seqshards[plot]')."
+                "matplotlib is not installed: no figure "
+                "(pip install 'seqshards[plot]').",
             )
         else:
             print(f"\nwrote {path}")

@@ -32,20 +32,32 @@ def stats_figure(stats, choices: Sequence, path: str) -> str:
     if hist:
         ax.bar(list(hist), list(hist.values()), width=1.0, color="#4878a8")
     for i, b in enumerate(auto.boundaries):
-        ax.axvline(b + 0.5, color="#c44e52", lw=0.8, ls="--",
-                   label="auto boundaries" if i == 0 else None)  # fmt: skip
-    ax.set(xlabel="length (steps)", ylabel="examples",
-           title=f"Lengths of {len(stats.lengths):,} valid examples")  # fmt: skip
+        ax.axvline(
+            b + 0.5,
+            color="#c44e52",
+            lw=0.8,
+            ls="--",
+            label="auto boundaries" if i == 0 else None,
+        )
+    ax.set(
+        xlabel="length (steps)",
+        ylabel="examples",
+        title=f"Lengths of {len(stats.lengths):,} valid examples",
+    )
     if auto.boundaries:
         ax.legend()
     ax = axes[1]
-    effs = [bucket.padding_efficiency(b.real_steps, b.padded_steps)
-            for b in auto.buckets]  # fmt: skip
+    effs = [
+        bucket.padding_efficiency(b.real_steps, b.padded_steps) for b in auto.buckets
+    ]
     labels = [bucket_range(auto.boundaries, b.bucket) for b in auto.buckets]
     ax.bar(range(len(effs)), effs, color="#55a868")
     ax.set_xticks(range(len(effs)), labels, rotation=60, fontsize=7)
-    ax.set(ylim=(0, 1.05), ylabel="padding efficiency",
-           title=f"auto: efficiency per bucket (overall {auto.efficiency:.3f})")  # fmt: skip
+    ax.set(
+        ylim=(0, 1.05),
+        ylabel="padding efficiency",
+        title=f"auto: efficiency per bucket (overall {auto.efficiency:.3f})",
+    )
     ax = axes[2]
     names = [c.name for c in choices]
     values = [c.efficiency for c in choices]
@@ -76,17 +88,28 @@ def inspect_figure(metadata: Mapping, result, path: str) -> str:
     ax = axes[1]
     ax.bar(range(len(rows)), [r.efficiency for r in rows], color="#55a868")
     ax.set_xticks(range(len(rows)), labels, rotation=60, fontsize=7)
-    ax.set(ylim=(0, 1.05), ylabel="padding efficiency",
-           title=f"Padding efficiency per bucket (overall "
-           f"{metadata['padding_efficiency']:.3f})")  # fmt: skip
+    ax.set(
+        ylim=(0, 1.05),
+        ylabel="padding efficiency",
+        title=f"Padding efficiency per bucket (overall "
+        f"{metadata['padding_efficiency']:.3f})",
+    )
     ax = axes[2]
     if result.lengths:
         ax.hist(result.lengths, bins=min(100, max(result.lengths)), color="#8172b2")
     for i, b in enumerate(boundaries):
-        ax.axvline(b + 0.5, color="#c44e52", lw=0.8, ls="--",
-                   label="bucket boundaries" if i == 0 else None)  # fmt: skip
-    ax.set(xlabel="sequence_length", ylabel="examples",
-           title=f"Lengths of the {len(result.lengths):,} written examples")  # fmt: skip
+        ax.axvline(
+            b + 0.5,
+            color="#c44e52",
+            lw=0.8,
+            ls="--",
+            label="bucket boundaries" if i == 0 else None,
+        )
+    ax.set(
+        xlabel="sequence_length",
+        ylabel="examples",
+        title=f"Lengths of the {len(result.lengths):,} written examples",
+    )
     if boundaries:
         ax.legend()
     fig.savefig(path, dpi=100)

@@ -337,25 +337,55 @@ def make_parser() -> argparse.ArgumentParser:
         "(padding efficiency of each) of SequenceExample TFRecords, before a run. "
         f"Writes {DEFAULT_PLOT} (needs matplotlib).",
     )
-    parser.add_argument("--input", required=True, metavar="GLOB",
-                        help="Glob of the input SequenceExample TFRecord files.")  # fmt: skip
+    parser.add_argument(
+        "--input",
+        required=True,
+        metavar="GLOB",
+        help="Glob of the input SequenceExample TFRecord files.",
+    )
     columns = parser.add_mutually_exclusive_group(required=True)
-    columns.add_argument("--columns", metavar="FILE.yaml",
-                         help="Declarative columns spec (YAML/JSON), as for the job.")  # fmt: skip
-    columns.add_argument("--columns_py", metavar="FILE.py",
-                         help="Python columns file (executed), as for the job.")  # fmt: skip
-    parser.add_argument("--batch_size", type=_positive_int, default=_job_default("batch_size"),
-                        help="Batch size B to evaluate (default: the job's, %(default)s).")  # fmt: skip
-    parser.add_argument("--sample", type=_positive_int, default=None, metavar="N",
-                        help="Read at most N records (the first N/F of each of the F "
-                        "files) instead of the whole input.")  # fmt: skip
-    parser.add_argument("--bucket_boundaries", default=None, metavar="N,N,...",
-                        help="Also evaluate these boundaries (as 'yours').")  # fmt: skip
-    parser.add_argument("--id_feature", default=_job_default("id_feature"),
-                        help="Context feature identifying an example, as for the "
-                        "job (duplicates are counted; default: %(default)s).")  # fmt: skip
-    parser.add_argument("--output_plot", default=DEFAULT_PLOT, metavar="PATH",
-                        help="Where to write the figure (default: %(default)s).")  # fmt: skip
+    columns.add_argument(
+        "--columns",
+        metavar="FILE.yaml",
+        help="Declarative columns spec (YAML/JSON), as for the job.",
+    )
+    columns.add_argument(
+        "--columns_py",
+        metavar="FILE.py",
+        help="Python columns file (executed), as for the job.",
+    )
+    parser.add_argument(
+        "--batch_size",
+        type=_positive_int,
+        default=_job_default("batch_size"),
+        help="Batch size B to evaluate (default: the job's, %(default)s).",
+    )
+    parser.add_argument(
+        "--sample",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="Read at most N records (the first N/F of each of the F "
+        "files) instead of the whole input.",
+    )
+    parser.add_argument(
+        "--bucket_boundaries",
+        default=None,
+        metavar="N,N,...",
+        help="Also evaluate these boundaries (as 'yours').",
+    )
+    parser.add_argument(
+        "--id_feature",
+        default=_job_default("id_feature"),
+        help="Context feature identifying an example, as for the "
+        "job (duplicates are counted; default: %(default)s).",
+    )
+    parser.add_argument(
+        "--output_plot",
+        default=DEFAULT_PLOT,
+        metavar="PATH",
+        help="Where to write the figure (default: %(default)s).",
+    )
     parser.add_argument("--no_plot", action="store_true", help="Write no figure.")
     return parser
 

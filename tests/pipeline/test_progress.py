@@ -73,9 +73,19 @@ def test_verbosity_flags():
 
 
 def _run(dataset, tmp_path, *flags):
-    return main(["--input", dataset["pattern"], "--columns", dataset["columns"],
-                 "--output", str(tmp_path / "o"), "--batch_size", "16",
-                 *flags])  # fmt: skip
+    return main(
+        [
+            "--input",
+            dataset["pattern"],
+            "--columns",
+            dataset["columns"],
+            "--output",
+            str(tmp_path / "o"),
+            "--batch_size",
+            "16",
+            *flags,
+        ]
+    )
 
 
 @pytest.mark.parametrize(

@@ -70,8 +70,21 @@ def test_bucket_range_and_powers_of_two():
 def test_stats_on_the_sample_prints_its_distribution(tmp_path, capsys):
     lengths, lists, context, protos = _proto_facts(SAMPLE)
     plot = tmp_path / "s.png"
-    assert main(["stats", "--input", SAMPLE, "--columns", SAMPLE_COLUMNS,
-                 "--output_plot", str(plot), "-q"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "stats",
+                "--input",
+                SAMPLE,
+                "--columns",
+                SAMPLE_COLUMNS,
+                "--output_plot",
+                str(plot),
+                "-q",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     expected = [
         len(lengths),
@@ -100,9 +113,23 @@ def test_stats_on_the_sample_prints_its_distribution(tmp_path, capsys):
 
 
 def test_stats_counts_presence_and_dead_letters(dataset, tmp_path, capsys):
-    assert main(["stats", "--input", dataset["pattern"], "--columns",
-                 dataset["columns"], "--batch_size", "16", "--no_plot",
-                 "--bucket_boundaries", "5,10,20"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "stats",
+                "--input",
+                dataset["pattern"],
+                "--columns",
+                dataset["columns"],
+                "--batch_size",
+                "16",
+                "--no_plot",
+                "--bucket_boundaries",
+                "5,10,20",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     _, lists, context, protos = _proto_facts(dataset["pattern"])
     assert f"seqshards stats: {dataset['examples_in']:,} records from 3 file(s)" in out
