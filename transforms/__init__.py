@@ -5,6 +5,7 @@ Columns describe how each parsed sequence feature becomes per-step numbers;
 `(sequence_input [B, T, D], sequence_length [B])` with TF 2.21's semantics.
 """
 
+from transforms.bucketized import sequence_bucketized_column
 from transforms.categorical import (
     sequence_categorical_column_with_hash_bucket,
     sequence_categorical_column_with_identity,
@@ -13,9 +14,12 @@ from transforms.categorical import (
 )
 from transforms.dense import embedding_column, indicator_column
 from transforms.interop import from_tf_feature_columns
+from transforms.normalizers import minmax, zscore
 from transforms.numeric import sequence_numeric_column
 from transforms.sequence_features import SequenceFeatures
+from transforms.shared_embeddings import sequence_shared_embedding_columns
 from transforms.specs import ColumnSlot, column_layout, make_parse_example_spec
+from transforms.weighted import sequence_weighted_categorical_column
 
 __all__ = [
     "sequence_numeric_column",
@@ -23,8 +27,13 @@ __all__ = [
     "sequence_categorical_column_with_hash_bucket",
     "sequence_categorical_column_with_vocabulary_list",
     "sequence_categorical_column_with_vocabulary_file",
+    "sequence_weighted_categorical_column",
+    "sequence_bucketized_column",
     "embedding_column",
     "indicator_column",
+    "sequence_shared_embedding_columns",
+    "zscore",
+    "minmax",
     "make_parse_example_spec",
     "SequenceFeatures",
     "from_tf_feature_columns",

@@ -159,6 +159,14 @@ class SequenceCategoricalColumn(FeatureColumn):
     def _tf_repr(self, inner: str) -> str:
         return f"SequenceCategoricalColumn(categorical_column={inner})"
 
+    def tf_inner_repr(self) -> str:
+        """TF's repr of the wrapped non-sequence column (`X` of
+        `SequenceCategoricalColumn(categorical_column=X)`), for wrappers."""
+        text, prefix = repr(self), "SequenceCategoricalColumn(categorical_column="
+        if text.startswith(prefix) and text.endswith(")"):
+            return text[len(prefix) : -1]
+        return text
+
 
 class SequenceDenseColumn(FeatureColumn):
     """A column giving `[B, T, output_width]` values per step."""

@@ -9,6 +9,11 @@ the shared `[B * T * D]` output:
              (the kernel TF's safe_embedding_lookup_sparse ends in, same
              operands in the same order: bit-identical) -> `[U, dim]` writes;
   indicator  one position per valid id (the layer counts repeats).
+Over a weighted column (weighted.py) the embedding multiplies each row by its
+weight and combines as TF's `embedding_lookup_sparse` with `sp_weights` (sum,
+mean = sum(w e) / sum(w), sqrtn = sum(w e) / sqrt(sum(w^2)); for mean/sqrtn
+ids with weight <= 0 are pruned like TF's safe lookup), and the indicator adds
+the weights.
 `sequence_dense` is the stand-alone per-column form (fallback, error paths).
 
 Embedding tables are created by the layer (`make_initializer`): by default a
@@ -257,6 +262,22 @@ class EmbeddingColumn(_base.SequenceDenseColumn):
     def num_buckets(self) -> int:
         return self.categorical_column.num_buckets
 
+    @property
+    def table_name(self) -> str:
+        """Name of the embedding table (the column's; shared columns share one)."""
+        return self.name
+
+    def table_spec(self) -> tuple:
+        """What makes the table: columns sharing one must agree on it."""
+        return (
+            self.num_buckets,
+            self.dimension,
+            _initializer_key(self.initializer),
+            self.ckpt_to_load_from,
+            self.tensor_name_in_ckpt,
+            self.trainable,
+        )
+
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config["categorical_column"] = _base.serialize_column(self.categorical_column)
@@ -279,7 +300,7 @@ class EmbeddingColumn(_base.SequenceDenseColumn):
         return keras.initializers.TruncatedNormal(
             mean=0.0,
             stddev=1.0 / math.sqrt(self.dimension),
-            seed=default_seed(self.name),
+            seed=default_seed(self.table_name),
         )
 
     def make_initializer(self) -> Callable:
@@ -297,10 +318,41 @@ class EmbeddingColumn(_base.SequenceDenseColumn):
         }[self.combiner]
 
     def _valid(self, ids):
-        """Steps (`row * T + step`) and ids of the entries with id >= 0."""
-        keep = tf.where(ids.ids >= 0)[:, 0]
+        """Steps (`row * T + step`), ids and weights (None if unweighted) of the
+        entries with id >= 0 (and, unless combiner is "sum", weight > 0: TF's
+        safe lookup prunes the rest)."""
+        keep = ids.ids >= 0
+        if ids.weights is not None and self.combiner != "sum":
+            keep = tf.logical_and(keep, ids.weights > 0)
+        keep = tf.where(keep)[:, 0]
         segments = tf.gather(ids.rows * ids.num_steps + ids.steps, keep)
-        return segments, tf.gather(ids.ids, keep)
+        weights = None if ids.weights is None else tf.gather(ids.weights, keep)
+        return segments, tf.gather(ids.ids, keep), weights
+
+    def _combine(self, rows, positions, segment_ids, weights, num_segments=None):
+        """Combines the rows of each segment (sorted ids unless `num_segments`).
+
+        Unweighted: TF's `tf.sparse.segment_*` kernel. Weighted: TF's
+        `embedding_lookup_sparse` arithmetic (gather, multiply, segment_sum,
+        div_no_nan by the weights' sum or sqrt of squares' sum).
+        """
+        if weights is None:
+            return self._segment_op()(
+                rows, positions, segment_ids, num_segments=num_segments
+            )
+
+        def segment_sum(data):
+            if num_segments is None:
+                return tf.math.segment_sum(data, segment_ids)
+            return tf.math.unsorted_segment_sum(data, segment_ids, num_segments)
+
+        weights = weights[:, tf.newaxis]
+        out = segment_sum(tf.gather(rows, positions) * weights)
+        if self.combiner == "mean":
+            out = tf.math.divide_no_nan(out, segment_sum(weights))
+        elif self.combiner == "sqrtn":
+            out = tf.math.divide_no_nan(out, tf.sqrt(segment_sum(tf.pow(weights, 2))))
+        return out
 
     def _rows(self, table, flat_ids):
         """As TF's embedding_lookup_sparse: gather the unique rows (ResourceGather
@@ -314,10 +366,10 @@ class EmbeddingColumn(_base.SequenceDenseColumn):
     def sequence_dense(self, cache, table):
         ids = cache.ids(self.categorical_column)
         batch_size, num_steps = ids.batch_size, ids.num_steps
-        segments, flat_ids = self._valid(ids)
+        segments, flat_ids, weights = self._valid(ids)
         rows, positions = self._rows(table, flat_ids)
-        out = self._segment_op()(
-            rows, positions, segments, num_segments=batch_size * num_steps
+        out = self._combine(
+            rows, positions, segments, weights, num_segments=batch_size * num_steps
         )
         dense = tf.reshape(out, tf.stack([batch_size, num_steps, self.dimension]))
         dense.set_shape([ids.static_batch_size, None, self.dimension])
@@ -327,14 +379,14 @@ class EmbeddingColumn(_base.SequenceDenseColumn):
         ids = cache.ids(self.categorical_column)
 
         def updates(offset: int, depth: int, padding: float) -> _base.Updates:
-            segments, flat_ids = self._valid(ids)
+            segments, flat_ids, weights = self._valid(ids)
             rows, positions = self._rows(table, flat_ids)
             # Reduce over the occupied steps only ([U, dim], same kernel and
             # order as TF, so bit-identical), then write those U rows.
             # Distinct steps in input order; canonical (row-major) input keeps
             # step_index sorted, interleaved steps make the segment op raise.
             steps, step_index = tf.unique(segments)
-            out = self._segment_op()(rows, positions, step_index)
+            out = self._combine(rows, positions, step_index, weights)
             where = tf.reshape(
                 steps[:, None] * depth
                 + tf.range(offset, offset + self.dimension, dtype=tf.int64)[None, :],
@@ -389,9 +441,14 @@ class IndicatorColumn(_base.SequenceDenseColumn):
         valid = tf.logical_and(ids.ids >= 0, ids.ids < depth)
         segments = tf.boolean_mask(ids.rows * num_steps + ids.steps, valid)
         hot = tf.stack([segments, tf.boolean_mask(ids.ids, valid)], axis=1)
+        adds = (
+            tf.ones_like(segments, dtype=tf.float32)
+            if ids.weights is None
+            else tf.boolean_mask(ids.weights, valid)
+        )
         out = tf.scatter_nd(
             hot,
-            tf.ones_like(segments, dtype=tf.float32),
+            adds,
             tf.stack([batch_size * num_steps, tf.constant(depth, tf.int64)]),
         )
         dense = tf.reshape(out, tf.stack([batch_size, num_steps, depth]))
@@ -405,7 +462,12 @@ class IndicatorColumn(_base.SequenceDenseColumn):
         def updates(offset: int, depth: int, padding: float) -> _base.Updates:
             valid = tf.logical_and(ids.ids >= 0, ids.ids < num_buckets)
             where = (ids.rows * ids.num_steps + ids.steps) * depth + (ids.ids + offset)
-            return _base.Updates(add_positions=tf.boolean_mask(where, valid))
+            weights = None
+            if ids.weights is not None:  # TF's weighted indicator sums weights
+                weights = tf.boolean_mask(ids.weights, valid)
+            return _base.Updates(
+                add_positions=tf.boolean_mask(where, valid), add_values=weights
+            )
 
         return _base.ColumnParts(
             num_steps=ids.num_steps,

@@ -77,6 +77,22 @@ def _normalize_feature_columns(feature_columns) -> list[_base.FeatureColumn]:
     return sorted(columns, key=lambda c: c.name)
 
 
+def _check_shared_tables(columns) -> None:
+    """Columns naming one embedding table must agree on how it is made."""
+    tables: dict[str, EmbeddingColumn] = {}
+    for column in columns:
+        if not isinstance(column, EmbeddingColumn):
+            continue
+        first = tables.setdefault(column.table_name, column)
+        if first.table_spec() != column.table_spec():
+            raise ValueError(
+                "Invalid value for argument `feature_columns`. Expected the columns "
+                f"sharing the embedding table {column.table_name!r} to agree on its "
+                "num_buckets, dimension, initializer, checkpoint and trainable. "
+                f"Received: {first} and {column}"
+            )
+
+
 def _verify_static_batch_size_equality(tensors, columns) -> None:
     expected, expected_index = None, None
     for i, tensor in enumerate(tensors):
@@ -204,6 +220,7 @@ class SequenceFeatures(keras.layers.Layer):
                     "You can wrap a categorical column with an embedding_column or "
                     f"indicator_column. Given: {column}"
                 )
+        _check_shared_tables(self._feature_columns)
         self._convert_input_args = False
         self._allow_non_tensor_positional_args = True
         self._lookups: dict = {}
@@ -221,14 +238,20 @@ class SequenceFeatures(keras.layers.Layer):
             return
         for column in self._feature_columns:
             categorical = getattr(column, "categorical_column", None)
-            if categorical is not None and categorical not in self._lookups:
-                with tf.init_scope():
-                    self._lookups[categorical] = categorical.make_lookup()
-            if isinstance(column, EmbeddingColumn):
+            for lookup_column in (
+                [] if categorical is None else categorical.lookup_columns()
+            ):
+                if lookup_column not in self._lookups:
+                    with tf.init_scope():
+                        self._lookups[lookup_column] = lookup_column.make_lookup()
+            if (
+                isinstance(column, EmbeddingColumn)
+                and column.table_name not in self._table_index
+            ):
                 shape = (column.num_buckets, column.dimension)
                 with (
                     tf.init_scope(),
-                    keras.name_scope(_base.sanitize_name(column.name)),
+                    keras.name_scope(_base.sanitize_name(column.table_name)),
                 ):
                     table = keras.Variable(
                         column.make_initializer(),
@@ -237,7 +260,7 @@ class SequenceFeatures(keras.layers.Layer):
                         trainable=column.trainable,
                         name="embedding_weights",
                     )
-                self._table_index[column.name] = len(self._tables)
+                self._table_index[column.table_name] = len(self._tables)
                 self._tables.append(table)
         self.built = True
 
@@ -291,7 +314,7 @@ class SequenceFeatures(keras.layers.Layer):
 
     def _state(self, column):
         if isinstance(column, EmbeddingColumn):
-            return self._tables[self._table_index[column.name]].value
+            return self._tables[self._table_index[column.table_name]].value
         return None
 
     def _scatter(self, parts, static_batch):
@@ -378,7 +401,8 @@ class SequenceFeatures(keras.layers.Layer):
         )
 
     def get_embedding_weights(self) -> dict[str, np.ndarray]:
-        """Returns `{embedding column name: [num_buckets, dim] table}`."""
+        """Returns `{table name: [num_buckets, dim] table}`: the embedding column's
+        name, or for shared embedding columns their collection name (one table)."""
         self.build()
         return {
             name: keras.ops.convert_to_numpy(self._tables[i])
