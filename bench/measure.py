@@ -24,6 +24,7 @@ import importlib.util
 import inspect
 import json
 import os
+import re
 import resource
 import sys
 import time
@@ -74,6 +75,16 @@ def _record_beam_runners(used: list[str]) -> None:
         cls.run_pipeline = wrapped
 
 
+def _summary(error: BaseException) -> str:
+    """`Type: first line`, or the innermost `...Error: ...` line of a remote traceback."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if lines and lines[0].startswith("Traceback"):
+        raised = [line for line in lines if re.match(r"^[\w.]+(Error|Exception)\b", line)]
+        if raised:
+            return raised[-1]
+    return f"{type(error).__name__}: {lines[0] if lines else ''}".strip()
+
+
 def _mb(kb: int) -> float:
     return round(kb / 1024, 1)  # ru_maxrss is in KiB on Linux
 
@@ -109,8 +120,7 @@ def main() -> int:
             report["metrics"] = returned
         status = 0
     except BaseException as e:  # the report must say why the engine is n/a
-        lines = [line for line in str(e).splitlines() if line.strip()]
-        report["error"] = f"{type(e).__name__}: {lines[0] if lines else ''}".strip()
+        report["error"] = _summary(e)
         report["traceback"] = traceback.format_exc()
         status = 1
     report["maxrss_self_mb"] = _mb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)

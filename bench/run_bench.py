@@ -41,6 +41,7 @@ import os
 import pathlib
 import platform
 import shutil
+import struct
 import subprocess
 import sys
 import time
@@ -187,6 +188,21 @@ def _first_line(text: str) -> str:
     return lines[0][:160] if lines else "failed"
 
 
+def count_tfrecords(path: pathlib.Path) -> int:
+    """Records in a TFRecord file, by walking the length headers (data not read)."""
+    n, size = 0, path.stat().st_size
+    with open(path, "rb") as f:
+        pos = 0
+        while pos + 12 <= size:
+            f.seek(pos)
+            (length,) = struct.unpack("<Q", f.read(8))
+            pos += 16 + length
+            n += 1
+    if pos != size:
+        raise ValueError(f"{path} ends inside a record (truncated)")
+    return n
+
+
 def _dir_bytes(path: pathlib.Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
@@ -245,8 +261,21 @@ def measure_engine(
             }
         row["metrics"] = metrics
         row["examples"] = examples
+        notes = []
         if examples != n:
-            row["note"] = f"processed {examples} of {n} examples"
+            notes.append(f"processed {examples} of {n} examples")
+        if engine.kind == "ours":  # the shards must hold the batches metadata counts
+            try:
+                found = sum(count_tfrecords(p) for p in (output / "shards").rglob("*")
+                            if p.is_file())  # fmt: skip
+            except (OSError, ValueError) as e:
+                found = f"unreadable ({e})"
+            batches = metrics["counts"].get("batches")
+            if found != batches:
+                notes.append(f"shards hold {found} records, metadata.json says "
+                             f"{batches} batches")  # fmt: skip
+        if notes:
+            row["note"] = "; ".join(notes)
         row["examples_per_s"] = n / report["seconds"]
         row["mb_per_s_in"] = data["bytes"] / 1e6 / report["seconds"]
         row["output_mb"] = (
@@ -343,7 +372,10 @@ def table(rows: list[dict]) -> str:
                 _fmt(r.get("peak_rss_mb"), ".0f"),
                 _fmt(r["examples_per_s"] / base if base else None, ".2f"),
             ]  # fmt: skip
+        if r.get("note"):
+            cells[0] += " (!)"
         lines.append("| " + " | ".join(cells) + " |")
+    lines += [f"(!) {r['engine']} at N={r['n']}: {r['note']}" for r in rows if r.get("note")]
     return "\n".join(lines)
 
 

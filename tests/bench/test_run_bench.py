@@ -75,3 +75,27 @@ def test_table_shows_ratios_to_the_reference_and_na_rows():
     assert lines[2].endswith("| 90.0 % | 50 | 1.00 |")
     assert lines[3].endswith("| 98.5 % | 60 | 2.50 |")
     assert "n/a: ImportError: x" in lines[4]
+
+
+def test_measure_names_the_innermost_error_of_a_remote_traceback(tmp_path):
+    body = (
+        "def main():\n"
+        "    raise RuntimeError('Traceback (most recent call last):\\n  File x\\n'\n"
+        "                       'pipeline.metadata.AccountingError: mismatch 1 != 2')\n"
+    )
+    _, report = _measure(tmp_path, body)
+    assert report["error"] == "pipeline.metadata.AccountingError: mismatch 1 != 2"
+
+
+def test_count_tfrecords_walks_the_framing_and_rejects_truncation(tmp_path):
+    gen_data = _load("gen_data")
+    path = tmp_path / "x.tfrecord"
+    path.write_bytes(b"".join(gen_data.tfrecord_frame(b"a" * k) for k in (0, 5, 300)))
+    assert run_bench.count_tfrecords(path) == 3
+    path.write_bytes(path.read_bytes()[:-3])
+    try:
+        run_bench.count_tfrecords(path)
+    except ValueError as e:
+        assert "truncated" in str(e)
+    else:
+        raise AssertionError("truncation not detected")
