@@ -213,7 +213,12 @@ def build(
             _write_metadata,
             directory=directory,
             info=info,
-            counts=beam.pvalue.AsDict(read_out[read.COUNTS]),
+            # Through a Map: Beam's legacy BundleBasedDirectRunner (the local
+            # runner that retries bundles) mis-resolves side inputs read straight
+            # from a multi-output ParDo.
+            counts=beam.pvalue.AsDict(
+                read_out[read.COUNTS] | "FileCounts" >> beam.Map(tuple)
+            ),
             error_infos=beam.pvalue.AsList(error_infos),
             shard_infos=beam.pvalue.AsList(shard_infos),
             totals=beam.pvalue.AsSingleton(totals),
@@ -224,7 +229,11 @@ def build(
             truncated_first=beam.pvalue.AsSingleton(
                 out["truncated"]
                 | "FirstTruncated"
-                >> beam.combiners.Top.Smallest(metadata.MAX_ERROR_POSITIONS)
+                >> beam.CombineGlobally(  # a plain CombineFn: works on every runner
+                    beam.combiners.TopCombineFn(
+                        metadata.MAX_ERROR_POSITIONS, reverse=True
+                    )
+                )
             ),
         )
     )
