@@ -89,42 +89,49 @@ def from_sparse(sp: tf.SparseTensor) -> Flat:
     )
 
 
-def from_ragged(rt: tf.RaggedTensor) -> Flat:
-    """Flat view of `[B, (steps)]`, `[B, (steps), (K)]` or `[B, (steps), K]`;
-    other ragged shapes go through `to_sparse()` (same coordinates)."""
-    rt = rt.with_row_splits_dtype(tf.int64)
-    dims = tuple(tf.unstack(rt.bounding_shape(out_type=tf.int64), num=rt.shape.rank))
-    static_batch = rt.shape[0]
-    rows = rt.value_rowids()
-    steps = tf.range(tf.shape(rows, tf.int64)[0], dtype=tf.int64) - tf.gather(
-        rt.row_splits, rows
+def _row_ids(splits: tf.Tensor, n) -> tf.Tensor:
+    """Row of each of the `n` values partitioned by `splits` (one searchsorted)."""
+    return tf.searchsorted(
+        splits[1:], tf.range(n, dtype=splits.dtype), side="right", out_type=splits.dtype
     )
-    if rt.shape.rank == 2:
-        return Flat(rt.values, (rows, steps), dims, static_batch)
-    if rt.shape.rank == 3 and rt.ragged_rank == 2:
-        inner = rt.values
-        step_of = inner.value_rowids()  # global step index of each value
-        slots = tf.range(tf.shape(step_of, tf.int64)[0], dtype=tf.int64) - tf.gather(
-            inner.row_splits, step_of
-        )
-        return Flat(
-            inner.values,
-            (tf.gather(rows, step_of), tf.gather(steps, step_of), slots),
-            dims,
-            static_batch,
-        )
-    if rt.shape.rank == 3 and rt.ragged_rank == 1:  # uniform inner [S, K]
-        k = dims[2]
-        values = tf.reshape(rt.values, [-1])
-        n = tf.shape(values, tf.int64)[0]
-        step_of = tf.range(n, dtype=tf.int64) // tf.maximum(k, 1)
-        slots = tf.range(n, dtype=tf.int64) - step_of * k
-        return Flat(
-            values,
-            (tf.gather(rows, step_of), tf.gather(steps, step_of), slots),
-            dims,
-            static_batch,
-        )
+
+
+def _max_row_length(splits: tf.Tensor) -> tf.Tensor:
+    lengths = splits[1:] - splits[:-1]
+    return tf.reduce_max(tf.concat([lengths, tf.zeros([1], splits.dtype)], 0))
+
+
+def from_ragged(rt: tf.RaggedTensor) -> Flat:
+    """Flat view of `[B, (steps)]`, `[B, (steps), (K)]` or `[B, (steps), K]`,
+    read from the row splits; other ragged shapes go through `to_sparse()`."""
+    rt = rt.with_row_splits_dtype(tf.int64)
+    rank = rt.shape.rank
+    splits = rt.row_splits
+    num_rows = tf.shape(splits, out_type=tf.int64)[0] - 1
+    if rank == 2:
+        n = splits[-1]
+        rows = _row_ids(splits, n)
+        steps = tf.range(n, dtype=tf.int64) - tf.gather(splits, rows)
+        dims = (num_rows, _max_row_length(splits))
+        return Flat(rt.values, (rows, steps), dims, rt.shape[0])
+    if rank == 3 and rt.ragged_rank in (1, 2):
+        step_rows = _row_ids(splits, splits[-1])  # row of each step
+        if rt.ragged_rank == 2:
+            inner = rt.values.row_splits
+            values = rt.values.values
+            step_of = _row_ids(inner, inner[-1])  # step of each value
+            slots = tf.range(inner[-1], dtype=tf.int64) - tf.gather(inner, step_of)
+            width = _max_row_length(inner)
+        else:  # uniform inner dimension: values [S, K]
+            width = tf.shape(rt.values, out_type=tf.int64)[1]
+            values = tf.reshape(rt.values, [-1])
+            n = tf.shape(values, out_type=tf.int64)[0]
+            step_of = tf.range(n, dtype=tf.int64) // tf.maximum(width, 1)
+            slots = tf.range(n, dtype=tf.int64) - step_of * width
+        rows = tf.gather(step_rows, step_of)
+        steps = step_of - tf.gather(splits, rows)
+        dims = (num_rows, _max_row_length(splits), width)
+        return Flat(values, (rows, steps, slots), dims, rt.shape[0])
     return from_sparse(rt.to_sparse())
 
 

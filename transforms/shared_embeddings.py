@@ -102,15 +102,16 @@ def sequence_shared_embedding_columns(
             raise ValueError(
                 "To use shared_embedding_column, all categorical_columns must have "
                 "the same type, or be weighted_categorical_column or sequence column "
-                f"of the same type. Given column: {c0} of type: {type(c0)} does not "
-                f"match given column: {c} of type: {type(c)}"
+                f"of the same type. Given column: {c0.tf_inner_repr()} of type: "
+                f"{type(c0)} does not match given column: {c.tf_inner_repr()} of "
+                f"type: {type(c)}"
             )
         if num_buckets != c.num_buckets:
             raise ValueError(
                 "To use shared_embedding_column, all categorical_columns must have "
-                f"the same number of buckets. Given column: {c0} with buckets: "
-                f"{num_buckets} does  not match column: {c} with buckets: "
-                f"{c.num_buckets}"
+                "the same number of buckets. Given column: "
+                f"{c0.tf_inner_repr()} with buckets: {num_buckets} does  not match "
+                f"column: {c.tf_inner_repr()} with buckets: {c.num_buckets}"
             )
     if not shared_embedding_collection_name:
         shared_embedding_collection_name = "_".join(c.name for c in sorted_columns)
