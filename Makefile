@@ -30,10 +30,13 @@ parity: $(STAMP)  ## Run only the parity tests against tf_keras.
 	$(PY) -m pytest -q -m parity
 
 run: $(STAMP)  ## Materialize data/ into out/ and print a summary.
-	$(PY) -m pipeline --input 'data/sample-*.tfrecord' --columns data/columns.py \
+	$(PY) -m pipeline --input 'data/sample-*.tfrecord' --columns data/columns.yaml \
 	    --output out --overwrite --runner DirectRunner
 
-example: $(STAMP)  ## Train the example RNN on the shards of `make run`.
+out/metadata.json: $(STAMP) data/columns.yaml $(wildcard data/sample-*.tfrecord)
+	$(MAKE) run
+
+example: out/metadata.json  ## Train the example RNN on out/ (runs `make run` first if needed).
 	$(PY) examples/train_rnn.py
 
 bench: $(STAMP)  ## Benchmarks, side by side with the stock-TensorFlow reference.
@@ -45,11 +48,11 @@ bench-quick: $(STAMP)  ## A ~1-minute version of `make bench`.
 	$(PY) bench/run_bench.py --quick
 
 lint: $(STAMP)  ## ruff check (88 columns, isort).
-	$(VENV)/bin/ruff check transforms pipeline tests bench data
+	$(VENV)/bin/ruff check transforms pipeline tests bench data examples
 
 fmt: $(STAMP)  ## ruff format + import sorting.
-	$(VENV)/bin/ruff check --select I --fix transforms pipeline tests bench data
-	$(VENV)/bin/ruff format transforms pipeline tests bench data
+	$(VENV)/bin/ruff check --select I --fix transforms pipeline tests bench data examples
+	$(VENV)/bin/ruff format transforms pipeline tests bench data examples
 
 clean:  ## Remove the venv and generated output.
 	rm -rf $(VENV) out *.egg-info .pytest_cache
