@@ -31,6 +31,8 @@ class RecordSpec:
         default_value (ids outside [0, num_buckets) are invalid).
       id_feature: Scalar string context feature identifying an example (for
         duplicate detection), or None.
+      weights: Weight feature-list key -> the id key it weighs (weighted
+        columns: one weight per id at every step).
     """
 
     sequence: Mapping[str, tf.io.VarLenFeature]
@@ -38,6 +40,7 @@ class RecordSpec:
     numeric_widths: Mapping[str, int]
     id_ranges: Mapping[str, int]
     id_feature: str | None = None
+    weights: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 def _base_categorical(column):
@@ -66,13 +69,21 @@ def record_spec(
     from pipeline.features import id_feature_of
 
     sequence = dict(transforms.make_parse_example_spec(list(columns)))
-    numeric_widths, id_ranges = {}, {}
+    numeric_widths, id_ranges, weights = {}, {}, {}
     for column in columns:
         if not hasattr(column, "categorical_column"):
             for key in column.parse_example_spec:
                 numeric_widths[key] = int(math.prod(column.variable_shape))
             continue
-        cat = _base_categorical(column)
+        cat = column.categorical_column
+        while hasattr(cat, "weight_feature_key"):  # weighted: ids and weights
+            weights[cat.weight_feature_key] = cat.key
+            cat = cat.categorical_column
+        source = getattr(cat, "source_column", None)
+        if source is not None:  # bucketized: numeric values per step
+            numeric_widths[source.key] = int(math.prod(source.variable_shape))
+            continue
+        cat = _base_categorical(cat)
         if _is_identity(cat) and getattr(cat, "default_value", None) is None:
             id_ranges[cat.key] = int(cat.num_buckets)
     return RecordSpec(
@@ -81,6 +92,7 @@ def record_spec(
         numeric_widths,
         id_ranges,
         id_feature_of(context, id_feature),
+        weights,
     )
 
 

@@ -3,9 +3,10 @@
 Place in the flow: read -> decode -> **validate** -> bucket -> features.
 A record is valid when it parses as a SequenceExample with the CONTEXT specs, every
 column's feature list is present, numeric steps carry exactly prod(shape) finite
-values, identity ids (columns without default_value) lie in [0, num_buckets), and
-all feature lists have the same length L >= 1, L being the reference length (last
-step with a value + 1). Everything else becomes a dead letter with a `Reason`.
+values, identity ids (columns without default_value) lie in [0, num_buckets),
+weighted columns hold one finite weight per id at every step, and all feature
+lists have the same length L >= 1, L being the reference length (last step with
+a value + 1). Everything else becomes a dead letter with a `Reason`.
 
 Empty sequences (all feature lists present, L == 0) are dead-lettered as
 `empty_sequence`: a zero-length row would be all padding and breaks RNN masking.
@@ -55,6 +56,7 @@ class Reason(str, enum.Enum):
     NON_FINITE = "non_finite"  # NaN or Inf in a numeric feature
     ID_OUT_OF_RANGE = "id_out_of_range"  # identity id < 0 or >= num_buckets
     UNEQUAL_LENGTHS = "unequal_lengths"  # feature lists of different lengths
+    WEIGHT_COUNT_MISMATCH = "weight_count_mismatch"  # a step's weights != its ids
     EMPTY_SEQUENCE = "empty_sequence"  # every feature list has length 0
     TOO_LONG = "too_long"  # a feature list has > --max_sequence_length steps
     DUPLICATE_ID = "duplicate_id"  # id seen at a smaller position (that one kept)
@@ -200,6 +202,9 @@ def check_batch(
             pos = nonempty - row_splits[step_row[nonempty]]
             np.maximum.at(eff[k], step_row[nonempty], pos + 1)
 
+    for weight_key, id_key in spec.weights.items():
+        _check_weights(decoded, weight_key, id_key, m, mark)
+
     # Feature lists absent from the proto (the parser reports them as empty).
     for r in sorted(empty_rows):
         missing = _missing_lists(serialized[rows[r]], keys)
@@ -224,6 +229,46 @@ def check_batch(
         lengths[rows[r]] = -1
         problems[int(rows[r])] = problem
     return lengths, problems
+
+
+def _present_steps(step_splits, row_splits, m):
+    """`(row, step, count)` of the steps holding >= 1 value."""
+    counts = np.diff(step_splits)
+    row = np.repeat(np.arange(m), np.diff(row_splits))
+    step = np.arange(len(counts)) - row_splits[row]
+    nonzero = counts > 0
+    return row[nonzero], step[nonzero], counts[nonzero]
+
+
+def _check_weights(decoded, weight_key, id_key, m, mark) -> None:
+    """Marks rows whose weights are not one per id at every step, or not finite."""
+    weights, w_steps, w_rows = decoded.features[weight_key]
+    _, i_steps, i_rows = decoded.features[id_key]
+    if weights.dtype.kind == "f" and not np.isfinite(weights).all():
+        value_step = np.repeat(np.arange(len(w_steps) - 1), np.diff(w_steps))
+        step_row = np.repeat(np.arange(m), np.diff(w_rows))
+        mark(
+            step_row[value_step[~np.isfinite(weights)]],
+            Reason.NON_FINITE,
+            f"feature list {weight_key!r} holds NaN or Inf",
+        )
+    ids = _present_steps(i_steps, i_rows, m)
+    per_step = _present_steps(w_steps, w_rows, m)
+    if len(ids[0]) == len(per_step[0]) and all(
+        np.array_equal(a, b) for a, b in zip(ids, per_step, strict=True)
+    ):
+        return
+    # Compare (row, step, count) triples; a step absent from one side counts 0.
+    steps = int(max([1] + [int(s.max()) + 1 for s in (ids[1], per_step[1]) if len(s)]))
+    most = int(max([1] + [int(c.max()) + 1 for c in (ids[2], per_step[2]) if len(c)]))
+    codes = [(r * steps + s) * most + c for r, s, c in (ids, per_step)]
+    differing = np.setxor1d(codes[0], codes[1])
+    mark(
+        differing // (steps * most),
+        Reason.WEIGHT_COUNT_MISMATCH,
+        f"feature lists {id_key!r} and {weight_key!r}: a step holds a number of "
+        "weights other than its number of ids",
+    )
 
 
 def _missing_lists(data: bytes, keys: Sequence[str]) -> list[str] | Reason:
