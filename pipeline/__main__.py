@@ -138,6 +138,14 @@ def make_parser() -> argparse.ArgumentParser:
         help="Context feature written as example_id (default: id).",
     )
     parser.add_argument(
+        "--analyze",
+        action="store_true",
+        help="First run the analyze pass the columns spec asks for: vocabularies "
+        "of vocabulary_file columns with `analyze:` whose file does not exist, "
+        "mean/std or min/max of numeric columns with `normalizer: zscore|minmax`; "
+        "written to DIR/assets and used by the job (same engine and runner).",
+    )
+    parser.add_argument(
         "--no_progress",
         action="store_true",
         help="No progress lines on stderr (also implied by --quiet).",
@@ -163,6 +171,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[JobConfig, list[str]]
         overwrite=args.overwrite,
         id_feature=args.id_feature,
         progress=not args.no_progress and args.verbosity >= 0,
+        analyze=args.analyze,
     )
     return config, beam_argv
 

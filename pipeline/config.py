@@ -48,6 +48,8 @@ class JobConfig:
       on_invalid: NaN/Inf and out-of-range ids: "dead_letter" or "fail" (stop
         the job naming the first offending record).
       progress: Log progress lines to stderr (both engines, see progress.py).
+      analyze: Run the analyze pass first (vocabularies, normalizer statistics
+        the columns spec asks for; analyze.py).
     """
 
     input_pattern: str
@@ -64,6 +66,7 @@ class JobConfig:
     max_sequence_length: int | None = None
     on_long: str = "dead_letter"
     on_invalid: str = "dead_letter"
+    analyze: bool = False
 
     def __post_init__(self):
         if not self.input_pattern:
@@ -136,23 +139,44 @@ class ColumnsSpec:
       context: Context feature name -> parse spec (CONTEXT, may be empty).
       sha256: Hex digest of the columns file's bytes.
       path: Where it was loaded from.
+      requests: What the columns ask the analyze pass for (analyze.py
+        `VocabularyRequest` / `StatsRequest`; empty for Python columns).
     """
 
     columns: tuple
     context: Mapping[str, object]
     sha256: str
     path: str
+    requests: tuple = ()
 
 
 def load_job_columns(config: JobConfig) -> ColumnsSpec:
-    """The columns of a job: `config.columns_file` (spec) or `config.columns_py`."""
+    """The columns of a job: `config.columns_file` (spec) or `config.columns_py`.
+
+    Raises:
+      ValueError: the spec asks for analysis (a vocabulary file to compute, a
+        `normalizer: zscore|minmax`) and `config.analyze` is false.
+    """
     if config.columns_py:
         return load_columns(config.columns_py, allow_python=True)
-    return load_columns(config.columns_file)
+    spec = load_columns(config.columns_file)
+    if spec.requests and not config.analyze:
+        where = ", ".join(sorted({r.where for r in spec.requests}))
+        raise ValueError(
+            f"Invalid columns spec {config.columns_file}: {where} need(s) the analyze "
+            "pass (a vocabulary file to compute, or a normalizer computed from the "
+            "data). Run with --analyze, or give the file / the constants."
+        )
+    return spec
 
 
-def load_columns(path: str, *, allow_python: bool = False) -> ColumnsSpec:
+def load_columns(
+    path: str, *, allow_python: bool = False, analysis=None
+) -> ColumnsSpec:
     """Loads a columns spec (YAML/JSON) or, if `allow_python`, a Python file.
+
+    `analysis` (`analyze.Analysis`): build the analyzed columns of a spec with
+    these results (see spec.parse).
 
     Raises:
       FileNotFoundError: if `path` does not exist.
@@ -168,8 +192,12 @@ def load_columns(path: str, *, allow_python: bool = False) -> ColumnsSpec:
     if not path.endswith(".py"):
         from pipeline import spec as spec_lib
 
-        columns, context, digest = spec_lib.load(path)
-        return columns_spec(columns, context, sha256=digest, path=path)
+        requests: list = []
+        columns, context, digest = spec_lib.load(
+            path, analysis=analysis, requests=requests
+        )
+        spec = columns_spec(columns, context, sha256=digest, path=path)
+        return dataclasses.replace(spec, requests=tuple(requests))
     if not allow_python:
         raise ValueError(
             f"Invalid value for argument `columns`. Expected a YAML or JSON columns "

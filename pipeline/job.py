@@ -341,6 +341,16 @@ def run(config: config_lib.JobConfig, beam_argv: Sequence[str] = ()) -> RunResul
     spec, files, num_shards = prepare(config)
     staging = write.Staging(config.output_dir, config.overwrite)
     try:
+        if config.analyze:  # DIR/assets first; the columns then use them
+            from pipeline import analyze
+
+            spec = analyze.run(
+                config=config,
+                spec=spec,
+                files=files,
+                directory=staging.path,
+                beam_argv=beam_argv,
+            )
         weights = features.build_embedding_weights(spec.columns)
         embeddings = features.save_embedding_weights(staging.path, weights)
         info = static_info(config, spec, files, embeddings, config.engine)

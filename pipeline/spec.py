@@ -17,6 +17,9 @@ Format (version 1):
         shape: [1]                    # int or list of ints >= 1 (default [1])
         default_value: 0.0            # default 0.0
         dtype: float32                # a float or int dtype (default float32)
+        normalizer: zscore            # optional: zscore | minmax (computed by
+                                      # --analyze), or {kind: zscore, mean, std}
+                                      # / {kind: minmax, min, max}
       - kind: embedding
         dimension: 10
         combiner: mean                # mean | sqrtn | sum (default mean)
@@ -27,6 +30,12 @@ Format (version 1):
         categorical: {kind: identity, key: watches, num_buckets: 1000}
       - kind: indicator
         categorical: {kind: vocabulary_list, key: genre, vocabulary: [a, b]}
+      - kind: shared_embedding        # one table for several columns
+        dimension: 8                  # + combiner, max_norm, trainable,
+        name: items                   #   initializer, checkpoint as embedding
+        categoricals:                 # (name: default '<k1>_<k2>_shared_embedding')
+          - {kind: identity, key: watched, num_buckets: 1000}
+          - {kind: identity, key: shown, num_buckets: 1000}
     context:                          # optional: context feature name -> spec
       id: {dtype: string}             # kind fixed_len (default), shape []
       label: {dtype: int64, default_value: 0}
@@ -35,7 +44,12 @@ Format (version 1):
 Categorical kinds (inside `categorical:`): identity {key, num_buckets,
 default_value}, hash_bucket {key, hash_bucket_size, dtype}, vocabulary_list {key,
 vocabulary, dtype, default_value, num_oov_buckets}, vocabulary_file {key, path,
-size, num_oov_buckets, default_value, dtype}. Relative paths (vocabulary files,
+size, num_oov_buckets, default_value, dtype, analyze}, weighted {categorical,
+weight_key, dtype}, bucketized {source (a numeric column), boundaries}.
+`analyze: true` or `analyze: {top_k: N, frequency_threshold: M}` on a
+vocabulary_file whose `path` does not exist asks `--analyze` to compute it
+(pipeline/analyze.py: DIR/assets/<base name of path>); an existing file is used
+as is. Relative paths (vocabulary files,
 checkpoints) are resolved against the spec file's directory. Initializer kinds:
 truncated_normal / random_normal {mean, stddev, seed}, random_uniform {minval,
 maxval, seed}, zeros, constant {value}; without `stddev` the normal ones use
@@ -45,7 +59,8 @@ column name (the same table in every run).
 Adding a column kind: `register_kind(Kind(name, role, fields, build))`: `fields`
 are `Field(name, check, required, default)` (checkers below take `(value, path,
 ctx)` and return the converted value or raise `SpecError`), `build(**values)`
-returns a column (or a list of columns).
+returns a column (or a list of columns); with `takes_context=True` it is called
+as `build(**values, ctx=ctx, where=path)` (analyze requests and results).
 """
 
 from __future__ import annotations
@@ -79,6 +94,8 @@ class Context:
     """What checkers may need besides the value."""
 
     base_dir: str  # directory of the spec file (relative paths)
+    analysis: Any = None  # analyze.Analysis: results of the analyze pass, or None
+    requests: list = dataclasses.field(default_factory=list)  # filled by builders
 
 
 Check = Callable[[Any, str, Context], Any]
@@ -102,6 +119,7 @@ class Kind:
     role: str  # DENSE or CATEGORICAL
     fields: tuple[Field, ...]
     build: Callable[..., Any]
+    takes_context: bool = False  # build(**values, ctx=ctx, where=key path)
 
 
 KINDS: dict[str, Kind] = {}
@@ -231,6 +249,24 @@ def nested(role: str) -> Check:
     return check
 
 
+def list_of(inner: Check, what: str) -> Check:
+    def check(value, path, ctx):
+        if not isinstance(value, list) or not value:
+            raise fail(path, f"a non-empty list of {what}", value)
+        return [inner(item, f"{path}[{i}]", ctx) for i, item in enumerate(value)]
+
+    return check
+
+
+def boundaries(value, path, ctx):
+    if not isinstance(value, list) or not value:
+        raise fail(path, "a non-empty list of increasing numbers", value)
+    out = [number()(b, f"{path}[{i}]", ctx) for i, b in enumerate(value)]
+    if any(b <= a for a, b in zip(out, out[1:], strict=False)):
+        raise fail(path, "strictly increasing numbers", value)
+    return out
+
+
 def mapping_of(fields: tuple[Field, ...], what: str) -> Check:
     def check(value, path, ctx):
         return check_fields(value, fields, path, ctx, what)
@@ -326,21 +362,136 @@ def name_seed(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:4], "big") >> 1
 
 
+# --- analyzed values -----------------------------------------------------------------
+
+NORMALIZERS: dict[str, tuple[tuple[Field, ...], Callable[..., Any]]] = {
+    "zscore": (
+        (Field("mean", number(), required=True), Field("std", number(), required=True)),
+        lambda mean, std: transforms.zscore(mean, std),
+    ),
+    "minmax": (
+        (Field("min", number(), required=True), Field("max", number(), required=True)),
+        lambda min, max: transforms.minmax(min, max),
+    ),
+}
+
+
+def normalizer(value, path, ctx):
+    """`zscore` / `minmax` (analyzed): `("analyze", kind)`; a mapping with the
+    constants: `("fixed", normalizer)`."""
+    if isinstance(value, str):
+        if value not in NORMALIZERS:
+            raise fail(path, "zscore, minmax or a mapping {kind, ...}", value)
+        return "analyze", value
+    if not isinstance(value, Mapping):
+        raise fail(path, "zscore, minmax or a mapping {kind, ...}", value)
+    kind = value.get("kind")
+    if kind not in NORMALIZERS:
+        raise fail(f"{path}.kind", "one of 'zscore', 'minmax'", kind)
+    fields, make = NORMALIZERS[kind]
+    params = check_fields(value, fields, path, ctx, f"normalizer {kind!r}")
+    try:
+        return "fixed", make(**params)
+    except (TypeError, ValueError) as e:
+        raise SpecError(f"{path}: {e}") from None
+
+
+_ANALYZE_FIELDS = (
+    Field("top_k", optional(integer(1))),
+    Field("frequency_threshold", integer(1), default=1),
+)
+
+
+def analyze_vocabulary(value, path, ctx):
+    """`true` or `{top_k, frequency_threshold}` -> those values; `false` -> None."""
+    if value is True:
+        return {"top_k": None, "frequency_threshold": 1}
+    if value is False:
+        return None
+    if isinstance(value, Mapping):
+        return check_fields(value, _ANALYZE_FIELDS, path, ctx, "analyze", skip=())
+    raise fail(path, "true or a mapping {top_k, frequency_threshold}", value)
+
+
+def _build_numeric(key, shape, default_value, dtype, normalizer, *, ctx, where):
+    normalizer_fn = None
+    if normalizer is not None:
+        how, what = normalizer
+        if how == "fixed":
+            normalizer_fn = what
+        else:
+            from pipeline import analyze
+
+            if dtype != tf.float32:
+                raise ValueError(
+                    f"normalizer: {what!r} is computed by --analyze over float32 "
+                    f"values; got dtype {dtype.name}"
+                )
+            ctx.requests.append(analyze.StatsRequest(key, what, f"{where}.normalizer"))
+            if ctx.analysis is not None:
+                normalizer_fn = ctx.analysis.normalizer(key, what)
+                if normalizer_fn is None:
+                    raise ValueError(
+                        f"the analyze results have no statistics of {key!r}"
+                    )
+    return transforms.sequence_numeric_column(
+        key, shape, default_value, dtype, normalizer_fn=normalizer_fn
+    )
+
+
+def _build_vocabulary_file(key, path, size, analyze, *, ctx, where, **kw):
+    if analyze is not None and not tf.io.gfile.exists(path):
+        from pipeline import analyze as analyze_lib
+
+        if size is not None:
+            raise ValueError(
+                "`size` cannot be combined with `analyze` on a vocabulary file to "
+                "compute (bound it with analyze.top_k)"
+            )
+        request = analyze_lib.VocabularyRequest(
+            key,
+            kw["dtype"].name,
+            os.path.basename(path),
+            analyze["top_k"],
+            analyze["frequency_threshold"],
+            where=where,
+        )
+        ctx.requests.append(request)
+        if ctx.analysis is None:
+            # Stand-in until the analyze pass ran: validation needs the column's
+            # key and dtype, not its file (job.run rebuilds the spec afterwards).
+            return transforms.sequence_categorical_column_with_vocabulary_file(
+                key, path, vocabulary_size=1, **kw
+            )
+        path = ctx.analysis.vocabulary_file(request.asset)
+        if path is None:
+            raise ValueError(
+                f"the analyze results have no vocabulary {request.asset!r}"
+            )
+    return transforms.sequence_categorical_column_with_vocabulary_file(
+        key, path, vocabulary_size=size, **kw
+    )
+
+
 # --- column kinds --------------------------------------------------------------------
+
+
+def _make_initializer(initializer, dimension: int, seed_name: str):
+    if initializer is None:
+        return None
+    kind, params = initializer
+    params = dict(params)
+    if "stddev" in params and params["stddev"] is None:
+        params["stddev"] = 1.0 / math.sqrt(dimension)
+    if "seed" in params and params["seed"] is None:
+        params["seed"] = name_seed(seed_name)
+    return INITIALIZERS[kind][1](**params)
 
 
 def _build_embedding(
     categorical, dimension, combiner, max_norm, trainable, initializer, checkpoint
 ):
-    init = None
-    if initializer is not None:
-        kind, params = initializer
-        params = dict(params)
-        if "stddev" in params and params["stddev"] is None:
-            params["stddev"] = 1.0 / math.sqrt(dimension)
-        if "seed" in params and params["seed"] is None:
-            params["seed"] = name_seed(f"{categorical.name}_embedding")
-        init = INITIALIZERS[kind][1](**params)
+    init = _make_initializer(initializer, dimension, f"{categorical.name}_embedding")
     ckpt = checkpoint or {}
     return transforms.embedding_column(
         categorical,
@@ -354,7 +505,54 @@ def _build_embedding(
     )
 
 
+def _build_shared_embedding(
+    categoricals,
+    dimension,
+    combiner,
+    max_norm,
+    trainable,
+    initializer,
+    checkpoint,
+    name,
+):
+    table = name or (
+        "_".join(sorted(c.name for c in categoricals)) + "_shared_embedding"
+    )
+    ckpt = checkpoint or {}
+    return transforms.sequence_shared_embedding_columns(
+        categoricals,
+        dimension,
+        combiner=combiner,
+        initializer=_make_initializer(initializer, dimension, table),
+        shared_embedding_collection_name=name,
+        ckpt_to_load_from=ckpt.get("path"),
+        tensor_name_in_ckpt=ckpt.get("tensor"),
+        max_norm=max_norm,
+        trainable=trainable,
+    )
+
+
 _KEY = Field("key", string, required=True)
+# The table options of `embedding` and `shared_embedding`.
+_TABLE_FIELDS = (
+    Field("dimension", integer(1), required=True),
+    Field("combiner", choice("mean", "sqrtn", "sum"), default="mean"),
+    Field("max_norm", optional(number(True))),
+    Field("trainable", boolean, default=True),
+    Field("initializer", optional(initializer)),
+    Field(
+        "checkpoint",
+        optional(
+            mapping_of(
+                (
+                    Field("path", file_path, required=True),
+                    Field("tensor", string, required=True),
+                ),
+                "checkpoint",
+            )
+        ),
+    ),
+)
 
 for _kind in (
     Kind(
@@ -365,33 +563,30 @@ for _kind in (
             Field("shape", shape, default=(1,)),
             Field("default_value", number(), default=0.0),
             Field("dtype", dtype(*NUMERIC_DTYPES), default=tf.float32),
+            Field("normalizer", optional(normalizer)),
         ),
-        transforms.sequence_numeric_column,
+        _build_numeric,
+        takes_context=True,
     ),
     Kind(
         "embedding",
         DENSE,
-        (
-            Field("categorical", nested(CATEGORICAL), required=True),
-            Field("dimension", integer(1), required=True),
-            Field("combiner", choice("mean", "sqrtn", "sum"), default="mean"),
-            Field("max_norm", optional(number(True))),
-            Field("trainable", boolean, default=True),
-            Field("initializer", optional(initializer)),
-            Field(
-                "checkpoint",
-                optional(
-                    mapping_of(
-                        (
-                            Field("path", file_path, required=True),
-                            Field("tensor", string, required=True),
-                        ),
-                        "checkpoint",
-                    )
-                ),
-            ),
-        ),
+        (Field("categorical", nested(CATEGORICAL), required=True), *_TABLE_FIELDS),
         _build_embedding,
+    ),
+    Kind(
+        "shared_embedding",
+        DENSE,
+        (
+            Field(
+                "categoricals",
+                list_of(nested(CATEGORICAL), "categorical columns"),
+                required=True,
+            ),
+            *_TABLE_FIELDS,
+            Field("name", optional(string)),
+        ),
+        _build_shared_embedding,
     ),
     Kind(
         "indicator",
@@ -445,11 +640,34 @@ for _kind in (
             Field("num_oov_buckets", integer(0), default=0),
             Field("default_value", optional(integer(-1))),
             Field("dtype", dtype(*KEY_DTYPES), default=tf.string),
+            Field("analyze", optional(analyze_vocabulary)),
         ),
-        lambda key, path, size, **kw: (
-            transforms.sequence_categorical_column_with_vocabulary_file(
-                key, path, vocabulary_size=size, **kw
+        _build_vocabulary_file,
+        takes_context=True,
+    ),
+    Kind(
+        "weighted",
+        CATEGORICAL,
+        (
+            Field("categorical", nested(CATEGORICAL), required=True),
+            Field("weight_key", string, required=True),
+            Field("dtype", dtype("float32", "int64"), default=tf.float32),
+        ),
+        lambda categorical, weight_key, dtype: (
+            transforms.sequence_weighted_categorical_column(
+                categorical, weight_key, dtype
             )
+        ),
+    ),
+    Kind(
+        "bucketized",
+        CATEGORICAL,
+        (
+            Field("source", nested(DENSE), required=True),
+            Field("boundaries", boundaries, required=True),
+        ),
+        lambda source, boundaries: transforms.sequence_bucketized_column(
+            source, boundaries
         ),
     ),
 ):
@@ -486,6 +704,8 @@ def build_column(value, path: str, ctx: Context, *, role: str = DENSE):
             f"got the dense kind {kind_name!r}"
         )
     values = check_fields(value, kind.fields, path, ctx, f"kind {kind_name!r}")
+    if kind.takes_context:
+        values.update(ctx=ctx, where=path)
     try:
         return kind.build(**values)
     except (ValueError, TypeError) as e:
@@ -546,13 +766,22 @@ _UniqueKeyLoader.add_constructor(
 )
 
 
-def parse(document: Any, *, base_dir: str = ".") -> tuple[list, dict]:
+def parse(
+    document: Any, *, base_dir: str = ".", analysis: Any = None, requests=None
+) -> tuple[list, dict]:
     """Checks a loaded spec document; returns `(columns, context)`.
+
+    Args:
+      document: The loaded YAML/JSON.
+      base_dir: Directory relative paths are resolved against.
+      analysis: Results of the analyze pass (`analyze.Analysis`) the analyzed
+        columns are built with; None: they are stand-ins (see analyze.py).
+      requests: A list; the analyze requests of the columns are appended.
 
     Raises:
       SpecError: naming the key path of the first problem.
     """
-    ctx = Context(base_dir)
+    ctx = Context(base_dir, analysis, requests if requests is not None else [])
     if not isinstance(document, Mapping):
         raise fail("(top level)", "a mapping with `columns` (and `context`)", document)
     for key in document:
@@ -589,8 +818,10 @@ def parse(document: Any, *, base_dir: str = ".") -> tuple[list, dict]:
     return columns, context
 
 
-def load(path: str) -> tuple[list, dict, str]:
+def load(path: str, *, analysis: Any = None, requests=None) -> tuple[list, dict, str]:
     """Reads and checks the spec file `path`; returns `(columns, context, sha256)`.
+
+    `analysis` and `requests` as in `parse`.
 
     Raises:
       SpecError: a YAML/JSON syntax error (with line and column) or an invalid
@@ -600,7 +831,12 @@ def load(path: str) -> tuple[list, dict, str]:
         data = f.read()
     try:
         document = yaml.load(data, Loader=_UniqueKeyLoader)  # noqa: S506 (safe)
-        columns, context = parse(document, base_dir=os.path.dirname(path) or ".")
+        columns, context = parse(
+            document,
+            base_dir=os.path.dirname(path) or ".",
+            analysis=analysis,
+            requests=requests,
+        )
     except yaml.YAMLError as e:
         where = ""
         mark = getattr(e, "problem_mark", None)

@@ -138,8 +138,8 @@ def test_json_spec(tmp_path):
         ("columns:\n  - {key: a}\n", "columns[0].kind: required (one of embedding"),
         (
             "columns:\n  - {kind: numeric_column, key: a}\n",
-            "columns[0].kind: expected one of embedding, indicator, numeric, got "
-            "'numeric_column'",
+            "columns[0].kind: expected one of embedding, indicator, numeric, "
+            "shared_embedding, got 'numeric_column'",
         ),
         (
             "columns:\n  - {kind: identity, key: a, num_buckets: 3}\n",
