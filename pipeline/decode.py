@@ -146,6 +146,13 @@ class Decoder:
             return out, ids
 
         self._parse = parse
+        # TF's parser reports one of a record's problems at random (it parses
+        # feature lists in parallel): a failing record is re-parsed one feature
+        # at a time, context then feature lists, each in sorted order, and the
+        # first failure names it, so dead letters are the same on every run.
+        self._probe_specs = [({name: context[name]}, {}) for name in sorted(context)]
+        self._probe_specs += [({}, {key: ragged[key]}) for key in sorted(ragged)]
+        self._probes: dict[int, object] = {}
 
     def decode(self, serialized: Sequence[bytes]) -> DecodedBatch:
         """Decodes a batch; records the parser fails on go to `parse_errors`."""
@@ -187,11 +194,28 @@ class Decoder:
             return
         except tf.errors.InvalidArgumentError as e:
             if hi - lo <= 1:
-                errors[lo] = _clean_message(e.message)
+                errors[lo] = self._explain(serialized[lo], e.message)
                 return
         mid = (lo + hi) // 2
         self._bisect(serialized, lo, mid, errors)
         self._bisect(serialized, mid, hi, errors)
+
+    def _explain(self, record: bytes, message: str) -> str:
+        """The first failure of `record`, in the fixed order of `_probe_specs`."""
+        one = tf.constant([record], tf.string)
+        for i, (context, sequence) in enumerate(self._probe_specs):
+            if i not in self._probes:
+                self._probes[i] = tf.function(
+                    lambda x, c=context, s=sequence: tf.io.parse_sequence_example(
+                        x, context_features=c, sequence_features=s
+                    ),
+                    input_signature=[tf.TensorSpec([None], tf.string)],
+                )
+            try:
+                self._probes[i](one)
+            except tf.errors.InvalidArgumentError as e:
+                return _clean_message(e.message)
+        return _clean_message(message)
 
 
 def _clean_message(message: str) -> str:

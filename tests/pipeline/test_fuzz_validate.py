@@ -182,3 +182,25 @@ def test_wire_walker_cost_does_not_grow_with_the_record():
     ex = tf.train.SequenceExample.FromString(cut)
     assert {len(f.feature) for f in ex.feature_lists.feature_list.values()} == {10}
     assert len(cut) < 2000 and not math.isnan(len(cut))
+
+
+def test_a_record_with_two_problems_always_gets_the_same_reason(stage):
+    # Found by this fuzzing: genre holds an int64 list (wrong dtype) and tags a
+    # protobuf group; TF's parser reports either problem at random, the decoder
+    # re-parses feature by feature in sorted order: always genre's dtype.
+    spec, decoder = stage
+    ex = tf.train.SequenceExample.FromString(record("two", 2))
+    ex.feature_lists.feature_list["genre"].feature[1].Clear()
+    ex.feature_lists.feature_list["genre"].feature[1].int64_list.value.append(3)
+    data = ex.SerializeToString(deterministic=True)
+    data += b"\x12\x0c\n\n\n\x04tags\x12\x02\x0b\x0c"  # a tags entry with a group
+    outcomes = {
+        (e.reason, e.detail)
+        for _ in range(20)
+        for batch in ([data], [b"", data])
+        for e in validate.validate_chunk(decoder, spec, [((0, 0), d) for d in batch])[1]
+        if e.data == data
+    }
+    assert len(outcomes) == 1
+    ((reason, detail),) = outcomes
+    assert reason == Reason.WRONG_DTYPE and "genre" in detail
