@@ -45,7 +45,9 @@ def make_example(rng: np.random.Generator, user: int) -> bytes:
     ex.context.feature["id"].bytes_list.value.append(b"user-%06d" % user)
     ex.context.feature["label"].int64_list.value.append(int(ratings.mean() > 3.0))
     lists = ex.feature_lists.feature_list
-    for r, w, g in zip(ratings.tolist(), watches.tolist(), genres.tolist()):
+    for r, w, g in zip(
+        ratings.tolist(), watches.tolist(), genres.tolist(), strict=True
+    ):
         lists["rating"].feature.add().float_list.value.append(r)
         lists["watches"].feature.add().int64_list.value.append(w)
         lists["genre"].feature.add().bytes_list.value.append(GENRES[g])

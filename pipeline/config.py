@@ -122,7 +122,7 @@ class JobConfig:
         elif (
             not bounds
             or any(b < 1 for b in bounds)
-            or any(b <= a for a, b in zip(bounds, bounds[1:]))
+            or any(b <= a for a, b in zip(bounds, bounds[1:], strict=False))
         ):
             raise ValueError(
                 "Invalid value for argument `bucket_boundaries`. Expected strictly "

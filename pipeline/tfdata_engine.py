@@ -83,11 +83,18 @@ def _chunks(files: Sequence[str]):
         files
     ).as_numpy_iterator():
         fi = int(fi)
-        chunk = [((fi, int(i)), bytes(d)) for i, d in zip(idx.tolist(), data.tolist())]
+        chunk = [
+            ((fi, int(i)), bytes(d))
+            for i, d in zip(idx.tolist(), data.tolist(), strict=True)
+        ]
         errors = [
             ErrorRecord(Reason(r.decode()), det.decode(), (fi, int(i)), bytes(d))
             for i, r, det, d in zip(
-                e_idx.tolist(), e_reason.tolist(), e_detail.tolist(), e_data.tolist()
+                e_idx.tolist(),
+                e_reason.tolist(),
+                e_detail.tolist(),
+                e_data.tolist(),
+                strict=True,
             )
         ]
         nbytes = sum(len(d) + 16 for _, d in chunk) + sum(len(e.data) for e in errors)
@@ -209,7 +216,7 @@ def run_engine(
                 lengths = np.asarray([v[1] for v in valid], np.int64)
                 seen_hist.update(lengths.tolist())
                 ids = bucket.assign_buckets(lengths, plan.boundaries)
-                for member, bid in zip(valid, ids.tolist()):
+                for member, bid in zip(valid, ids.tolist(), strict=True):
                     buf = buffers[bid]
                     buf.append(member)
                     if len(buf) == b:

@@ -96,7 +96,7 @@ def test_rows_equal_the_tf_keras_reference(engine, runs, dataset, reference):
     for batch in batches_of(runs["base"] / engine):
         x, lengths, ids = batch["sequence_input"], batch["sequence_length"], batch["id"]
         assert x.dtype == np.float32 and x.shape[1] == lengths.max()
-        for row, length, ident in zip(x, lengths, ids):
+        for row, length, ident in zip(x, lengths, ids, strict=True):
             want, want_length = reference(dataset["good"][ident])
             assert length == want_length
             np.testing.assert_allclose(
