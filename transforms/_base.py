@@ -318,10 +318,12 @@ class InputCache:
             padding: the value that is absent (None: such an input is refused,
             as TF refuses dense sequence numeric inputs).
         """
-        cache_key = (key, numeric, dense_steps, ignore)
+        value = self.input(key)
+        dense = not isinstance(value, (tf.RaggedTensor, tf.SparseTensor))
+        # Only a dense input's view depends on how it is read.
+        cache_key = (key, numeric, dense_steps, ignore) if dense else (key,)
         if cache_key in self._flat:
             return self._flat[cache_key]
-        value = self.input(key)
         if isinstance(value, tf.RaggedTensor):
             flat = inputs.from_ragged(value)
         elif isinstance(value, tf.SparseTensor):
