@@ -2,9 +2,12 @@
 `(sequence_input float32 [B, T, D], sequence_length int64 [B])`.
 
 Place in the flow: parsed SparseTensors (tf.io.parse_example /
-parse_sequence_example with `make_parse_example_spec`) or RaggedTensors go in;
-columns are evaluated in name order and laid out on the last axis
-(`column_layout`). The semantics (T, padding, lengths, errors) are those of
+parse_sequence_example with `make_parse_example_spec`), RaggedTensors, or dense
+padded tensors with `sequence_length=` / `padding_value=` go in (inputs.py reads
+each as flat values, no sparse round trip); columns are evaluated in name order
+and laid out on the last axis (`column_layout`). Embedding tables are one
+variable per table name: shared embedding columns of one collection read and
+train the same variable. The semantics (T, padding, lengths, errors) are those of
 `tf_keras.experimental.SequenceFeatures` in TF 2.21.
 
 Speed: TF densifies every column separately (one-hot tensors, [B*T, dim]
@@ -15,8 +18,8 @@ written once and no per-column buffer exists. When columns disagree on T the
 per-column outputs are concatenated instead, so TF's own ConcatOp error is
 raised; integer numeric columns (which keep their dtype) also take that path.
 
-Deviations from tf_keras (all documented in tests): RaggedTensor inputs are
-accepted (same numbers as `to_sparse()`); `combiner` is validated when the
+Deviations from tf_keras (all documented in tests): RaggedTensor and dense
+padded inputs are accepted (same numbers as the equivalent SparseTensors); `combiner` is validated when the
 column is built, not at call; numeric/indicator inputs with out-of-order sparse
 indices are accepted (TF raises) and give the sorted input's values;
 `partitioner` must be None.
