@@ -44,7 +44,18 @@ GENRES: tuple[str, ...] = (
     "musical", "mystery", "romance", "sci-fi", "thriller", "war", "western",
     "unknown",
 )  # fmt: skip
-COUNTRIES: tuple[str, ...] = ("US", "GB", "DE", "FR", "IN", "BR", "JP", "CA", "MX", "ES")
+COUNTRIES: tuple[str, ...] = (
+    "US",
+    "GB",
+    "DE",
+    "FR",
+    "IN",
+    "BR",
+    "JP",
+    "CA",
+    "MX",
+    "ES",
+)
 NUM_WATCH_IDS = 100_000
 ZIPF_EXPONENT = 1.0  # P(id = k) ~ 1 / (k + 1), k in [0, NUM_WATCH_IDS)
 LENGTH_MEDIAN, LENGTH_SIGMA, MAX_LENGTH = 30.0, 1.0, 1000
@@ -186,7 +197,7 @@ def serialize_chunk(seed: int, chunk: int, size: int) -> list[bytes]:
         )
         parts = [b"\x0a", _v(len(context)), context, b"\x12", None]
         total = 0
-        for head, (_, buf, offsets) in zip(heads, lists):
+        for head, (_, buf, offsets) in zip(heads, lists, strict=True):
             start, end = int(offsets[i]), int(offsets[i + 1])
             entry_len = len(head) + len(_v(end - start)) + end - start
             parts += [b"\x0a", _v(entry_len), head, _v(end - start), buf[start:end]]
@@ -199,7 +210,9 @@ def serialize_chunk(seed: int, chunk: int, size: int) -> list[bytes]:
 def iter_examples(num_examples: int, seed: int) -> Iterator[bytes]:
     """Yields the serialized SequenceExamples 0..num_examples-1 for `seed`."""
     for chunk in range((num_examples + CHUNK - 1) // CHUNK):
-        yield from serialize_chunk(seed, chunk, min(CHUNK, num_examples - chunk * CHUNK))
+        yield from serialize_chunk(
+            seed, chunk, min(CHUNK, num_examples - chunk * CHUNK)
+        )
 
 
 # --- TFRecord framing ---------------------------------------------------------------

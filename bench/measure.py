@@ -79,7 +79,9 @@ def _summary(error: BaseException) -> str:
     """`Type: first line`, or the innermost `...Error: ...` line of a remote traceback."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     if lines and lines[0].startswith("Traceback"):
-        raised = [line for line in lines if re.match(r"^[\w.]+(Error|Exception)\b", line)]
+        raised = [
+            line for line in lines if re.match(r"^[\w.]+(Error|Exception)\b", line)
+        ]
         if raised:
             return raised[-1]
     return f"{type(error).__name__}: {lines[0] if lines else ''}".strip()

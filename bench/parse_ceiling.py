@@ -51,7 +51,9 @@ feature {
 def _files(pattern: str) -> list[str]:
     files = sorted(glob.glob(pattern))
     if not files:
-        raise FileNotFoundError(f"No input files match `--input`. Received: {pattern!r}")
+        raise FileNotFoundError(
+            f"No input files match `--input`. Received: {pattern!r}"
+        )
     return files
 
 
@@ -82,7 +84,6 @@ def read(files: list[str]) -> dict:
 
 def tf_parse(files: list[str]) -> dict:
     import tensorflow as tf
-
     from reference_pipeline import CONTEXT, tf_columns
 
     spec = tf.feature_column.make_parse_example_spec(tf_columns())
@@ -155,7 +156,9 @@ def beam_read(files: list[str], beam_argv: list[str]) -> dict:
     from apache_beam.metrics.metric import Metrics, MetricsFilter
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    def count(record, counter=Metrics.counter("seqshards_bench", "records")):
+    counter = Metrics.counter("seqshards_bench", "records")
+
+    def count(record):
         counter.inc()
         return len(record)
 
@@ -178,13 +181,17 @@ def beam_read(files: list[str], beam_argv: list[str]) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mode", choices=MODES, required=True)
-    parser.add_argument("--input", required=True, help="Glob of SequenceExample TFRecords.")
+    parser.add_argument(
+        "--input", required=True, help="Glob of SequenceExample TFRecords."
+    )
     args, beam_argv = parser.parse_known_args(argv)
     files = _files(args.input)
     if args.mode == "beam_read":
         metrics = beam_read(files, beam_argv)
     else:
-        metrics = {"read": read, "tf_parse": tf_parse, "tfxbsl": tfxbsl}[args.mode](files)
+        metrics = {"read": read, "tf_parse": tf_parse, "tfxbsl": tfxbsl}[args.mode](
+            files
+        )
     metrics["mode"] = args.mode
     print(json.dumps(metrics))
     return metrics

@@ -68,7 +68,9 @@ def tf_columns() -> list:
 def _records(pattern: str) -> tf.data.Dataset:
     files = sorted(glob.glob(pattern))
     if not files:
-        raise FileNotFoundError(f"No input files match `--input`. Received: {pattern!r}")
+        raise FileNotFoundError(
+            f"No input files match `--input`. Received: {pattern!r}"
+        )
     return tf.data.Dataset.from_tensor_slices(files).interleave(
         tf.data.TFRecordDataset,
         cycle_length=min(len(files), 4),
@@ -129,7 +131,9 @@ def build_dataset(
         return out, shape[0], tf.reduce_sum(sequence_length), shape[0] * shape[1]
 
     fn = {"parse": parse, "features": features}.get(stop_after, serialize)
-    return ds.map(fn, num_parallel_calls=AUTOTUNE, deterministic=False).prefetch(AUTOTUNE)
+    return ds.map(fn, num_parallel_calls=AUTOTUNE, deterministic=False).prefetch(
+        AUTOTUNE
+    )
 
 
 def _example(tensors: dict) -> bytes:
@@ -137,7 +141,9 @@ def _example(tensors: dict) -> bytes:
         k: tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))
         for k, v in sorted(tensors.items())
     }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    return tf.train.Example(
+        features=tf.train.Features(feature=feature)
+    ).SerializeToString()
 
 
 def run(
@@ -148,8 +154,13 @@ def run(
     spec = tf.feature_column.make_parse_example_spec(columns)
     layer = tf_keras.experimental.SequenceFeatures(columns)
     # Build the embedding variables once, outside the tf.data functions.
-    probe = next(iter(build_dataset(
-        pattern, bucketing=False, stop_after="parse", layer=None, spec=spec).take(1)))
+    probe = next(
+        iter(
+            build_dataset(
+                pattern, bucketing=False, stop_after="parse", layer=None, spec=spec
+            ).take(1)
+        )
+    )
     layer(probe[1])
 
     start = time.perf_counter()
@@ -187,13 +198,18 @@ def run(
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--input", required=True, help="Glob of SequenceExample TFRecords.")
+    parser.add_argument(
+        "--input", required=True, help="Glob of SequenceExample TFRecords."
+    )
     parser.add_argument("--output", required=True, help="Output TFRecord file.")
     parser.add_argument("--no_bucketing", action="store_true")
     parser.add_argument("--stop_after", choices=STAGES, default="write")
     args = parser.parse_args(argv)
     metrics = run(
-        args.input, args.output, bucketing=not args.no_bucketing, stop_after=args.stop_after
+        args.input,
+        args.output,
+        bucketing=not args.no_bucketing,
+        stop_after=args.stop_after,
     )
     print(json.dumps(metrics))
     return metrics

@@ -28,7 +28,7 @@ own ru_maxrss if larger; x ref = examples/s over the reference's at the same N.
 
 Usage:
   python bench/run_bench.py            # 20k and 200k, all engines (make bench)
-  python bench/run_bench.py --quick    # 20k, fewer engines, ~1-2 minutes
+  python bench/run_bench.py --quick    # 20k, no 2-worker rows, ~1-3 minutes
 """
 
 from __future__ import annotations
@@ -53,8 +53,9 @@ sys.path.insert(0, str(BENCH))
 import gen_data  # noqa: E402
 
 SIZES = (20_000, 200_000)
+# --quick: no 2-worker rows (at 20k they mostly measure ~9 s of worker start-up).
 QUICK_ENGINES = ("reference", "ceiling-read", "ceiling-tf-parse", "ceiling-tfxbsl",
-                 "tfdata", "beam", "beam-mp")  # fmt: skip
+                 "tfdata", "beam")  # fmt: skip
 BEAM_MP = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
 
 
@@ -160,14 +161,15 @@ def run_measured(cmd: list[str], log: pathlib.Path, timeout: float) -> dict:
     start = time.perf_counter()
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
-        peak_tree = peak_hwm = 0
-        polls = 0
+        peak_tree = peak_hwm = polls = 0
+        pids = [proc.pid]
         while proc.poll() is None:
             if time.perf_counter() - start > timeout:
                 proc.kill()
                 proc.wait()
                 return {"timeout": True, "wall_seconds": time.perf_counter() - start}
-            pids = _tree(proc.pid) if polls % 5 == 0 else pids  # rescan every 0.5 s
+            if polls % 5 == 0:  # rescan the tree every 0.5 s
+                pids = _tree(proc.pid)
             peak_tree = max(peak_tree, sum(_status_kb(p, "VmRSS:") for p in pids))
             peak_hwm = max(peak_hwm, max(_status_kb(p, "VmHWM:") for p in pids))
             polls += 1
@@ -221,7 +223,9 @@ def measure_engine(
 ) -> dict:
     out_root = work / "out"
     out_root.mkdir(parents=True, exist_ok=True)
-    output = out_root / (f"{engine.name}-{n}" + (".tfrecord" if engine.kind == "reference" else ""))
+    output = out_root / (
+        f"{engine.name}-{n}" + (".tfrecord" if engine.kind == "reference" else "")
+    )
     run = Run(input_glob=data["file_pattern"], output=output, n=n)
     result_file = work / "logs" / f"{engine.name}-{n}.json"
     log = work / "logs" / f"{engine.name}-{n}.log"
@@ -283,9 +287,10 @@ def measure_engine(
         )
         row["padding_efficiency"] = metrics.get("padding_efficiency")
     row["maxrss_self_mb"] = report.get("maxrss_self_mb")
-    row["peak_rss_mb"] = max(
-        proc.get("peak_tree_rss_mb") or 0, report.get("maxrss_self_mb") or 0
-    ) or None
+    row["peak_rss_mb"] = (
+        max(proc.get("peak_tree_rss_mb") or 0, report.get("maxrss_self_mb") or 0)
+        or None
+    )
     if not keep:
         shutil.rmtree(output, ignore_errors=True) if output.is_dir() else output.unlink(
             missing_ok=True
@@ -303,7 +308,9 @@ def ensure_data(work: pathlib.Path, n: int, seed: int, shards: int) -> dict:
     if info_file.exists():
         return json.loads(info_file.read_text())
     start = time.perf_counter()
-    paths = gen_data.write_dataset(str(out), num_examples=n, num_shards=shards, seed=seed)
+    paths = gen_data.write_dataset(
+        str(out), num_examples=n, num_shards=shards, seed=seed
+    )
     info = {
         "num_examples": n, "num_shards": shards, "seed": seed,
         "bytes": sum(os.path.getsize(p) for p in paths),
@@ -375,23 +382,38 @@ def table(rows: list[dict]) -> str:
         if r.get("note"):
             cells[0] += " (!)"
         lines.append("| " + " | ".join(cells) + " |")
-    lines += [f"(!) {r['engine']} at N={r['n']}: {r['note']}" for r in rows if r.get("note")]
+    lines += [
+        f"(!) {r['engine']} at N={r['n']}: {r['note']}" for r in rows if r.get("note")
+    ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="20k examples and the engines of QUICK_ENGINES only.")
-    parser.add_argument("--sizes", default=None,
-                        help="Comma-separated N (default 20000,200000; --quick 20000).")
-    parser.add_argument("--engines", default=None,
-                        help="Comma-separated engine names (default: all).")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="20k examples and the engines of QUICK_ENGINES only.",
+    )
+    parser.add_argument(
+        "--sizes",
+        default=None,
+        help="Comma-separated N (default 20000,200000; --quick 20000).",
+    )
+    parser.add_argument(
+        "--engines", default=None, help="Comma-separated engine names (default: all)."
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num_shards", type=int, default=8)
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="Runs per engine and N; the fastest is reported.")
-    parser.add_argument("--timeout", type=float, default=1800.0, help="Seconds per run.")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="Runs per engine and N; the fastest is reported.",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=1800.0, help="Seconds per run."
+    )
     parser.add_argument("--work_dir", default=str(BENCH / "work"))
     parser.add_argument("--results", default=str(BENCH / "results" / "latest.json"))
     parser.add_argument("--keep_outputs", action="store_true")
@@ -403,8 +425,10 @@ def main(argv: list[str] | None = None) -> int:
         list(QUICK_ENGINES) if args.quick else [e.name for e in ENGINES])  # fmt: skip
     unknown = set(names) - {e.name for e in ENGINES}
     if unknown:
-        raise ValueError(f"Invalid value for argument `engines`. Expected names from "
-                         f"{[e.name for e in ENGINES]}. Received: {sorted(unknown)}")
+        raise ValueError(
+            f"Invalid value for argument `engines`. Expected names from "
+            f"{[e.name for e in ENGINES]}. Received: {sorted(unknown)}"
+        )
     engines = [e for e in ENGINES if e.name in names]
     work = pathlib.Path(args.work_dir)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

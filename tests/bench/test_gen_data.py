@@ -26,7 +26,9 @@ def _read_dir(path):
 
 def test_same_seed_gives_same_bytes_and_other_seed_differs(tmp_path):
     for name, seed in [("a", 7), ("b", 7), ("c", 8)]:
-        gen_data.write_dataset(str(tmp_path / name), num_examples=300, num_shards=3, seed=seed)
+        gen_data.write_dataset(
+            str(tmp_path / name), num_examples=300, num_shards=3, seed=seed
+        )
     a, b, c = (_read_dir(tmp_path / n) for n in "abc")
     assert len(a) == 3
     assert a == b
@@ -42,7 +44,9 @@ def test_smaller_dataset_is_a_prefix_of_a_larger_one():
 
 def test_shards_are_valid_tfrecords_of_canonical_sequence_examples(tmp_path):
     tf = pytest.importorskip("tensorflow")
-    paths = gen_data.write_dataset(str(tmp_path), num_examples=200, num_shards=2, seed=3)
+    paths = gen_data.write_dataset(
+        str(tmp_path), num_examples=200, num_shards=2, seed=3
+    )
     records = [r.numpy() for r in tf.data.TFRecordDataset(paths)]
     assert records == list(gen_data.iter_examples(200, seed=3))
     ids = set()
@@ -53,7 +57,9 @@ def test_shards_are_valid_tfrecords_of_canonical_sequence_examples(tmp_path):
         context = example.context.feature
         ids.add(context["id"].bytes_list.value[0])
         assert context["label"].int64_list.value[0] in (0, 1)
-        assert context["user_country"].bytes_list.value[0].decode() in gen_data.COUNTRIES
+        assert (
+            context["user_country"].bytes_list.value[0].decode() in gen_data.COUNTRIES
+        )
         lists = example.feature_lists.feature_list
         assert sorted(lists) == ["genre", "price", "rating", "watches"]
         length = len(lists["rating"].feature)
@@ -87,4 +93,7 @@ def test_columns_file_uses_the_generator_vocabulary():
         for target in node.targets
         if isinstance(target, ast.Name) and target.id in ("VOCAB20", "NUM_WATCH_IDS")
     }
-    assert constants == {"VOCAB20": gen_data.GENRES, "NUM_WATCH_IDS": gen_data.NUM_WATCH_IDS}
+    assert constants == {
+        "VOCAB20": gen_data.GENRES,
+        "NUM_WATCH_IDS": gen_data.NUM_WATCH_IDS,
+    }

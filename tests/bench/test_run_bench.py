@@ -25,8 +25,19 @@ def _measure(tmp_path, body):
     target = tmp_path / "engine.py"
     target.write_text(body)
     result = tmp_path / "result.json"
-    cmd = [sys.executable, str(BENCH / "measure.py"), "--result", str(result),
-           "--target", str(target), "--preload", "", "--", "--flag", "x"]
+    cmd = [
+        sys.executable,
+        str(BENCH / "measure.py"),
+        "--result",
+        str(result),
+        "--target",
+        str(target),
+        "--preload",
+        "",
+        "--",
+        "--flag",
+        "x",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     return proc.returncode, json.loads(result.read_text())
 
@@ -62,14 +73,33 @@ def test_tree_includes_the_process_and_its_children():
 
 def test_table_shows_ratios_to_the_reference_and_na_rows():
     rows = [
-        {"engine": "reference", "runner": "-", "n": 10, "examples_per_s": 100.0,
-         "mb_per_s_in": 1.0, "output_mb": 2.0, "padding_efficiency": 0.9,
-         "peak_rss_mb": 50.0},
-        {"engine": "tfdata", "runner": "-", "n": 10, "examples_per_s": 250.0,
-         "mb_per_s_in": 2.5, "output_mb": 1.9, "padding_efficiency": 0.985,
-         "peak_rss_mb": 60.0},
-        {"engine": "beam", "runner": "DirectRunner", "n": 10, "error": "ImportError: x",
-         "peak_rss_mb": None},
+        {
+            "engine": "reference",
+            "runner": "-",
+            "n": 10,
+            "examples_per_s": 100.0,
+            "mb_per_s_in": 1.0,
+            "output_mb": 2.0,
+            "padding_efficiency": 0.9,
+            "peak_rss_mb": 50.0,
+        },
+        {
+            "engine": "tfdata",
+            "runner": "-",
+            "n": 10,
+            "examples_per_s": 250.0,
+            "mb_per_s_in": 2.5,
+            "output_mb": 1.9,
+            "padding_efficiency": 0.985,
+            "peak_rss_mb": 60.0,
+        },
+        {
+            "engine": "beam",
+            "runner": "DirectRunner",
+            "n": 10,
+            "error": "ImportError: x",
+            "peak_rss_mb": None,
+        },
     ]
     lines = run_bench.table(rows).splitlines()
     assert lines[2].endswith("| 90.0 % | 50 | 1.00 |")
