@@ -66,7 +66,8 @@ def build_metadata(
     (at least the first few), `truncated` their number (default: all given).
 
     Raises:
-      AccountingError: if examples_written + errors != examples_in.
+      AccountingError: if examples_written + errors != examples_in, or the
+        shards do not hold exactly the examples and batches computed.
     """
     num_truncated = len(truncated_positions) if truncated is None else truncated
     examples_in = int(sum(records_per_file.values()))
@@ -75,6 +76,16 @@ def build_metadata(
         raise AccountingError(
             f"Accounting mismatch: examples_written={examples_written} + "
             f"errors={errors_total} != examples_in={examples_in}"
+        )
+    in_shards = (
+        sum(int(s["examples"]) for s in shards),
+        sum(int(s["batches"]) for s in shards),
+    )
+    if in_shards != (examples_written, batches):
+        raise AccountingError(
+            f"Accounting mismatch: the shards hold {in_shards[0]} examples in "
+            f"{in_shards[1]} batches, but {examples_written} examples in {batches} "
+            "batches were computed (a runner lost or duplicated output)"
         )
     layout_json = [
         {"name": s.name, "offset": int(s.offset), "width": int(s.width)} for s in layout

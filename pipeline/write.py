@@ -53,6 +53,8 @@ import tensorflow as tf
 
 SHARDS_DIR = "shards"
 ERRORS_DIR = "errors"
+# Per-batch files of the Beam engine, concatenated into shards, then removed.
+PIECES_DIR = "_pieces"
 EMBEDDINGS_DIR = "embeddings"
 METADATA_FILE = "metadata.json"
 
@@ -205,7 +207,7 @@ class Staging:
         self.overwrite = overwrite
         self.path = f"{self.output_dir}.staging-{uuid.uuid4().hex[:12]}"
         try:
-            for sub in (SHARDS_DIR, ERRORS_DIR, EMBEDDINGS_DIR):
+            for sub in (SHARDS_DIR, ERRORS_DIR, EMBEDDINGS_DIR, PIECES_DIR):
                 if "://" in self.path:
                     tf.io.gfile.makedirs(f"{self.path}/{sub}")
                 else:
@@ -220,6 +222,7 @@ class Staging:
 
     def commit(self) -> None:
         """Moves the staging directory to DIR (replacing an old DIR if allowed)."""
+        remove_pieces(self.path)
         for sub in (SHARDS_DIR, ERRORS_DIR):  # temporaries of failed attempts
             for tmp in tf.io.gfile.glob(f"{self.path}/{sub}/.*{TMP_MARK}*"):
                 tf.io.gfile.remove(tmp)
@@ -267,7 +270,17 @@ import apache_beam as beam  # noqa: E402
 
 class WriteShards(beam.PTransform):
     """(batch_key, record, BatchStats) -> shard files; returns shard info dicts
-    `{index, file, batches, examples}` (one per shard, empty shards included)."""
+    `{index, file, batches, examples}` (one per shard, empty shards included).
+
+    Each batch is written at once, by the worker that computed it, to a piece file
+    named by its batch key (fused with the features step: no step ever holds a
+    shard's records, which would be hundreds of MB in one element). Only the small
+    `(key, piece)` list is gathered; shard i then concatenates, in key order, the
+    pieces of the batches of rank r with r % N == i (TFRecord framing is per
+    record, so concatenation is a valid file). Piece names are deterministic and
+    every file is written under a temporary name, so a retried bundle rewrites
+    the same bytes. `remove_pieces` deletes the pieces once all shards exist.
+    """
 
     def __init__(self, directory: str, num_shards: int):
         super().__init__()
@@ -275,57 +288,59 @@ class WriteShards(beam.PTransform):
 
     def expand(self, batches):
         n = self._num_shards
-        ranks = (
+        return (
             batches
-            | "BatchKeys" >> beam.Map(lambda b: b[0])
-            | "AllKeys" >> beam.combiners.ToList()
-            | "Rank"
-            >> beam.Map(lambda keys: {k: i for i, k in enumerate(sorted(keys))})
-        )
-        written = (
-            batches
-            | "AssignShard"
-            >> beam.Map(
-                lambda b, r: (r[b[0]] % n, (b[0], b[1], b[2].examples)),
-                r=beam.pvalue.AsSingleton(ranks),
-            )
-            | "GroupShards" >> beam.GroupByKey()
+            | "WritePieces" >> beam.Map(_write_piece, directory=self._directory)
+            | "AllPieces" >> beam.combiners.ToList()
+            | "AssignShards" >> beam.FlatMap(_shard_pieces, n=n)
+            | "SpreadShards" >> beam.Reshuffle()
             | "WriteShard" >> beam.Map(_write_shard, directory=self._directory, n=n)
         )
-        return (
-            batches.pipeline
-            | "ShardSeed" >> beam.Create([None])
-            | "EmptyShards"
-            >> beam.FlatMap(
-                _complete_shards,
-                written=beam.pvalue.AsList(written),
-                directory=self._directory,
-                n=n,
-            )
-        )
+
+
+def _piece_path(directory: str, key) -> str:
+    name = "-".join(str(int(k)) for k in key)
+    return f"{directory}/{PIECES_DIR}/{name}.tfrecord"
+
+
+def _write_piece(batch, directory):
+    key, record, stats = batch
+    write_records(_piece_path(directory, key), [record])
+    return key, stats.examples
+
+
+def _shard_pieces(pieces, n):
+    """[(key, examples)] -> (shard index, [(key, examples)] in key order), per shard."""
+    shards = [[] for _ in range(n)]
+    for rank, piece in enumerate(sorted(pieces)):
+        shards[rank % n].append(piece)
+    yield from enumerate(shards)
 
 
 def _write_shard(item, directory, n):
-    index, batches = item
-    batches = sorted(batches, key=lambda b: b[0])
+    index, pieces = item
     rel = f"{SHARDS_DIR}/{shard_name(index, n)}"
-    write_records(f"{directory}/{rel}", (record for _, record, _ in batches))
+    path = f"{directory}/{rel}"
+    tmp = _temporary(path)
+    with tf.io.gfile.GFile(tmp, "wb") as out:
+        out.write(b"")  # GFile creates the file lazily: an empty shard exists too
+        for key, _ in pieces:
+            with tf.io.gfile.GFile(_piece_path(directory, key), "rb") as f:
+                out.write(f.read())
+    tf.io.gfile.rename(tmp, path, overwrite=True)
     return {
         "index": index,
         "file": rel,
-        "batches": len(batches),
-        "examples": int(sum(b[2] for b in batches)),
+        "batches": len(pieces),
+        "examples": int(sum(examples for _, examples in pieces)),
     }
 
 
-def _complete_shards(_, written, directory, n):
-    by_index = {info["index"]: info for info in written}
-    for index in range(n):
-        if index not in by_index:
-            rel = f"{SHARDS_DIR}/{shard_name(index, n)}"
-            write_records(f"{directory}/{rel}", [])
-            by_index[index] = {"index": index, "file": rel, "batches": 0, "examples": 0}
-    yield from (by_index[i] for i in range(n))
+def remove_pieces(directory: str) -> None:
+    """Deletes the per-batch piece files (after every shard has been written)."""
+    path = f"{directory}/{PIECES_DIR}"
+    if tf.io.gfile.exists(path):
+        tf.io.gfile.rmtree(path)
 
 
 class WriteErrors(beam.PTransform):

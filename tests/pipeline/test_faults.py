@@ -23,6 +23,7 @@ import sys
 import time
 
 import pytest
+import tensorflow as tf
 from bad_inputs import CATALOG_YAML, frame, record
 
 from pipeline import features, job, validate, write
@@ -38,6 +39,11 @@ def dir_bytes(directory):
             with open(path, "rb") as f:
                 out[os.path.relpath(path, directory)] = f.read()
     return out
+
+
+class _Stats:
+    def __init__(self, examples):
+        self.examples = examples
 
 
 # --- retries ---------------------------------------------------------------------------
@@ -139,15 +145,30 @@ def test_the_default_runner_does_not_retry_and_leaves_no_output(
     assert not out.exists() and not glob.glob(f"{out}.staging-*")
 
 
-def test_rewriting_a_shard_is_idempotent(tmp_path):
-    path = tmp_path / "shards"
-    path.mkdir()
-    item = (1, [((0, 0, 0, i), b"record-%d" % i, 2) for i in (2, 0, 1)])
-    first = write._write_shard(item, str(tmp_path), 4)
-    data = (path / "part-00001-of-00004.tfrecord").read_bytes()
-    (path / ".part-00001-of-00004.tfrecord.tmp-dead").write_bytes(b"partial")
-    assert write._write_shard(item, str(tmp_path), 4) == first  # a retry
-    assert (path / "part-00001-of-00004.tfrecord").read_bytes() == data
+def test_rewriting_pieces_and_shards_is_idempotent(tmp_path):
+    (tmp_path / "shards").mkdir()
+    (tmp_path / write.PIECES_DIR).mkdir()
+    batches = [((0, 0, 0, i), b"record-%d" % i, _Stats(2)) for i in (2, 0, 1)]
+    pieces = [write._write_piece(b, str(tmp_path)) for b in batches]
+    assert [write._write_piece(b, str(tmp_path)) for b in batches] == pieces  # retry
+    (shard,) = [s for s in write._shard_pieces(pieces, 1)]
+    first = write._write_shard(shard, str(tmp_path), 1)
+    path = tmp_path / "shards" / "part-00000-of-00001.tfrecord"
+    data = path.read_bytes()
+    (path.parent / ".part-00000-of-00001.tfrecord.tmp-dead").write_bytes(b"partial")
+    assert write._write_shard(shard, str(tmp_path), 1) == first  # a retry
+    assert path.read_bytes() == data
+    assert first == {"index": 0, "file": "shards/part-00000-of-00001.tfrecord",
+                     "batches": 3, "examples": 6}
+    records = [r.numpy() for r in tf.data.TFRecordDataset(str(path))]
+    assert records == [b"record-0", b"record-1", b"record-2"]  # in key order
+
+
+def test_pieces_go_to_shards_round_robin_in_key_order():
+    pieces = [((0, 0, 0, i), 1) for i in range(5)]
+    shards = dict(write._shard_pieces(pieces, 2))
+    assert shards == {0: [pieces[0], pieces[2], pieces[4]], 1: [pieces[1], pieces[3]]}
+    assert dict(write._shard_pieces([], 2)) == {0: [], 1: []}  # empty shards too
 
 
 def test_commit_removes_temporaries_of_failed_attempts(tmp_path):
