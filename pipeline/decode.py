@@ -107,12 +107,17 @@ class DecodedBatch:
         [M+1]) numpy arrays, rows in `ok_rows` order.
       ids: object [M] example ids (bytes) in `ok_rows` order, or None when the
         spec has no id feature.
+      context: CONTEXT name -> (flat values, int64 [M] row lengths), rows in
+        `ok_rows` order (FixedLenFeature: prod(shape) values per row).
     """
 
     ok_rows: np.ndarray
     parse_errors: dict[int, str]
     features: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
     ids: np.ndarray | None = None
+    context: dict[str, tuple[np.ndarray, np.ndarray]] = dataclasses.field(
+        default_factory=dict
+    )
 
 
 class Decoder:
@@ -143,7 +148,22 @@ class Decoder:
                 if id_feature is not None
                 else tf.zeros([0], tf.string)
             )
-            return out, ids
+            rows = tf.shape(serialized, out_type=tf.int64)[0]
+            out_ctx = {}
+            for name, value in ctx.items():
+                if isinstance(value, tf.SparseTensor):
+                    row_lengths = tf.math.bincount(
+                        value.indices[:, 0],
+                        minlength=rows,
+                        maxlength=rows,
+                        dtype=tf.int64,
+                    )
+                    out_ctx[name] = (value.values, row_lengths)
+                else:
+                    flat = tf.reshape(value, [-1])
+                    per_row = tf.size(flat, out_type=tf.int64) // tf.maximum(rows, 1)
+                    out_ctx[name] = (flat, tf.fill([rows], per_row))
+            return out, ids, out_ctx
 
         self._parse = parse
         # TF's parser reports one of a record's problems at random (it parses
@@ -158,23 +178,27 @@ class Decoder:
         """Decodes a batch; records the parser fails on go to `parse_errors`."""
         n = len(serialized)
         if n == 0:
-            out, ids = self._empty()
-            return DecodedBatch(np.zeros(0, np.int64), {}, out, ids)
+            out, ids, ctx = self._empty()
+            return DecodedBatch(np.zeros(0, np.int64), {}, out, ids, ctx)
         try:
-            out, ids = self._run(serialized)
-            return DecodedBatch(np.arange(n, dtype=np.int64), {}, out, ids)
+            out, ids, ctx = self._run(serialized)
+            return DecodedBatch(np.arange(n, dtype=np.int64), {}, out, ids, ctx)
         except tf.errors.InvalidArgumentError:
             pass
         errors: dict[int, str] = {}
         self._bisect(serialized, 0, n, errors)
         ok = np.asarray([i for i in range(n) if i not in errors], np.int64)
-        out, ids = self._run([serialized[i] for i in ok]) if len(ok) else self._empty()
-        return DecodedBatch(ok, errors, out, ids)
+        out, ids, ctx = (
+            self._run([serialized[i] for i in ok]) if len(ok) else self._empty()
+        )
+        return DecodedBatch(ok, errors, out, ids, ctx)
 
     def _run(self, serialized):
-        out, ids = self._parse(tf.constant(list(serialized), tf.string))
+        out, ids, ctx = self._parse(tf.constant(list(serialized), tf.string))
         features = {key: tuple(t.numpy() for t in p) for key, p in out.items()}
-        return features, (ids.numpy() if self._spec.id_feature is not None else None)
+        context = {name: (v.numpy(), rl.numpy()) for name, (v, rl) in ctx.items()}
+        ids = ids.numpy() if self._spec.id_feature is not None else None
+        return features, ids, context
 
     def _empty(self):
         out = {
@@ -186,7 +210,14 @@ class Decoder:
             for key, feature in self._spec.sequence.items()
         }
         ids = np.zeros(0, object) if self._spec.id_feature is not None else None
-        return out, ids
+        context = {
+            name: (
+                np.zeros(0, tf.as_dtype(feature.dtype).as_numpy_dtype),
+                np.zeros(0, np.int64),
+            )
+            for name, feature in self._spec.context.items()
+        }
+        return out, ids, context
 
     def _bisect(self, serialized, lo, hi, errors):
         try:

@@ -112,6 +112,132 @@ class FeatureComputer:
             return x, lengths, out_ctx
 
         self._compute = compute
+        self.traces = {"flat": 0, "padded": 0}  # tf.function traces (1 each)
+        self._fixed = {
+            name
+            for name, f in self._context.items()
+            if isinstance(f, tf.io.FixedLenFeature)
+        }
+        keys = sorted(sequence_spec)
+        self._keys = keys
+        steps_signature = {
+            key: (
+                tf.TensorSpec([None], sequence_spec[key].dtype),
+                tf.TensorSpec([None], tf.int64),
+                tf.TensorSpec([None], tf.int64),
+            )
+            for key in keys
+        }
+        depth = layer.output_width
+
+        def selected(values, step_splits, steps):
+            per_step = tf.RaggedTensor.from_row_splits(
+                values, step_splits, validate=False
+            )
+            return tf.gather(per_step, steps)
+
+        @tf.function(input_signature=[steps_signature])
+        def compute_flat(feats):
+            # Every step becomes an example of one step: columns compute a step
+            # from its own values only, so the rows are the padded output's
+            # steps (same numbers), with no padding. Steps where a feature list
+            # is empty would give that column length 0: they take compute_padded.
+            self.traces["flat"] += 1
+            inputs = {
+                key: tf.RaggedTensor.from_uniform_row_length(
+                    selected(*parts), 1, validate=False
+                )
+                for key, parts in feats.items()
+            }
+            x, _ = layer(inputs)
+            short = 1 - tf.minimum(tf.shape(x)[1], 1)  # no step at all: T == 0
+            x = tf.pad(x, [[0, 0], [0, short], [0, 0]])
+            return tf.reshape(x[:, :1, :], [-1, depth])
+
+        @tf.function(input_signature=[steps_signature, tf.TensorSpec([None], tf.int64)])
+        def compute_padded(feats, lengths):
+            self.traces["padded"] += 1
+            inputs = {
+                key: tf.RaggedTensor.from_row_lengths(
+                    selected(*parts), lengths, validate=False
+                )
+                for key, parts in feats.items()
+            }
+            x, _ = layer(inputs)
+            return tf.boolean_mask(x, tf.sequence_mask(lengths, tf.shape(x)[1]))
+
+        self._compute_flat, self._compute_padded = compute_flat, compute_padded
+
+    def flat_rows(self, decoded, rows: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """Features of decoded records, unpadded: float32 [sum(lengths), D].
+
+        One layer call for the records whose steps all hold a value in every
+        feature list, one (padded) for the others, if any.
+
+        Args:
+          decoded: A `decode.DecodedBatch`.
+          rows: int64 [N] rows of `decoded` to compute.
+          lengths: int64 [N] their validated lengths (first steps kept).
+        """
+        rows = np.asarray(rows, np.int64)
+        lengths = np.asarray(lengths, np.int64)
+        total = int(lengths.sum())
+        first = np.cumsum(lengths) - lengths
+        example = np.repeat(np.arange(len(lengths)), lengths)
+        within = np.arange(total, dtype=np.int64) - first[example]
+        steps, empty = {}, np.zeros(total, bool)
+        for key in self._keys:
+            values, step_splits, row_splits = decoded.features[key]
+            steps[key] = row_splits[rows][example] + within
+            empty |= (step_splits[steps[key] + 1] - step_splits[steps[key]]) == 0
+        padded = np.zeros(len(lengths), bool)
+        padded[example[empty]] = True
+        padded_step = padded[example]
+        out = np.empty((total, self._layer.output_width), np.float32)
+        for use, compute in ((~padded_step, "flat"), (padded_step, "padded")):
+            if not use.any():
+                continue
+            feats = {
+                key: (*decoded.features[key][:2], steps[key][use]) for key in self._keys
+            }
+            if compute == "flat":
+                out[use] = self._compute_flat(feats).numpy()
+            else:
+                out[use] = self._compute_padded(feats, lengths[padded]).numpy()
+        return out
+
+    def rows_record(
+        self,
+        x_rows: np.ndarray,
+        lengths: np.ndarray,
+        context: Mapping[str, tuple[np.ndarray, np.ndarray]],
+        example_id: np.ndarray | None,
+    ) -> tuple[bytes, BatchStats]:
+        """One batch record from flat rows [sum(lengths), D] (`flat_rows`).
+
+        Args:
+          x_rows: The batch's examples' steps, example after example.
+          lengths: int64 [B].
+          context: CONTEXT name -> (flat values, row lengths [B]) of the batch.
+          example_id: [B] ids, or None.
+        """
+        lengths = np.asarray(lengths, np.int64)
+        b = len(lengths)
+        t = int(lengths.max()) if b else 0
+        x = np.zeros((b, t, x_rows.shape[1]), np.float32)
+        example = np.repeat(np.arange(b), lengths)
+        first = np.cumsum(lengths) - lengths
+        x[example, np.arange(len(example)) - first[example]] = x_rows
+        ctx = {
+            name: (values, None if name in self._fixed else row_lengths)
+            for name, (values, row_lengths) in context.items()
+        }
+        ids = None
+        if self.id_feature is not None and example_id is not None:
+            ids = [bytes(v) for v in example_id.tolist()]
+        record = write.encode_batch(x, lengths, ctx, ids)
+        real = int(lengths.sum())
+        return record, BatchStats(b, real, b * t - real)
 
     def __call__(self, serialized: Sequence[bytes]):
         """Returns (x float32 [B,T,D], lengths int64 [B], {name: (values, rl|None)})."""

@@ -1,23 +1,30 @@
 """The single-machine engine (`--engine tfdata`): the same stages without Beam.
 
 Place in the flow: read -> decode/validate -> bucket -> features -> write ->
-metadata, like job.py, sharing its pure functions. Files are read by
-`read.read_file` (so damage becomes dead letters) inside a tf.data pipeline
-(parallel, deterministic interleave over files, prefetch); each chunk is decoded
-and validated in one vectorized call; valid records go to per-bucket buffers and
-every full buffer becomes a batch (one `FeatureComputer` tf.function call);
-remainders are flushed at the end, bucket by bucket (only a bucket's last batch
-is short). Batch k goes to shard k % N. With `--bucket_boundaries auto` a first
-pass computes the length histogram. Files are read one after the other, records
-in file order, so the first record of an example id met is the one at the
-smallest position: later ones are `duplicate_id` dead letters, like in the Beam
-job (the set of ids seen stays in memory). Progress lines go to stderr (progress.py).
+metadata, like job.py, sharing its pure functions. Three stages overlap, each in
+its own thread: files are read by `read.read_file` (so damage becomes dead
+letters), each chunk of records is decoded and validated in one vectorized call
+(`validate.validate_decoded`, parsed once), and the main thread drops duplicate
+ids, computes the chunk's features in one layer call as flat rows [steps, D]
+(`FeatureComputer.flat_rows`), splits them by bucket with numpy, and cuts each
+bucket's rows into batches of B (`rows_record`: padded [B,T,D] assembled by
+index arithmetic, then written). Batches are emitted in the order of the
+example completing them, as when examples joined per-bucket buffers one by
+one; remainders are flushed at the end, bucket by bucket (only a bucket's last
+batch is short). Batch k goes to shard k % N. With `--bucket_boundaries auto`
+a first pass computes the length histogram. Files are read one after the
+other, records in file order, so the first record of an example id met is the
+one at the smallest position: later ones are `duplicate_id` dead letters, like
+in the Beam job (the set of ids seen stays in memory). Progress lines go to
+stderr (progress.py).
 """
 
 from __future__ import annotations
 
 import collections
+import threading
 from collections.abc import Mapping, Sequence
+from queue import Empty, Full, Queue
 
 import numpy as np
 import tensorflow as tf
@@ -26,103 +33,161 @@ from pipeline import bucket, decode, features, metadata, progress, read, validat
 from pipeline.validate import ErrorRecord, Reason
 
 _CHUNK = 1024
+_AHEAD = 4  # chunks a stage's thread runs ahead
 
 
-def _objects(items) -> np.ndarray:
-    # An object array keeps bytes intact ('S' arrays would strip trailing NULs).
-    out = np.empty(len(items), object)
-    out[:] = items
-    return out
+def _read_all(files: Sequence[str]):
+    """Yields (chunk [(position, bytes)], read ErrorRecords, bytes read), files
+    one after the other, records in file order (duplicate ids rely on it)."""
+    for fi, path in enumerate(files):
+        for records, errors in read.read_file(path, fi, chunk_size=_CHUNK):
+            errors = [
+                ErrorRecord(Reason(e.reason), e.detail, position, e.data)
+                for position, e in errors
+            ]
+            nbytes = sum(len(d) + 16 for _, d in records)
+            yield records, errors, nbytes + sum(len(e.data) for e in errors)
 
 
-def _source(files: Sequence[str]) -> tf.data.Dataset:
-    """Chunks (file_index, record_index[n], data[n], err_index[m], err_reason[m],
-    err_detail[m], err_data[m]), in position order (duplicate ids rely on it)."""
+def _ahead(items, name: str):
+    """Iterates `items` in a thread, `_AHEAD` items ahead of the consumer (the
+    stages overlap: TF ops, numpy and file I/O release the GIL). An exception of
+    the thread is raised here, at the item where it happened."""
+    queue: Queue = Queue(maxsize=_AHEAD)
+    stop = threading.Event()
 
-    def gen(file_index):
-        file_index = int(file_index)
-        for records, errors in read.read_file(
-            files[file_index], file_index, chunk_size=_CHUNK
+    def produce():
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        queue.put(("item", item), timeout=0.1)
+                        break
+                    except Full:
+                        continue
+                if stop.is_set():
+                    return
+            queue.put(("done", None))
+        except BaseException as e:  # handed to the consumer, raised there
+            queue.put(("error", e))
+        finally:
+            if hasattr(items, "close"):
+                items.close()  # stops an upstream `_ahead` thread too
+
+    thread = threading.Thread(target=produce, name=f"seqshards-{name}", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, item = queue.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                queue.get_nowait()
+            except Empty:
+                thread.join(0.05)
+
+
+def _checked_chunks(files, decoder, spec, policy):
+    """Yields (chunk, read errors, bytes read, (Checked, DecodedBatch, rows) or
+    None): reading and validation each run in their own thread."""
+
+    def check(chunks):
+        for chunk, read_errors, nbytes in chunks:
+            result = (
+                validate.validate_decoded(decoder, spec, chunk, policy, files)
+                if chunk
+                else None
+            )
+            yield chunk, read_errors, nbytes, result
+
+    return _ahead(check(_ahead(_read_all(files), "read")), "validate")
+
+
+def _dedupe(spec, result, files, seen: dict):
+    """Drops later duplicate ids (`seen`: id -> first position, updated).
+
+    Returns `(valid, errors, truncated, decoded, rows)` of a validated chunk.
+    """
+    if result is None:
+        return [], [], [], None, np.zeros(0, np.int64)
+    checked, decoded, rows = result
+    valid, errors = checked.valid, list(checked.errors)
+    if spec.id_feature is not None:
+        valid, keep = [], []
+        for k, (member, ident) in enumerate(
+            zip(checked.valid, checked.ids, strict=True)
         ):
-            yield (
-                np.int64(file_index),
-                np.asarray([p[1] for p, _ in records], np.int64),
-                _objects([d for _, d in records]),
-                np.asarray([p[1] for p, _ in errors], np.int64),
-                _objects([e.reason.encode() for _, e in errors]),
-                _objects([e.detail.encode() for _, e in errors]),
-                _objects([e.data for _, e in errors]),
-            )
+            first = seen.setdefault(ident, member[0])
+            if first == member[0]:
+                valid.append(member)
+                keep.append(k)
+            else:
+                errors.append(validate.duplicate_error(member, ident, first, files))
+        rows = rows[np.asarray(keep, np.int64)]
+    return valid, errors, checked.truncated, decoded, rows
 
-    string = tf.TensorSpec([None], tf.string)
-    index = tf.TensorSpec([None], tf.int64)
-    signature = (
-        tf.TensorSpec([], tf.int64),
-        index,
-        string,
-        index,
-        string,
-        string,
-        string,
+
+def _take(values: np.ndarray, row_lengths: np.ndarray, rows: np.ndarray):
+    """Rows `rows` of a ragged (values, row_lengths) pair, as the same pair."""
+    lengths = row_lengths[rows]
+    starts = np.cumsum(row_lengths) - row_lengths
+    first = np.cumsum(lengths) - lengths
+    index = np.repeat(starts[rows] - first, lengths) + np.arange(
+        int(lengths.sum()), dtype=np.int64
     )
-    return (
-        tf.data.Dataset.range(len(files))
-        .interleave(
-            lambda i: tf.data.Dataset.from_generator(
-                gen, args=(i,), output_signature=signature
-            ),
-            cycle_length=1,
+    return values[index], lengths
+
+
+class _Segment:
+    """Examples of one bucket, in reading order: flat rows [S, D], lengths [n],
+    context {name: (values, row_lengths)}, ids [n] or None, completion [n]
+    (the example's index in its chunk: batches are emitted in the order the
+    example completing them was read)."""
+
+    def __init__(self, x, lengths, context, ids, order):
+        self.x, self.lengths, self.context = x, lengths, context
+        self.ids, self.order = ids, order
+
+    def __len__(self):
+        return len(self.lengths)
+
+    def take(self, rows: np.ndarray) -> _Segment:
+        x, _ = _take(self.x, self.lengths, rows)
+        context = {n: _take(v, rl, rows) for n, (v, rl) in self.context.items()}
+        ids = None if self.ids is None else self.ids[rows]
+        return _Segment(x, self.lengths[rows], context, ids, self.order[rows])
+
+    @staticmethod
+    def concat(parts: list) -> _Segment:
+        if len(parts) == 1:
+            return parts[0]
+        context = {
+            n: tuple(np.concatenate([p.context[n][i] for p in parts]) for i in (0, 1))
+            for n in parts[0].context
+        }
+        ids = None if parts[0].ids is None else np.concatenate([p.ids for p in parts])
+        return _Segment(
+            np.concatenate([p.x for p in parts]),
+            np.concatenate([p.lengths for p in parts]),
+            context,
+            ids,
+            np.concatenate([p.order for p in parts]),
         )
-        .prefetch(4)
-    )
-
-
-def _chunks(files: Sequence[str]):
-    """Yields (chunk [(position, bytes)], read ErrorRecords, bytes read)."""
-    for fi, idx, data, e_idx, e_reason, e_detail, e_data in _source(
-        files
-    ).as_numpy_iterator():
-        fi = int(fi)
-        chunk = [
-            ((fi, int(i)), bytes(d))
-            for i, d in zip(idx.tolist(), data.tolist(), strict=True)
-        ]
-        errors = [
-            ErrorRecord(Reason(r.decode()), det.decode(), (fi, int(i)), bytes(d))
-            for i, r, det, d in zip(
-                e_idx.tolist(),
-                e_reason.tolist(),
-                e_detail.tolist(),
-                e_data.tolist(),
-                strict=True,
-            )
-        ]
-        nbytes = sum(len(d) + 16 for _, d in chunk) + sum(len(e.data) for e in errors)
-        yield chunk, errors, nbytes
-
-
-def _check(decoder, spec, chunk, policy, files, seen: dict):
-    """validate_chunk + duplicate ids (`seen`: id -> first position, updated)."""
-    if not chunk:
-        return [], [], []
-    checked = validate.validate_chunk(decoder, spec, chunk, policy, files)
-    if spec.id_feature is None:
-        return checked.valid, checked.errors, checked.truncated
-    valid, errors = [], list(checked.errors)
-    for member, ident in zip(checked.valid, checked.ids, strict=True):
-        first = seen.setdefault(ident, member[0])
-        if first == member[0]:
-            valid.append(member)
-        else:
-            errors.append(validate.duplicate_error(member, ident, first, files))
-    return valid, errors, checked.truncated
 
 
 def _histogram(files, decoder, spec, report, policy) -> dict[int, int]:
     hist: collections.Counter = collections.Counter()
     seen: dict = {}
-    for chunk, read_errors, nbytes in _chunks(files):
-        valid, _, _ = _check(decoder, spec, chunk, policy, files, seen)
+    for chunk, read_errors, nbytes, result in _checked_chunks(
+        files, decoder, spec, policy
+    ):
+        valid = _dedupe(spec, result, files, seen)[0]
         hist.update(length for _, length, _ in valid)
         if report:
             report.add(len(chunk) + len(read_errors), nbytes)
@@ -182,8 +247,10 @@ def run_engine(
     totals = {"batches": 0, "examples": 0, "real": 0, "padded": 0}
     seen_hist: collections.Counter = collections.Counter()
 
-    def emit(members):
-        record, stats = computer.batch_record(members)
+    def emit(segment):
+        record, stats = computer.rows_record(
+            segment.x, segment.lengths, segment.context, segment.ids
+        )
         k = totals["batches"] % num_shards
         writers[k].write(record)
         shard_batches[k] += 1
@@ -193,19 +260,21 @@ def run_engine(
         totals["real"] += stats.real_steps
         totals["padded"] += stats.padded_steps
 
-    buffers: dict[int, list] = collections.defaultdict(list)
+    buffers: dict[int, list] = collections.defaultdict(list)  # bucket -> segments
     errors: dict[str, list] = collections.defaultdict(list)
     records_per_file: collections.Counter = collections.Counter()
     truncated: list = []
     seen_ids: dict = {}
     b = config.batch_size
     try:
-        for chunk, read_errors, nbytes in _chunks(files):
+        for chunk, read_errors, nbytes, result in _checked_chunks(
+            files, decoder, record_spec, policy
+        ):
             for e in read_errors:
                 errors[e.reason.value].append(e)
                 records_per_file[e.position[0]] += 1
-            valid, bad, cut = _check(
-                decoder, record_spec, chunk, policy, files, seen_ids
+            valid, bad, cut, decoded, rows = _dedupe(
+                record_spec, result, files, seen_ids
             )
             truncated.extend(cut)
             for e in bad:
@@ -215,18 +284,36 @@ def run_engine(
             if valid:
                 lengths = np.asarray([v[1] for v in valid], np.int64)
                 seen_hist.update(lengths.tolist())
+                # One layer call for the chunk, then batches cut from its rows.
+                chunk_rows = _Segment(
+                    computer.flat_rows(decoded, rows, lengths),
+                    lengths,
+                    {n: _take(v, rl, rows) for n, (v, rl) in decoded.context.items()},
+                    None if decoded.ids is None else decoded.ids[rows],
+                    np.arange(len(valid), dtype=np.int64),
+                )
                 ids = bucket.assign_buckets(lengths, plan.boundaries)
-                for member, bid in zip(valid, ids.tolist(), strict=True):
-                    buf = buffers[bid]
-                    buf.append(member)
-                    if len(buf) == b:
-                        emit(buf)
-                        buffers[bid] = []
+                ready = []
+                for bid in np.unique(ids).tolist():
+                    part = chunk_rows.take(np.flatnonzero(ids == bid))
+                    held = sum(len(p) for p in buffers[bid])
+                    if held + len(part) < b:
+                        buffers[bid].append(part)
+                        continue
+                    pending = _Segment.concat([*buffers[bid], part])
+                    full = len(pending) - len(pending) % b
+                    for start in range(0, full, b):
+                        batch = pending.take(np.arange(start, start + b))
+                        ready.append((int(batch.order[-1]), batch))
+                    rest = np.arange(full, len(pending))
+                    buffers[bid] = [pending.take(rest)] if len(rest) else []
+                for _, batch in sorted(ready, key=lambda item: item[0]):
+                    emit(batch)
             if report:
                 report.add(len(chunk) + len(read_errors), nbytes)
         for bid in sorted(buffers):
             if buffers[bid]:
-                emit(buffers[bid])
+                emit(_Segment.concat(buffers[bid]))
         if report:
             report.done()
     finally:

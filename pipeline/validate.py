@@ -310,7 +310,23 @@ def validate_chunk(
     policy: Policy = Policy(),
     files: Sequence[str] = (),
 ) -> Checked:
-    """Decodes and validates `(position, bytes)` pairs.
+    """Decodes and validates `(position, bytes)` pairs (see `validate_decoded`)."""
+    return validate_decoded(decoder, spec, chunk, policy, files)[0]
+
+
+def validate_decoded(
+    decoder: Decoder,
+    spec: RecordSpec,
+    chunk: Sequence[tuple[tuple[int, int], bytes]],
+    policy: Policy = Policy(),
+    files: Sequence[str] = (),
+) -> tuple[Checked, DecodedBatch, np.ndarray]:
+    """Decodes and validates `(position, bytes)` pairs, keeping the decoded values.
+
+    Returns:
+      `(checked, decoded, rows)`: `rows` int64 [len(checked.valid)] holds the
+      row of each valid record in `decoded` (whose features, ids and context
+      are those of the valid records' possibly truncated bytes).
 
     Args:
       decoder: `Decoder(spec)`.
@@ -351,11 +367,15 @@ def validate_chunk(
         ):
             ids[row] = bytes(ident)
     valid, errors, valid_ids, valid_truncated = [], [], [], []
+    row_of = np.full(len(keep), -1, np.int64)
+    row_of[decoded.ok_rows] = np.arange(len(decoded.ok_rows))
+    valid_rows = []
     for k, i in enumerate(keep):
         position = chunk[i][0]
         if lengths[k] >= 0:
             valid.append((position, int(lengths[k]), serialized[i]))
             valid_ids.append(ids[k])
+            valid_rows.append(row_of[k])
             if i in truncated:
                 valid_truncated.append(position)
             continue
@@ -371,7 +391,8 @@ def validate_chunk(
     for i, detail in too_long.items():
         errors.append(ErrorRecord(Reason.TOO_LONG, detail, chunk[i][0], originals[i]))
     errors.sort(key=lambda e: e.position)
-    return Checked(valid, errors, valid_ids, valid_truncated)
+    checked = Checked(valid, errors, valid_ids, valid_truncated)
+    return checked, decoded, np.asarray(valid_rows, np.int64)
 
 
 class ValidateRecords(beam.PTransform):

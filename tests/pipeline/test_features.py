@@ -59,3 +59,78 @@ def test_batch_record_stats_and_var_len_context():
     assert list(f["tags"].bytes_list.value) == [b"x", b"y"]
     assert list(f["tags/row_lengths"].int64_list.value) == [2, 0]
     assert list(f["example_id"].bytes_list.value) == [b"a", b"b"]
+
+
+def _proto_record(x, lengths, context, example_id):
+    """The batch record built as a tf.train.Example message (the format spec)."""
+
+    def listed(values):
+        values = np.asarray(values)
+        if values.dtype.kind in "iub":
+            return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+        if values.dtype.kind == "f":
+            return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=list(values)))
+
+    x = np.ascontiguousarray(x, "<f4")
+    feature = {
+        "sequence_input": listed(np.asarray([x.tobytes()], object)),
+        "shape": listed(np.asarray(x.shape, np.int64)),
+        "sequence_length": listed(np.asarray(lengths, np.int64)),
+    }
+    if example_id is not None:
+        feature["example_id"] = listed(np.asarray(example_id, object))
+    for name, (values, row_lengths) in context.items():
+        feature[name] = listed(values)
+        if row_lengths is not None:
+            feature[f"{name}/row_lengths"] = listed(np.asarray(row_lengths, np.int64))
+    example = tf.train.Example(features=tf.train.Features(feature=feature))
+    return example.SerializeToString(deterministic=True)
+
+
+def test_encode_batch_bytes_equal_the_example_proto():
+    from pipeline import write
+
+    rng = np.random.default_rng(0)
+    for b, t in [(0, 0), (1, 1), (3, 5), (2, 0)]:
+        x = rng.normal(size=(b, t, 3)).astype(np.float32)
+        lengths = rng.integers(0, t + 1, size=b)
+        context = {
+            "label": (rng.integers(-5, 2**40, size=b), None),
+            "w": (rng.normal(size=2 * b), None),
+            "s": (np.asarray([b"\x00a" * i for i in range(b)], object), np.ones(b)),
+            "s/x": (np.zeros(0, np.float32), np.zeros(b, np.int64)),
+            "é": (np.asarray([b"v"] * b, object), None),
+        }
+        for ids in ([f"id{i}".encode() for i in range(b)], None):
+            assert write.encode_batch(x, lengths, context, ids) == _proto_record(
+                x, lengths, context, ids
+            )
+
+
+def test_flat_rows_give_the_padded_batch_bytes_with_one_trace():
+    from pipeline import decode, validate
+
+    namespace = {}
+    exec(COLUMNS_PY, namespace)
+    c = computer()
+    spec = decode.record_spec(namespace["COLUMNS"], namespace["CONTEXT"], "id")
+    decoder = decode.Decoder(spec)
+    genres = [[b"drama"], [], [b"comedy", b"horror"], [b"nope"], [b"action"]]
+    for n in (1, 4, 9):
+        records = []
+        for i in range(n):
+            steps = 1 + (i * 7) % 6  # an empty genre step inside, never last
+            g = [genres[(i + s) % 5] for s in range(steps - 1)] + [[b"war"]]
+            ratings = [float(i + s) for s in range(steps)]
+            records.append(make_record(f"r{n}-{i}", ratings=ratings, genres=g))
+        chunk = [((0, i), r) for i, r in enumerate(records)]
+        checked, decoded, rows = validate.validate_decoded(decoder, spec, chunk)
+        assert len(checked.valid) == n
+        lengths = np.asarray([m[1] for m in checked.valid], np.int64)
+        x = c.flat_rows(decoded, rows, lengths)
+        assert x.shape == (int(lengths.sum()), 9)
+        context = {k: v for k, v in decoded.context.items()}
+        record, stats = c.rows_record(x, lengths, context, decoded.ids[rows])
+        assert (record, stats) == c.batch_record(checked.valid)
+    assert c.traces == {"flat": 1, "padded": 1}

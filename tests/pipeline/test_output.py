@@ -31,13 +31,23 @@ def failing_features(monkeypatch):
     calls = {"n": 0}
     original = features.FeatureComputer.batch_record
 
-    def batch_record(self, members):
+    original_rows = features.FeatureComputer.rows_record  # the tfdata engine's
+
+    def fail_third():
         calls["n"] += 1
         if calls["n"] == 3:
             raise RuntimeError("injected failure")
+
+    def batch_record(self, members):
+        fail_third()
         return original(self, members)
 
+    def rows_record(self, *args):
+        fail_third()
+        return original_rows(self, *args)
+
     monkeypatch.setattr(features.FeatureComputer, "batch_record", batch_record)
+    monkeypatch.setattr(features.FeatureComputer, "rows_record", rows_record)
     return calls
 
 
@@ -58,8 +68,8 @@ def test_failed_overwrite_keeps_the_previous_run(dataset, tmp_path, monkeypatch)
     }
     monkeypatch.setattr(
         features.FeatureComputer,
-        "batch_record",
-        lambda self, m: (_ for _ in ()).throw(RuntimeError("injected")),
+        "rows_record",
+        lambda self, *a: (_ for _ in ()).throw(RuntimeError("injected")),
     )
     with pytest.raises(RuntimeError, match="injected"):
         job.run(config(dataset, out, engine="tfdata", overwrite=True))
