@@ -4,7 +4,7 @@ Record and framing cases: ONE tfdata run and ONE Beam run over the catalog input
 (`bad_inputs.write_catalog`: every bad record between good ones), then each case
 is checked through errors/ (by file and record index), the shards (by example id)
 and metadata.json. Job cases: `job.run` must raise before any work starts, naming
-the file and what to do, and leave no output. Table: pipeline/README.md.
+the file and what to do, and leave no output. Table: README.md, "Bad-input catalog".
 """
 
 import base64
