@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import base64
 import ctypes
+import functools
 import json
 import os
 import uuid
@@ -80,35 +81,120 @@ def encode_batch(
     """
     x = np.ascontiguousarray(sequence_input, dtype="<f4")
     feature = {
-        "sequence_input": _bytes([x.tobytes()]),
-        "shape": _int64(list(x.shape)),
-        "sequence_length": _int64(np.asarray(sequence_length, np.int64).tolist()),
+        "sequence_input": _bytes_field([memoryview(x.reshape(-1)).cast("B")]),
+        "shape": _int64_field(np.asarray(x.shape, np.int64)),
+        "sequence_length": _int64_field(np.asarray(sequence_length, np.int64)),
     }
     if example_id is not None:
-        feature["example_id"] = _bytes(list(example_id))
+        feature["example_id"] = _bytes_field(list(example_id))
     for name, (values, row_lengths) in context.items():
-        feature[name] = _values(values)
+        feature[name] = _values_field(values)
         if row_lengths is not None:
-            feature[f"{name}/row_lengths"] = _int64(np.asarray(row_lengths).tolist())
-    example = tf.train.Example(features=tf.train.Features(feature=feature))
-    return example.SerializeToString(deterministic=True)
+            feature[f"{name}/row_lengths"] = _int64_field(np.asarray(row_lengths))
+    # The bytes of `tf.train.Example(...).SerializeToString(deterministic=True)`
+    # (map entries sorted by key, packed int64/float lists), written directly:
+    # a proto message would copy the [B, T, D] bytes twice.
+    entries = []
+    for key in _key_order(tuple(sorted(feature))):
+        encoded = key.encode()
+        entry = [_tag_len(1, len(encoded)), encoded, *feature[key]]
+        entries.append(_tag_len(1, _size(entry)))
+        entries.extend(entry)
+    return b"".join([_tag_len(1, _size(entries)), *entries])
 
 
-def _bytes(values):
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+@functools.lru_cache(maxsize=64)
+def _key_order(keys: tuple[str, ...]) -> tuple[str, ...]:
+    """The order protobuf's deterministic serialization gives these map keys
+    (implementation-defined: upb puts a key after its longer extensions)."""
+    empty = tf.train.Feature(int64_list=tf.train.Int64List())
+    data = tf.train.Features(feature={k: empty for k in keys}).SerializeToString(
+        deterministic=True
+    )
+    order, pos = [], 0
+    while pos < len(data):  # map entries: tag, length, {1: key, 2: value}
+        length, pos = _read_varint(data, pos + 1)
+        key_length, key_start = _read_varint(data, pos + 1)
+        order.append(data[key_start : key_start + key_length].decode())
+        pos += length
+    return tuple(order)
 
 
-def _int64(values):
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        b = data[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return value, pos
 
 
-def _values(values: np.ndarray):
+def _size(parts) -> int:
+    return sum(len(p) if not isinstance(p, memoryview) else p.nbytes for p in parts)
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _tag_len(number: int, length: int) -> bytes:
+    return _varint((number << 3) | 2) + _varint(length)
+
+
+def _feature(kind: int, body: list) -> list:
+    """A `Feature` message (oneof `kind`: 1 bytes, 2 float, 3 int64 list) as the
+    value field (2) of a map entry: [tag+length, payload parts...]."""
+    inner = [_tag_len(kind, _size(body)), *body] if body else [_tag_len(kind, 0)]
+    return [_tag_len(2, _size(inner)), *inner]
+
+
+def _bytes_field(values) -> list:
+    if len(values) == 1 and isinstance(values[0], memoryview):  # the big tensor
+        return _feature(1, [_tag_len(1, values[0].nbytes), values[0]])
+    body = b"".join(_tag_len(1, len(v)) + v for v in values)
+    return _feature(1, [body] if body else [])
+
+
+def _varints(values: np.ndarray) -> bytes:
+    """Protobuf varints of int64 values (negatives as 10-byte two's complement)."""
+    v = np.asarray(values, np.int64).ravel().view(np.uint64)
+    shifts = np.arange(0, 70, 7, dtype=np.uint64)
+    groups = ((v[:, None] >> shifts) & np.uint64(0x7F)).astype(np.uint8)
+    nonzero = (v[:, None] >> shifts) != 0
+    count = np.maximum(1, nonzero.sum(axis=1))  # bits are contiguous from the low end
+    k = np.arange(10)
+    groups[k < (count - 1)[:, None]] |= 0x80
+    return groups[k < count[:, None]].tobytes()
+
+
+def _int64_field(values: np.ndarray) -> list:
+    values = np.asarray(values, np.int64).ravel()
+    if not len(values):
+        return _feature(3, [])
+    packed = _varints(values)
+    return _feature(3, [_tag_len(1, len(packed)), packed])
+
+
+def _values_field(values: np.ndarray) -> list:
     values = np.asarray(values)
     if values.dtype.kind in "iub":
-        return _int64(values.astype(np.int64).tolist())
+        return _int64_field(values.astype(np.int64))
     if values.dtype.kind == "f":
-        return tf.train.Feature(float_list=tf.train.FloatList(value=values.tolist()))
-    return _bytes([bytes(v) for v in values.tolist()])
+        if not len(values):
+            return _feature(2, [])
+        packed = np.ascontiguousarray(values, "<f4").tobytes()
+        return _feature(2, [_tag_len(1, len(packed)), packed])
+    return _bytes_field([bytes(v) for v in values.tolist()])
 
 
 TMP_MARK = ".tmp-"
