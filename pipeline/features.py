@@ -48,6 +48,19 @@ def save_embedding_weights(directory: str, weights: Mapping[str, np.ndarray]) ->
     return paths
 
 
+def _take_steps(values: np.ndarray, step_splits: np.ndarray, steps: np.ndarray):
+    """(values, step_splits) of the steps `steps` of a ragged feature list."""
+    n = len(step_splits) - 1
+    if len(steps) == n and (n == 0 or (steps[0] == 0 and (np.diff(steps) == 1).all())):
+        return values, step_splits  # every step, in order (the common case)
+    counts = step_splits[steps + 1] - step_splits[steps]
+    splits = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    index = np.repeat(step_splits[steps] - splits[:-1], counts) + np.arange(
+        splits[-1], dtype=np.int64
+    )
+    return values[index], splits
+
+
 def id_feature_of(context: Mapping[str, object], id_feature: str | None) -> str | None:
     """`id_feature` if CONTEXT has it as a scalar string FixedLenFeature, else None."""
     feature = context.get(id_feature) if id_feature else None
@@ -124,17 +137,13 @@ class FeatureComputer:
             key: (
                 tf.TensorSpec([None], sequence_spec[key].dtype),
                 tf.TensorSpec([None], tf.int64),
-                tf.TensorSpec([None], tf.int64),
             )
             for key in keys
         }
         depth = layer.output_width
 
-        def selected(values, step_splits, steps):
-            per_step = tf.RaggedTensor.from_row_splits(
-                values, step_splits, validate=False
-            )
-            return tf.gather(per_step, steps)
+        def selected(values, step_splits):
+            return tf.RaggedTensor.from_row_splits(values, step_splits, validate=False)
 
         @tf.function(input_signature=[steps_signature])
         def compute_flat(feats):
@@ -198,7 +207,8 @@ class FeatureComputer:
             if not use.any():
                 continue
             feats = {
-                key: (*decoded.features[key][:2], steps[key][use]) for key in self._keys
+                key: _take_steps(*decoded.features[key][:2], steps[key][use])
+                for key in self._keys
             }
             if compute == "flat":
                 out[use] = self._compute_flat(feats).numpy()

@@ -22,6 +22,7 @@ stderr (progress.py).
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import threading
 from collections.abc import Mapping, Sequence
 from queue import Empty, Full, Queue
@@ -34,6 +35,7 @@ from pipeline.validate import ErrorRecord, Reason
 
 _CHUNK = 1024
 _AHEAD = 4  # chunks a stage's thread runs ahead
+_FEATURE_THREADS = 2  # chunks whose features are computed at once
 
 
 def _read_all(files: Sequence[str]):
@@ -91,6 +93,25 @@ def _ahead(items, name: str):
                 queue.get_nowait()
             except Empty:
                 thread.join(0.05)
+
+
+def _ordered_map(fn, items, workers: int):
+    """`map(fn, items)` on a pool of `workers` threads, results in order, at
+    most `2 * workers` items in flight."""
+    with concurrent.futures.ThreadPoolExecutor(
+        workers, thread_name_prefix="seqshards-features"
+    ) as pool:
+        pending: collections.deque = collections.deque()
+        try:
+            for item in items:
+                pending.append(pool.submit(fn, item))
+                if len(pending) >= 2 * workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def _checked_chunks(files, decoder, spec, policy):
@@ -266,32 +287,48 @@ def run_engine(
     truncated: list = []
     seen_ids: dict = {}
     b = config.batch_size
-    try:
+
+    def deduped():  # in order: the first position of an id wins
         for chunk, read_errors, nbytes, result in _checked_chunks(
             files, decoder, record_spec, policy
+        ):
+            yield (
+                chunk,
+                read_errors,
+                nbytes,
+                _dedupe(record_spec, result, files, seen_ids),
+            )
+
+    def with_features(item):  # one layer call per chunk (thread pool)
+        valid, _, _, decoded, rows = item[3]
+        if not valid:
+            return item, None
+        lengths = np.asarray([v[1] for v in valid], np.int64)
+        return item, _Segment(
+            computer.flat_rows(decoded, rows, lengths),
+            lengths,
+            {n: _take(v, rl, rows) for n, (v, rl) in decoded.context.items()},
+            None if decoded.ids is None else decoded.ids[rows],
+            np.arange(len(valid), dtype=np.int64),
+        )
+
+    try:
+        for (chunk, read_errors, nbytes, checked), chunk_rows in _ordered_map(
+            with_features, deduped(), _FEATURE_THREADS
         ):
             for e in read_errors:
                 errors[e.reason.value].append(e)
                 records_per_file[e.position[0]] += 1
-            valid, bad, cut, decoded, rows = _dedupe(
-                record_spec, result, files, seen_ids
-            )
+            valid, bad, cut, _, _ = checked
             truncated.extend(cut)
             for e in bad:
                 errors[e.reason.value].append(e)
             for position, _ in chunk:
                 records_per_file[position[0]] += 1
-            if valid:
-                lengths = np.asarray([v[1] for v in valid], np.int64)
+            if chunk_rows is not None:
+                lengths = chunk_rows.lengths
                 seen_hist.update(lengths.tolist())
-                # One layer call for the chunk, then batches cut from its rows.
-                chunk_rows = _Segment(
-                    computer.flat_rows(decoded, rows, lengths),
-                    lengths,
-                    {n: _take(v, rl, rows) for n, (v, rl) in decoded.context.items()},
-                    None if decoded.ids is None else decoded.ids[rows],
-                    np.arange(len(valid), dtype=np.int64),
-                )
+                # Batches cut from the chunk's rows, bucket by bucket.
                 ids = bucket.assign_buckets(lengths, plan.boundaries)
                 ready = []
                 for bid in np.unique(ids).tolist():
