@@ -380,13 +380,22 @@ class EmbeddingColumn(_base.SequenceDenseColumn):
 
         def updates(offset: int, depth: int, padding: float) -> _base.Updates:
             segments, flat_ids, weights = self._valid(ids)
-            rows, positions = self._rows(table, flat_ids)
             # Reduce over the occupied steps only ([U, dim], same kernel and
             # order as TF, so bit-identical), then write those U rows.
             # Distinct steps in input order; canonical (row-major) input keeps
             # step_index sorted, interleaved steps make the segment op raise.
             steps, step_index = tf.unique(segments)
-            out = self._combine(rows, positions, step_index, weights)
+            if weights is None and self.max_norm is None and not tf.executing_eagerly():
+                # In a graph the segment op reads the table rows itself (same
+                # rows, same order: same sums) and its gradient is sparse: no
+                # Unique + gather of the ids. Eagerly the gather stays, for
+                # TF's out-of-range message.
+                out = self._segment_op()(
+                    table, flat_ids, step_index, sparse_gradient=True
+                )
+            else:
+                rows, positions = self._rows(table, flat_ids)
+                out = self._combine(rows, positions, step_index, weights)
             where = tf.reshape(
                 steps[:, None] * depth
                 + tf.range(offset, offset + self.dimension, dtype=tf.int64)[None, :],
