@@ -131,15 +131,16 @@ def time_pair_dataset(ref, ours, batches, iterations: int, rounds: int = 5):
     """Median seconds per batch with the layer as a tf.data map, consumed by
     `Dataset.reduce` (no Python per batch); rounds alternate ref / ours.
 
-    Steady state: each round runs a short and a long pass (k and 3k batches);
-    their difference over 2k batches excludes what a pass pays once (iterator
-    creation, instantiating and optimizing the map function), which is not a
-    per-batch cost in a pipeline that streams many batches.
+    Steady state: each round runs a short and a long pass (k and 3k batches,
+    4k = `iterations / rounds`); their difference over 2k batches excludes what
+    a pass pays once (iterator creation, instantiating and optimizing the map
+    function), which is not a per-batch cost in a pipeline that streams many
+    batches.
     """
     source = tf.data.Dataset.from_tensors(batches[0])
     for batch in batches[1:]:
         source = source.concatenate(tf.data.Dataset.from_tensors(batch))
-    repeats = max(1, iterations // (rounds * len(batches)))
+    repeats = max(1, iterations // (rounds * len(batches) * 4))
 
     def runner(layer, times):
         mapped = source.repeat(repeats * times).map(
