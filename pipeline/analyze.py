@@ -351,10 +351,10 @@ def run_tfdata(*, config, spec, files: Sequence[str], directory: str, requests) 
     moments: dict[str, Moments] = {}
     counts: dict[str, Counter] = {}
     seen: dict = {}
-    for chunk, read_errors, nbytes in tfdata_engine._chunks(files):
-        valid, _, _ = tfdata_engine._check(
-            decoder, record_spec, chunk, policy, files, seen
-        )
+    for chunk, read_errors, nbytes, result in tfdata_engine._checked_chunks(
+        files, decoder, record_spec, policy
+    ):
+        valid = tfdata_engine._dedupe(record_spec, result, files, seen)[0]
         if valid:
             m, c = partial_results(values, [data for _, _, data in valid], requests)
             for key, part in m.items():
