@@ -18,6 +18,7 @@ import runpy
 from collections.abc import Mapping, Sequence
 
 ENGINES = ("beam", "tfdata")
+COMPRESSIONS = ("none", "gzip")
 ON_LONG = ("dead_letter", "truncate")
 ON_INVALID = ("dead_letter", "fail")
 # Keys of the output record; context features may not use them.
@@ -67,6 +68,7 @@ class JobConfig:
     on_long: str = "dead_letter"
     on_invalid: str = "dead_letter"
     analyze: bool = False
+    compression: str = "none"
 
     def __post_init__(self):
         if not self.input_pattern:
@@ -106,6 +108,11 @@ class JobConfig:
             raise ValueError(
                 "Invalid value for argument `num_shards`. Expected an int >= 1. "
                 f"Received: num_shards={self.num_shards!r}"
+            )
+        if self.compression not in COMPRESSIONS:
+            raise ValueError(
+                "Invalid value for argument `compression`. Expected one of "
+                f"{COMPRESSIONS}. Received: compression={self.compression!r}"
             )
         if self.engine not in ENGINES:
             raise ValueError(

@@ -152,6 +152,7 @@ class StaticInfo:
     input_pattern: str
     files: tuple
     embeddings: dict
+    compression: str = "none"
 
 
 def build(
@@ -197,7 +198,7 @@ def build(
     errors = (read_out[read.READ_ERRORS], out["errors"]) | "AllErrors" >> beam.Flatten()
     error_infos = errors | "WriteErrors" >> write.WriteErrors(directory, files)
     shard_infos = out["batches"] | "WriteShards" >> write.WriteShards(
-        directory, num_shards
+        directory, num_shards, config.compression
     )
     totals = (
         out["batches"]
@@ -278,6 +279,7 @@ def _write_metadata(
         ],
         errors_files=[e["file"] for e in error_infos],
         embeddings=info.embeddings,
+        compression=info.compression,
         truncated_positions=truncated_first,
         truncated=truncated,
     )
@@ -327,6 +329,7 @@ def static_info(config, spec, files, embeddings, engine) -> StaticInfo:
         input_pattern=config.input_pattern,
         files=tuple(files),
         embeddings=dict(embeddings),
+        compression=config.compression,
     )
 
 

@@ -59,6 +59,7 @@ def build_metadata(
     embeddings: Mapping[str, str],
     truncated_positions: Sequence[Sequence[int]] = (),
     truncated: int | None = None,
+    compression: str = "none",
 ) -> dict:
     """Assembles metadata.json's dict and checks the accounting invariant.
 
@@ -92,7 +93,7 @@ def build_metadata(
     ]
     feature_dim = sum(s["width"] for s in layout_json)
     total = real_steps + padded_steps
-    return {
+    md = {
         "version": FORMAT_VERSION,
         "engine": engine,
         "feature_dim": int(feature_dim),
@@ -134,6 +135,9 @@ def build_metadata(
             ],
         },
     }
+    if compression != "none":  # absent: uncompressed shards (older outputs too)
+        md["compression"] = compression
+    return md
 
 
 def dumps(metadata: Mapping) -> str:

@@ -96,8 +96,9 @@ def load_dataset(
     ds = tf.data.Dataset.from_tensor_slices(tf.constant(files, tf.string))
     if shuffle_batches and files:
         ds = ds.shuffle(len(files), seed=seed)
+    compression = "GZIP" if metadata.get("compression") == "gzip" else ""
     ds = ds.interleave(
-        tf.data.TFRecordDataset,
+        lambda f: tf.data.TFRecordDataset(f, compression_type=compression),
         cycle_length=max(1, min(4, len(files))),
         num_parallel_calls=max(1, min(4, len(files))),
         deterministic=not shuffle_batches,

@@ -259,7 +259,8 @@ def run_engine(
 
     writers = [
         tf.io.TFRecordWriter(
-            f"{directory}/{write.SHARDS_DIR}/{write.shard_name(i, num_shards)}"
+            f"{directory}/{write.SHARDS_DIR}/{write.shard_name(i, num_shards)}",
+            write.record_options(config.compression),
         )
         for i in range(num_shards)
     ]
@@ -398,6 +399,7 @@ def run_engine(
         ],
         errors_files=error_files,
         embeddings=info.embeddings,
+        compression=info.compression,
         truncated_positions=sorted(truncated),
     )
     metadata.write_metadata(directory, md)

@@ -205,11 +205,25 @@ def _temporary(path: str) -> str:
     return f"{head}{sep}.{tail}{TMP_MARK}{uuid.uuid4().hex[:12]}"
 
 
-def write_records(path: str, records: Iterable[bytes]) -> int:
-    """Writes TFRecords to `path` (via a temporary name); returns the number."""
+def record_options(compression: str = "none") -> tf.io.TFRecordOptions | None:
+    """TFRecord writer options of `--compression` ("none" or "gzip", level 1:
+    deflate's fastest level, the shards being mostly float32 bytes)."""
+    if compression == "gzip":
+        return tf.io.TFRecordOptions(compression_type="GZIP", compression_level=1)
+    return None
+
+
+def write_records(
+    path: str, records: Iterable[bytes], compression: str = "none"
+) -> int:
+    """Writes TFRecords to `path` (via a temporary name); returns the number.
+
+    Gzip files concatenate into a valid gzip file (one member each), so pieces
+    written here can be joined into a shard whatever the compression.
+    """
     n = 0
     tmp = _temporary(path)
-    with tf.io.TFRecordWriter(tmp) as writer:
+    with tf.io.TFRecordWriter(tmp, record_options(compression)) as writer:
         for record in records:
             writer.write(record)
             n += 1
@@ -368,15 +382,21 @@ class WriteShards(beam.PTransform):
     the same bytes. `remove_pieces` deletes the pieces once all shards exist.
     """
 
-    def __init__(self, directory: str, num_shards: int):
+    def __init__(self, directory: str, num_shards: int, compression: str = "none"):
         super().__init__()
         self._directory, self._num_shards = directory, num_shards
+        self._compression = compression
 
     def expand(self, batches):
         n = self._num_shards
         return (
             batches
-            | "WritePieces" >> beam.Map(_write_piece, directory=self._directory)
+            | "WritePieces"
+            >> beam.Map(
+                _write_piece,
+                directory=self._directory,
+                compression=self._compression,
+            )
             | "AllPieces" >> beam.combiners.ToList()
             | "AssignShards" >> beam.FlatMap(_shard_pieces, n=n)
             | "SpreadShards" >> beam.Reshuffle()
@@ -389,9 +409,9 @@ def _piece_path(directory: str, key) -> str:
     return f"{directory}/{PIECES_DIR}/{name}.tfrecord"
 
 
-def _write_piece(batch, directory):
+def _write_piece(batch, directory, compression="none"):
     key, record, stats = batch
-    write_records(_piece_path(directory, key), [record])
+    write_records(_piece_path(directory, key), [record], compression)
     return key, stats.examples
 
 

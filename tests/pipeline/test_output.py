@@ -1,6 +1,7 @@
 """Atomic output: staging + rename, --overwrite semantics, refusals before work."""
 
 import glob
+import json
 import os
 
 import pytest
@@ -156,3 +157,40 @@ def test_input_without_a_valid_record(engine, dataset, tmp_path):
     assert counts["errors_total"] == counts["examples_in"] == len(bad_records())
     assert os.listdir(out / "shards") == ["part-00000-of-00001.tfrecord"]
     assert os.path.getsize(out / "shards" / "part-00000-of-00001.tfrecord") == 0
+
+
+def _examples(directory):
+    from pipeline import reader
+
+    rows = {}
+    for batch in reader.load_dataset(str(directory)):
+        x, lengths = batch["sequence_input"].numpy(), batch["sequence_length"].numpy()
+        ids = batch["id"].numpy()
+        for i, n in enumerate(lengths.tolist()):
+            rows[bytes(ids[i])] = x[i, :n].tobytes()
+    return rows
+
+
+@pytest.mark.parametrize("engine", ["beam", "tfdata"])
+def test_gzip_shards_hold_the_same_batches(engine, dataset, tmp_path):
+    import tensorflow as tf
+
+    plain, gz = tmp_path / "plain", tmp_path / "gz"
+    job.run(config(dataset, plain, engine=engine, num_shards=3))
+    md = job.run(config(dataset, gz, engine=engine, num_shards=3, compression="gzip"))
+    assert md.metadata["compression"] == "gzip"
+    assert "compression" not in json.loads((plain / "metadata.json").read_text())
+    for name in sorted(os.listdir(plain / "shards")):
+        records = list(tf.data.TFRecordDataset(str(plain / "shards" / name)))
+        zipped = list(
+            tf.data.TFRecordDataset(str(gz / "shards" / name), compression_type="GZIP")
+        )
+        assert [r.numpy() for r in zipped] == [r.numpy() for r in records]
+    assert _examples(gz) == _examples(plain) and len(_examples(gz)) > 0
+
+
+def test_compression_is_checked():
+    with pytest.raises(ValueError, match="compression"):
+        JobConfig(
+            input_pattern="x", output_dir="o", columns_file="c", compression="zip"
+        )
