@@ -328,11 +328,16 @@ class SequenceFeatures(keras.layers.Layer):
         batch_size, num_steps = parts[0].batch_size, parts[0].num_steps
         # Padding: the default shared by most output features (0.0 whenever
         # there is an embedding or indicator); other columns write all slots.
+        # Only numeric columns can write all their slots; the others (default
+        # 0.0) write present steps only, so any of them forces a 0.0 padding.
         widths: dict[bytes, int] = {}
         for column, part in zip(self._feature_columns, parts, strict=True):
             key = np.float32(part.default_value).tobytes()
             widths[key] = widths.get(key, 0) + column.output_width
-        padding = float(np.frombuffer(max(widths, key=widths.get), np.float32)[0])
+        if all(isinstance(c, SequenceNumericColumn) for c in self._feature_columns):
+            padding = float(np.frombuffer(max(widths, key=widths.get), np.float32)[0])
+        else:
+            padding = 0.0
         positions, values, counted, counted_values = [], [], [], []
         offset = 0
         for column, part in zip(self._feature_columns, parts, strict=True):

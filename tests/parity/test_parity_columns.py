@@ -383,6 +383,19 @@ CASES = {
         ],
         {"w": tf.constant([[[1, 2], [3, -1]]], tf.int64)},
     ),
+    # A wide numeric column with a non-zero default outweighs the others: the
+    # embedding's and indicator's empty steps still hold 0.0.
+    "wide_numeric_default_with_embedding_indicator": (
+        lambda m: [
+            m.sequence_numeric_column("n", shape=(8,), default_value=1.0),
+            emb(m, ident(m), W5),
+            m.indicator_column(ident(m)),
+        ],
+        {
+            "n": sp([[1.0] * 16, [2.0] * 8]),
+            "w": sp([[1, 2], [3]], tf.int64),
+        },
+    ),
     "dense_numpy": (
         lambda m: [m.indicator_column(ident(m))],
         {"w": np.array([[1, 2], [3, -1]])},
