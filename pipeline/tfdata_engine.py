@@ -174,9 +174,33 @@ class _Segment:
     def __init__(self, x, lengths, context, ids, order):
         self.x, self.lengths, self.context = x, lengths, context
         self.ids, self.order = ids, order
+        self._offsets = None
 
     def __len__(self):
         return len(self.lengths)
+
+    def slice(self, a: int, b: int, *, copy: bool = False) -> _Segment:
+        """Examples [a, b) as views (copies with `copy`: a view would keep the
+        whole chunk's arrays alive while the slice waits in a buffer)."""
+        if self._offsets is None:
+            self._offsets = {
+                n: np.concatenate([[0], np.cumsum(rl)])
+                for n, (_, rl) in self.context.items()
+            }
+            self._offsets[None] = np.concatenate([[0], np.cumsum(self.lengths)])
+        off = self._offsets
+        own = np.copy if copy else (lambda v: v)
+        context = {
+            n: (own(v[off[n][a] : off[n][b]]), own(rl[a:b]))
+            for n, (v, rl) in self.context.items()
+        }
+        return _Segment(
+            own(self.x[off[None][a] : off[None][b]]),
+            own(self.lengths[a:b]),
+            context,
+            None if self.ids is None else own(self.ids[a:b]),
+            own(self.order[a:b]),
+        )
 
     def take(self, rows: np.ndarray) -> _Segment:
         x, _ = _take(self.x, self.lengths, rows)
@@ -332,19 +356,30 @@ def run_engine(
                 # Batches cut from the chunk's rows, bucket by bucket.
                 ids = bucket.assign_buckets(lengths, plan.boundaries)
                 ready = []
-                for bid in np.unique(ids).tolist():
-                    part = chunk_rows.take(np.flatnonzero(ids == bid))
+                by_bucket = np.argsort(ids, kind="stable")  # reading order kept
+                grouped = chunk_rows.take(by_bucket)
+                bids, starts, counts = np.unique(
+                    ids[by_bucket], return_index=True, return_counts=True
+                )
+                for bid, start, count in zip(
+                    bids.tolist(), starts.tolist(), counts.tolist(), strict=True
+                ):
                     held = sum(len(p) for p in buffers[bid])
-                    if held + len(part) < b:
-                        buffers[bid].append(part)
+                    if held + count < b:
+                        buffers[bid].append(
+                            grouped.slice(start, start + count, copy=True)
+                        )
                         continue
+                    part = grouped.slice(start, start + count)
                     pending = _Segment.concat([*buffers[bid], part])
                     full = len(pending) - len(pending) % b
-                    for start in range(0, full, b):
-                        batch = pending.take(np.arange(start, start + b))
+                    for first in range(0, full, b):
+                        batch = pending.slice(first, first + b)
                         ready.append((int(batch.order[-1]), batch))
-                    rest = np.arange(full, len(pending))
-                    buffers[bid] = [pending.take(rest)] if len(rest) else []
+                    rest = len(pending) - full
+                    buffers[bid] = (
+                        [pending.slice(full, len(pending), copy=True)] if rest else []
+                    )
                 for _, batch in sorted(ready, key=lambda item: item[0]):
                     emit(batch)
             if report:
