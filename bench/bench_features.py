@@ -140,7 +140,9 @@ def time_pair_dataset(ref, ours, batches, iterations: int, rounds: int = 5):
     source = tf.data.Dataset.from_tensors(batches[0])
     for batch in batches[1:]:
         source = source.concatenate(tf.data.Dataset.from_tensors(batch))
-    repeats = max(1, iterations // (rounds * len(batches) * 4))
+    # At least 3 (a difference of 24 batches): fewer leaves the pass-to-pass
+    # jitter of the fixed cost in the result.
+    repeats = max(3, iterations // (rounds * len(batches) * 4))
 
     def runner(layer, times):
         mapped = source.repeat(repeats * times).map(
