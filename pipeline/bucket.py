@@ -24,7 +24,7 @@ SUBKEY_BATCHES = 32
 # Each bucket is charged this fraction of a batch of padding at its longest length:
 # trades a little padding for fewer buckets (fewer short batches). At B=128 on
 # lognormal(median 30, sigma 1) lengths: 120 buckets, >= 98.8 % efficiency.
-BUCKET_PENALTY = 0.1
+BUCKET_PENALTY = 0.05
 # Histograms with more distinct lengths are coarsened before the auto search.
 _MAX_DP_POINTS = 2048
 
@@ -84,10 +84,12 @@ def auto_boundaries(histogram: Mapping[int, int], batch_size: int) -> tuple[int,
     """Chooses boundaries that minimize padded steps for `batch_size`.
 
     Dynamic programme over the sorted distinct lengths: buckets are contiguous
-    length ranges, a bucket costs (its examples) * (its longest length), and every
-    bucket holds at least `batch_size` examples so that short batches (one per
-    bucket at most) stay rare; each bucket also pays `BUCKET_PENALTY` of a batch.
-    The cost is an upper bound of the padded steps of the batches the job forms.
+    length ranges, a bucket costs (its examples) * (its longest length) plus
+    `BUCKET_PENALTY` of a batch, the price of its one short batch (which keeps
+    the number of buckets down). Thin tails may form small buckets: forcing every
+    bucket to hold `batch_size` examples padded a long tail into one batch and
+    lost to fixed boundary lists on small inputs. The cost is an upper bound of
+    the padded steps of the batches the job forms.
 
     Args:
       histogram: {length: count} of the valid examples.
@@ -107,10 +109,9 @@ def auto_boundaries(histogram: Mapping[int, int], batch_size: int) -> tuple[int,
     best[0] = 0.0
     choice = np.zeros(m + 1, np.int64)
     for j in range(1, m + 1):
-        # Candidate starts i (group = distinct lengths i..j-1) with >= B examples.
+        # Candidate starts i (group = distinct lengths i..j-1).
         n = prefix[j] - prefix[:j]
         cost = best[:j] + (n + BUCKET_PENALTY * batch_size) * lengths[j - 1]
-        cost[n < batch_size] = np.inf
         i = int(np.argmin(cost))
         best[j], choice[j] = cost[i], i
     if not np.isfinite(best[m]):
