@@ -45,7 +45,7 @@ def parse_boundaries(text: str) -> tuple[int, ...] | str:
     if (
         not values
         or any(v < 1 for v in values)
-        or any(b <= a for a, b in zip(values, values[1:]))
+        or any(b <= a for a, b in zip(values, values[1:], strict=False))
     ):
         raise ValueError(
             "Invalid value for argument `bucket_boundaries`. Expected 'auto' or "
@@ -76,7 +76,7 @@ def _sorted_hist(histogram: Mapping[int, int]) -> tuple[np.ndarray, np.ndarray]:
     items = sorted((int(k), int(v)) for k, v in histogram.items() if v > 0)
     if not items:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    lengths, counts = zip(*items)
+    lengths, counts = zip(*items, strict=True)
     return np.asarray(lengths, np.int64), np.asarray(counts, np.int64)
 
 
@@ -131,7 +131,7 @@ def _coarsen(lengths, counts, points):
     edges = np.searchsorted(cum, np.linspace(0, cum[-1], points + 1)[1:], side="left")
     edges = np.unique(np.minimum(edges, len(lengths) - 1))
     starts = np.concatenate([[0], edges[:-1] + 1])
-    new_counts = np.array([counts[s : e + 1].sum() for s, e in zip(starts, edges)])
+    new_counts = np.array([counts[s : e + 1].sum() for s, e in zip(starts, edges, strict=True)])
     return lengths[edges], new_counts
 
 

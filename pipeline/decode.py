@@ -152,13 +152,7 @@ class Decoder:
             out_ctx = {}
             for name, value in ctx.items():
                 if isinstance(value, tf.SparseTensor):
-                    row_lengths = tf.math.bincount(
-                        value.indices[:, 0],
-                        minlength=rows,
-                        maxlength=rows,
-                        dtype=tf.int64,
-                    )
-                    out_ctx[name] = (value.values, row_lengths)
+                    out_ctx[name] = (value.values, sparse_row_lengths(value, rows))
                 else:
                     flat = tf.reshape(value, [-1])
                     per_row = tf.size(flat, out_type=tf.int64) // tf.maximum(rows, 1)
@@ -260,3 +254,10 @@ def _clean_message(message: str) -> str:
     if "}} " in last:
         last = last.rsplit("}} ", 1)[1]
     return last.strip()
+
+
+def sparse_row_lengths(value: tf.SparseTensor, rows) -> tf.Tensor:
+    """Values per row (int64 [rows]) of a parsed VarLen context SparseTensor."""
+    return tf.math.bincount(
+        value.indices[:, 0], minlength=rows, maxlength=rows, dtype=tf.int64
+    )

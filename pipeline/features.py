@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 import transforms
-from pipeline import write
+from pipeline import decode, write
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,12 +113,7 @@ class FeatureComputer:
             for name, value in ctx.items():
                 if isinstance(value, tf.SparseTensor):
                     rows = tf.shape(serialized, out_type=tf.int64)[0]
-                    row_lengths = tf.math.bincount(
-                        value.indices[:, 0],
-                        minlength=rows,
-                        maxlength=rows,
-                        dtype=tf.int64,
-                    )
+                    row_lengths = decode.sparse_row_lengths(value, rows)
                     out_ctx[name] = (value.values, row_lengths)
                 else:
                     out_ctx[name] = (tf.reshape(value, [-1]),)

@@ -166,7 +166,8 @@ def _truncate_wire(data: bytes, n: int) -> bytes:
     return b"".join(out)
 
 
-def _encode_varint(value: int) -> bytes:
+def encode_varint(value: int) -> bytes:
+    """Protobuf's base-128 varint of a non-negative `value`."""
     out = bytearray()
     while True:
         b = value & 0x7F
@@ -179,7 +180,7 @@ def _encode_varint(value: int) -> bytes:
 
 
 def _len_field(number: int, payload: bytes) -> bytes:
-    return _encode_varint((number << 3) | 2) + _encode_varint(len(payload)) + payload
+    return encode_varint((number << 3) | 2) + encode_varint(len(payload)) + payload
 
 
 def _parse(data: bytes):

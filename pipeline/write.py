@@ -52,6 +52,8 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
+from pipeline import wire
+
 SHARDS_DIR = "shards"
 ERRORS_DIR = "errors"
 # Per-batch files of the Beam engine, concatenated into shards, then removed.
@@ -135,16 +137,7 @@ def _size(parts) -> int:
     return sum(len(p) if not isinstance(p, memoryview) else p.nbytes for p in parts)
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
+_varint = wire.encode_varint
 
 
 def _tag_len(number: int, length: int) -> bytes:
