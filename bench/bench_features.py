@@ -18,7 +18,7 @@ tf.data rows time the steady state (a long pass minus a short one).
 
 Usage:
   python bench/bench_features.py            # B=64 and B=1024, both layouts
-  python bench/bench_features.py --quick    # a short run (~1 minute)
+  python bench/bench_features.py --quick    # a short run (~3-5 minutes on 2 busy cores)
 """
 
 from __future__ import annotations
