@@ -43,7 +43,7 @@ bench: $(STAMP)  ## Benchmarks, side by side with the stock-TensorFlow reference
 	$(PY) bench/bench_features.py
 	$(PY) bench/run_bench.py
 
-bench-quick: $(STAMP)  ## A ~1-minute version of `make bench`.
+bench-quick: $(STAMP)  ## A shorter `make bench` (20k only, a few minutes).
 	$(PY) bench/bench_features.py --quick
 	$(PY) bench/run_bench.py --quick
 
