@@ -14,17 +14,10 @@ import sys
 from collections.abc import Sequence
 
 from pipeline import bucket, progress
-from pipeline.config import JobConfig
+from pipeline.config import JobConfig, add_input_flags, positive_int
 
 # First argument -> module whose `main(argv)` runs it; anything else is the job.
 SUBCOMMANDS = {"stats": "pipeline.stats", "inspect": "pipeline.inspect_output"}
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {text!r}")
-    return value
 
 
 def _boundaries(text: str):
@@ -49,35 +42,16 @@ def make_parser() -> argparse.ArgumentParser:
         epilog="Other commands: `seqshards stats --help` (lengths, feature presence "
         "and bucket choices of an input), `seqshards inspect DIR` (what a run wrote).",
     )
-    parser.add_argument(
-        "--input",
-        required=True,
-        metavar="GLOB",
-        help="Glob of the input SequenceExample TFRecord files.",
-    )
+    add_input_flags(parser)
     parser.add_argument(
         "--output",
         required=True,
         metavar="DIR",
         help="Output directory (must be new or empty, see --overwrite).",
     )
-    columns = parser.add_mutually_exclusive_group(required=True)
-    columns.add_argument(
-        "--columns",
-        metavar="FILE.yaml",
-        help="Declarative columns spec (YAML or JSON: columns and context, see "
-        "pipeline/README.md). Read safely: no code runs.",
-    )
-    columns.add_argument(
-        "--columns_py",
-        metavar="FILE.py",
-        help="Python columns file defining COLUMNS (transforms sequence dense "
-        "columns) and optionally CONTEXT (dict name -> tf.io.FixedLenFeature/"
-        "VarLenFeature). It is EXECUTED: only for files you trust.",
-    )
     parser.add_argument(
         "--max_sequence_length",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="Longest sequence accepted, in steps per feature list (default: no "
@@ -101,7 +75,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--batch_size",
-        type=_positive_int,
+        type=positive_int,
         default=64,
         help="Examples per output batch B (default: 64).",
     )
@@ -117,7 +91,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--num_shards",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="Number of output shards (default: one per 256 MiB of input).",
     )

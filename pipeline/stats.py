@@ -24,6 +24,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from pipeline import config
+
 # Hand-picked boundaries of the stock-TensorFlow baseline (bench/reference_pipeline.py).
 REFERENCE_BOUNDARIES = (8, 12, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 128,
                         160, 192, 256, 320, 384, 512, 768)  # fmt: skip
@@ -337,32 +339,16 @@ def make_parser() -> argparse.ArgumentParser:
         "(padding efficiency of each) of SequenceExample TFRecords, before a run. "
         f"Writes {DEFAULT_PLOT} (needs matplotlib).",
     )
-    parser.add_argument(
-        "--input",
-        required=True,
-        metavar="GLOB",
-        help="Glob of the input SequenceExample TFRecord files.",
-    )
-    columns = parser.add_mutually_exclusive_group(required=True)
-    columns.add_argument(
-        "--columns",
-        metavar="FILE.yaml",
-        help="Declarative columns spec (YAML/JSON), as for the job.",
-    )
-    columns.add_argument(
-        "--columns_py",
-        metavar="FILE.py",
-        help="Python columns file (executed), as for the job.",
-    )
+    config.add_input_flags(parser)
     parser.add_argument(
         "--batch_size",
-        type=_positive_int,
+        type=config.positive_int,
         default=_job_default("batch_size"),
         help="Batch size B to evaluate (default: the job's, %(default)s).",
     )
     parser.add_argument(
         "--sample",
-        type=_positive_int,
+        type=config.positive_int,
         default=None,
         metavar="N",
         help="Read at most N records (the first N/F of each of the F "
@@ -390,23 +376,12 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {text!r}")
-    return value
-
-
 def _job_default(name: str):
-    from pipeline.config import JobConfig
-
-    return {f.name: f.default for f in dataclasses.fields(JobConfig)}[name]
+    return {f.name: f.default for f in dataclasses.fields(config.JobConfig)}[name]
 
 
 def load_spec(columns: str | None, columns_py: str | None):
     """The columns spec the job would load for `--columns` / `--columns_py`."""
-    from pipeline import config
-
     if columns_py:
         return config.load_columns(columns_py, allow_python=True)
     return config.load_columns(columns)
