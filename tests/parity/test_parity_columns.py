@@ -417,7 +417,7 @@ def test_parity_extra_keys_ignored(oracle):
     )
 
 
-def test_parity_seed_example_parsed(oracle):
+def test_parity_seed_example_parsed(oracle, seed_serialized):
     """The docstring example: rating + watches embedding dim 10 over 1000 ids."""
 
     def build(m):
@@ -426,29 +426,11 @@ def test_parity_seed_example_parsed(oracle):
         )
         return [m.sequence_numeric_column("rating"), emb(m, watches, W1000)]
 
-    def example(ratings, watches):
-        return tf.train.Example(
-            features=tf.train.Features(
-                feature={
-                    "rating": tf.train.Feature(
-                        float_list=tf.train.FloatList(value=ratings)
-                    ),
-                    "watches": tf.train.Feature(
-                        int64_list=tf.train.Int64List(value=watches)
-                    ),
-                }
-            )
-        ).SerializeToString()
-
-    serialized = [
-        example([1.0, 1.1], [2, 85]),
-        example([2.0, 2.1, 2.2, 2.3, 2.5], [33, 78, 2, 73, 1]),
-    ]
     import transforms
 
     spec = transforms.make_parse_example_spec(build(transforms))
     assert spec == tf.feature_column.make_parse_example_spec(build(tf.feature_column))
-    features = tf.io.parse_example(serialized, spec)
+    features = tf.io.parse_example(seed_serialized, spec)
     out, length = oracle.compare(build, features)
     assert out.shape == (2, 5, 11)
     np.testing.assert_array_equal(length, [2, 5])

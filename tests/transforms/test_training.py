@@ -17,28 +17,7 @@ def seed_columns(initializer=W1000):
     return [rating, T.embedding_column(watches, dimension=10, initializer=initializer)]
 
 
-def example(ratings, watches):
-    return tf.train.Example(
-        features=tf.train.Features(
-            feature={
-                "rating": tf.train.Feature(
-                    float_list=tf.train.FloatList(value=ratings)
-                ),
-                "watches": tf.train.Feature(
-                    int64_list=tf.train.Int64List(value=watches)
-                ),
-            }
-        )
-    ).SerializeToString()
-
-
-SERIALIZED = [
-    example([1.0, 1.1], [2, 85]),
-    example([2.0, 2.1, 2.2, 2.3, 2.5], [33, 78, 2, 73, 1]),
-]
-
-
-def test_seed_example_parse_example():
+def test_seed_example_parse_example(seed_serialized):
     """The issue's example: shapes and values as the reference gives them."""
     columns = seed_columns()
     spec = T.make_parse_example_spec(columns)
@@ -46,7 +25,7 @@ def test_seed_example_parse_example():
         "rating": tf.io.VarLenFeature(tf.float32),
         "watches": tf.io.VarLenFeature(tf.int64),
     }
-    features = tf.io.parse_example(SERIALIZED, spec)
+    features = tf.io.parse_example(seed_serialized, spec)
     out, length = T.SequenceFeatures(columns)(features, training=True)
     assert out.shape == (2, 5, 11) and out.dtype == tf.float32
     np.testing.assert_array_equal(length.numpy(), [2, 5])
