@@ -12,9 +12,9 @@ index arithmetic, then written). Batches are emitted in the order of the
 example completing them, as when examples joined per-bucket buffers one by
 one; remainders are flushed at the end, bucket by bucket (only a bucket's last
 batch is short). Batch k goes to shard k % N. With `--bucket_boundaries auto`
-a first pass computes the length histogram. Files are read one after the
-other, records in file order, so the first record of an example id met is the
-one at the smallest position: later ones are `duplicate_id` dead letters, like
+a first, light pass (one feature list parsed) computes the length
+histogram. Files are read one after the other, records in file order, so the
+first record of an example id met is the one at the smallest position: later ones are `duplicate_id` dead letters, like
 in the Beam job (the set of ids seen stays in memory). Progress lines go to
 stderr (progress.py).
 """
@@ -226,14 +226,39 @@ class _Segment:
         )
 
 
-def _histogram(files, decoder, spec, report, policy) -> dict[int, int]:
+def _histogram(files, spec, report, policy) -> dict[int, int]:
+    """Length histogram for `--bucket_boundaries auto`, from a light parse.
+
+    Only one feature list and the id are parsed (`decode.length_spec`): this
+    pass costs a fraction of validation, which runs once, in the main pass.
+    Counted: each record that parses, once per id (its first position), with
+    the length policy applied (too long: clipped under truncate, left out
+    under dead_letter; empty: left out). Records that validation later
+    dead-letters for another reason (dtype, unequal lengths, NaN...) are
+    counted too: they can only move the boundaries, an estimate by nature.
+    """
+    light = decode.length_spec(spec)
+    decoder = decode.Decoder(light)
+    (key,) = light.sequence
     hist: collections.Counter = collections.Counter()
-    seen: dict = {}
-    for chunk, read_errors, nbytes, result in _checked_chunks(
-        files, decoder, spec, policy
-    ):
-        valid = _dedupe(spec, result, files, seen)[0]
-        hist.update(length for _, length, _ in valid)
+    seen: set = set()
+    for chunk, read_errors, nbytes in _ahead(_read_all(files), "read"):
+        if chunk:
+            decoded = decoder.decode([data for _, data in chunk])
+            lengths = np.diff(decoded.features[key][2])
+            keep = lengths > 0
+            if policy.max_length is not None:
+                if policy.on_long == "truncate":
+                    lengths = np.minimum(lengths, policy.max_length)
+                else:
+                    keep &= lengths <= policy.max_length
+            if decoded.ids is not None:
+                for row, ident in enumerate(decoded.ids.tolist()):
+                    if ident in seen:
+                        keep[row] = False
+                    else:
+                        seen.add(ident)
+            hist.update(lengths[keep].tolist())
         if report:
             report.add(len(chunk) + len(read_errors), nbytes)
     if report:
@@ -275,9 +300,7 @@ def run_engine(
 
     histogram = {}
     if config.bucket_boundaries == "auto":
-        histogram = _histogram(
-            files, decoder, record_spec, reporter("lengths pass"), policy
-        )
+        histogram = _histogram(files, record_spec, reporter("lengths pass"), policy)
     plan = bucket.make_plan(histogram, config.bucket_boundaries, config.batch_size)
     report = reporter("materialize")
 
@@ -401,11 +424,9 @@ def run_engine(
         error_files.append(rel)
         error_counts[reason] = len(items)
         error_positions[reason] = [list(e.position) for e in items[:10]]
-    estimated = (
-        plan.estimated_efficiency
-        if histogram
-        else bucket.estimated_padding_efficiency(seen_hist, plan.boundaries)
-    )
+    # On the lengths written (the lengths pass also counts records that
+    # validation dead-letters).
+    estimated = bucket.estimated_padding_efficiency(seen_hist, plan.boundaries)
     md = metadata.build_metadata(
         engine="tfdata",
         layout=info.layout,
