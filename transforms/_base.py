@@ -351,3 +351,8 @@ class InputCache:
         if column not in self._ids:
             self._ids[column] = column.sparse_ids(self)
         return self._ids[column]
+
+
+def strictly_increasing(values: tf.Tensor) -> tf.Tensor:
+    """Scalar bool: `values` [N] sorted with no repeats (True when N <= 1)."""
+    return tf.reduce_all(values[1:] > values[:-1])

@@ -8,6 +8,8 @@ the shared `[B * T * D]` output:
              `tf.sparse.segment_{sum,mean,sqrt_n}` over the occupied steps
              (the kernel TF's safe_embedding_lookup_sparse ends in, same
              operands in the same order: bit-identical) -> `[U, dim]` writes;
+             traced with one id per occupied step, a plain gather of the rows
+             (the segment kernel copies a lone row as is: same bits);
   indicator  one position per valid id (the layer counts repeats).
 Over a weighted column (weighted.py) the embedding multiplies each row by its
 weight and combines as TF's `embedding_lookup_sparse` with `sp_weights` (sum,
@@ -375,27 +377,44 @@ class EmbeddingColumn(_base.SequenceDenseColumn):
         dense.set_shape([ids.static_batch_size, None, self.dimension])
         return dense, ids.length
 
+    def _reduce_steps(self, table, segments, flat_ids, weights):
+        """Combines the ids of each occupied step: returns the distinct steps
+        `[U]` (input order) and their combined rows `[U, dim]`.
+
+        Same kernel and operand order as TF over the occupied steps only, so
+        bit-identical. Canonical (row-major) input keeps `step_index` sorted;
+        interleaved steps make the segment op raise.
+        """
+        steps, step_index = tf.unique(segments)
+        if weights is None and self.max_norm is None and not tf.executing_eagerly():
+            # In a graph the segment op reads the table rows itself (same rows,
+            # same order: same sums) and its gradient is sparse: no Unique +
+            # gather of the ids. Eagerly the gather stays, for TF's
+            # out-of-range message.
+            out = self._segment_op()(table, flat_ids, step_index, sparse_gradient=True)
+        else:
+            rows, positions = self._rows(table, flat_ids)
+            out = self._combine(rows, positions, step_index, weights)
+        return steps, out
+
     def parts(self, cache, table):
         ids = cache.ids(self.categorical_column)
 
         def updates(offset: int, depth: int, padding: float) -> _base.Updates:
             segments, flat_ids, weights = self._valid(ids)
-            # Reduce over the occupied steps only ([U, dim], same kernel and
-            # order as TF, so bit-identical), then write those U rows.
-            # Distinct steps in input order; canonical (row-major) input keeps
-            # step_index sorted, interleaved steps make the segment op raise.
-            steps, step_index = tf.unique(segments)
             if weights is None and self.max_norm is None and not tf.executing_eagerly():
-                # In a graph the segment op reads the table rows itself (same
-                # rows, same order: same sums) and its gradient is sparse: no
-                # Unique + gather of the ids. Eagerly the gather stays, for
-                # TF's out-of-range message.
-                out = self._segment_op()(
-                    table, flat_ids, step_index, sparse_gradient=True
+                # One id per occupied step (segments strictly increasing, the
+                # usual sequence input): TF's segment kernel copies a lone row
+                # as is (`out = row`, no arithmetic), so a gather gives the
+                # same bits without Unique and the per-segment loop; its
+                # gradient is sparse too. Otherwise reduce (below).
+                steps, out = tf.cond(
+                    _base.strictly_increasing(segments),
+                    lambda: (segments, tf.gather(table, flat_ids)),
+                    lambda: self._reduce_steps(table, segments, flat_ids, None),
                 )
             else:
-                rows, positions = self._rows(table, flat_ids)
-                out = self._combine(rows, positions, step_index, weights)
+                steps, out = self._reduce_steps(table, segments, flat_ids, weights)
             where = tf.reshape(
                 steps[:, None] * depth
                 + tf.range(offset, offset + self.dimension, dtype=tf.int64)[None, :],

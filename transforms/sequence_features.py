@@ -14,7 +14,8 @@ Speed: TF densifies every column separately (one-hot tensors, [B*T, dim]
 embedding buffers, zero masks) and then concatenates. Here each column looks
 up its ids once on the flat values and emits (position, value) writes; one
 `SparseToDense` over the padding value then builds `[B, T, D]`: the output is
-written once and no per-column buffer exists. When columns disagree on T the
+written once and no per-column buffer exists. With one id per step (checked
+per batch) embeddings gather their rows and indicator writes need no dedupe. When columns disagree on T the
 per-column outputs are concatenated instead, so TF's own ConcatOp error is
 raised; integer numeric columns (which keep their dtype) also take that path.
 
@@ -177,6 +178,39 @@ def _assert_same_num_steps(parts, columns):
             ],
         )
     ]
+
+
+def _count(positions, weights):
+    """Multi-hot writes -> one write per distinct position: returns the
+    positions and their counts (weighted: sums of weights).
+
+    Unweighted writes at strictly increasing positions (one id per step, the
+    usual sequence input) are distinct already: their counts are 1.0 and
+    Unique + UnsortedSegmentSum are skipped (same values, 0.0 + 1.0 = 1.0).
+    """
+    flat = tf.concat(positions, 0)
+
+    def merge():
+        unique, index = tf.unique(flat)
+        if all(w is None for w in weights):
+            adds = tf.ones_like(index, tf.float32)
+        else:  # weighted: sums of weights
+            adds = tf.concat(
+                [
+                    tf.ones_like(p, tf.float32) if w is None else w
+                    for p, w in zip(positions, weights, strict=True)
+                ],
+                0,
+            )
+        return unique, tf.math.unsorted_segment_sum(adds, index, tf.size(unique))
+
+    if any(w is not None for w in weights):
+        return merge()
+    return tf.cond(
+        _base.strictly_increasing(flat),
+        lambda: (flat, tf.ones_like(flat, tf.float32)),
+        merge,
+    )
 
 
 @keras.saving.register_keras_serializable(package="transforms")
@@ -349,20 +383,10 @@ class SequenceFeatures(keras.layers.Layer):
             if updates.add_positions is not None:
                 counted.append(updates.add_positions)
                 counted_values.append(updates.add_values)
-        if counted:  # multi-hot: one write per distinct position, value = count
-            unique, index = tf.unique(tf.concat(counted, 0))
-            if all(v is None for v in counted_values):
-                adds = tf.ones_like(index, tf.float32)
-            else:  # weighted: sums of weights
-                adds = tf.concat(
-                    [
-                        tf.ones_like(p, tf.float32) if v is None else v
-                        for p, v in zip(counted, counted_values, strict=True)
-                    ],
-                    0,
-                )
-            positions.append(unique)
-            values.append(tf.math.unsorted_segment_sum(adds, index, tf.size(unique)))
+        if counted:
+            counted_positions, counts = _count(counted, counted_values)
+            positions.append(counted_positions)
+            values.append(counts)
         output = tf.raw_ops.SparseToDense(
             sparse_indices=tf.expand_dims(tf.concat(positions, 0), 1),
             output_shape=tf.reshape(batch_size * num_steps * depth, [1]),
