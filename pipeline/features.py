@@ -61,6 +61,16 @@ def _take_steps(values: np.ndarray, step_splits: np.ndarray, steps: np.ndarray):
     return values[index], splits
 
 
+def _sparse_steps(values: np.ndarray, step_splits: np.ndarray):
+    """(values, step of each value, slot in its step, (steps, widest step)) of a
+    ragged feature list: the coordinates of its `[steps, 1, K]` SparseTensor."""
+    counts = np.diff(step_splits)
+    step_of = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+    slot = np.arange(len(values), dtype=np.int64) - step_splits[:-1][step_of]
+    dims = np.asarray([len(counts), counts.max(initial=0)], np.int64)
+    return values, step_of, slot, dims
+
+
 def id_feature_of(context: Mapping[str, object], id_feature: str | None) -> str | None:
     """`id_feature` if CONTEXT has it as a scalar string FixedLenFeature, else None."""
     feature = context.get(id_feature) if id_feature else None
@@ -140,19 +150,30 @@ class FeatureComputer:
         def selected(values, step_splits):
             return tf.RaggedTensor.from_row_splits(values, step_splits, validate=False)
 
-        @tf.function(input_signature=[steps_signature])
+        flat_signature = {
+            key: (
+                tf.TensorSpec([None], sequence_spec[key].dtype),  # values
+                tf.TensorSpec([None], tf.int64),  # step of each value
+                tf.TensorSpec([None], tf.int64),  # slot of each value in its step
+                tf.TensorSpec([2], tf.int64),  # (steps, most values in a step)
+            )
+            for key in keys
+        }
+
+        @tf.function(input_signature=[flat_signature])
         def compute_flat(feats):
             # Every step becomes an example of one step: columns compute a step
             # from its own values only, so the rows are the padded output's
             # steps (same numbers), with no padding. Steps where a feature list
             # is empty would give that column length 0: they take compute_padded.
+            # SparseTensor input: the layer reads (row, step, slot) from the
+            # indices, where ragged input costs row-id computations per level.
             self.traces["flat"] += 1
-            inputs = {
-                key: tf.RaggedTensor.from_uniform_row_length(
-                    selected(*parts), 1, validate=False
-                )
-                for key, parts in feats.items()
-            }
+            inputs = {}
+            for key, (values, step_of, slot, dims) in feats.items():
+                indices = tf.stack([step_of, tf.zeros_like(step_of), slot], 1)
+                shape = tf.stack([dims[0], 1, dims[1]])
+                inputs[key] = tf.SparseTensor(indices, values, shape)
             x, _ = layer(inputs)
             short = 1 - tf.minimum(tf.shape(x)[1], 1)  # no step at all: T == 0
             x = tf.pad(x, [[0, 0], [0, short], [0, 0]])
@@ -206,7 +227,8 @@ class FeatureComputer:
                 for key in self._keys
             }
             if compute == "flat":
-                out[use] = self._compute_flat(feats).numpy()
+                flat = {key: _sparse_steps(*parts) for key, parts in feats.items()}
+                out[use] = self._compute_flat(flat).numpy()
             else:
                 out[use] = self._compute_padded(feats, lengths[padded]).numpy()
         return out
@@ -217,8 +239,11 @@ class FeatureComputer:
         lengths: np.ndarray,
         context: Mapping[str, tuple[np.ndarray, np.ndarray]],
         example_id: np.ndarray | None,
-    ) -> tuple[bytes, BatchStats]:
+    ) -> tuple[bytearray, BatchStats]:
         """One batch record from flat rows [sum(lengths), D] (`flat_rows`).
+
+        The record is a bytearray (the buffer the rows were written into; no
+        final copy): TFRecordWriter and file writes take it as bytes.
 
         Args:
           x_rows: The batch's examples' steps, example after example.
@@ -229,10 +254,6 @@ class FeatureComputer:
         lengths = np.asarray(lengths, np.int64)
         b = len(lengths)
         t = int(lengths.max()) if b else 0
-        x = np.zeros((b, t, x_rows.shape[1]), np.float32)
-        example = np.repeat(np.arange(b), lengths)
-        first = np.cumsum(lengths) - lengths
-        x[example, np.arange(len(example)) - first[example]] = x_rows
         ctx = {
             name: (values, None if name in self._fixed else row_lengths)
             for name, (values, row_lengths) in context.items()
@@ -240,7 +261,14 @@ class FeatureComputer:
         ids = None
         if self.id_feature is not None and example_id is not None:
             ids = [bytes(v) for v in example_id.tolist()]
-        record = write.encode_batch(x, lengths, ctx, ids)
+        record, x = write.batch_record_buffer((b, t, x_rows.shape[1]), lengths, ctx, ids)
+        # Step s of example e lands in row e * T + s of x viewed as [B*T, D];
+        # padding rows stay zero.
+        first = np.cumsum(lengths) - lengths
+        dest = np.arange(len(x_rows), dtype=np.int64) + np.repeat(
+            np.arange(b, dtype=np.int64) * t - first, lengths
+        )
+        x.reshape(b * t, -1)[dest] = x_rows
         real = int(lengths.sum())
         return record, BatchStats(b, real, b * t - real)
 

@@ -166,50 +166,29 @@ def _take(values: np.ndarray, row_lengths: np.ndarray, rows: np.ndarray):
 
 
 class _Segment:
-    """Examples of one bucket, in reading order: flat rows [S, D], lengths [n],
-    context {name: (values, row_lengths)}, ids [n] or None, completion [n]
-    (the example's index in its chunk: batches are emitted in the order the
-    example completing them was read)."""
+    """Examples with their features: flat rows [S, D] (example after example),
+    lengths [n], context {name: (values, row_lengths)}, ids [n] or None."""
 
-    def __init__(self, x, lengths, context, ids, order):
-        self.x, self.lengths, self.context = x, lengths, context
-        self.ids, self.order = ids, order
-        self._offsets = None
+    def __init__(self, x, lengths, context, ids):
+        self.x, self.lengths, self.context, self.ids = x, lengths, context, ids
 
     def __len__(self):
         return len(self.lengths)
 
-    def slice(self, a: int, b: int, *, copy: bool = False) -> _Segment:
-        """Examples [a, b) as views (copies with `copy`: a view would keep the
-        whole chunk's arrays alive while the slice waits in a buffer)."""
-        if self._offsets is None:
-            self._offsets = {
-                n: np.concatenate([[0], np.cumsum(rl)])
-                for n, (_, rl) in self.context.items()
-            }
-            self._offsets[None] = np.concatenate([[0], np.cumsum(self.lengths)])
-        off = self._offsets
-        own = np.copy if copy else (lambda v: v)
-        context = {
-            n: (own(v[off[n][a] : off[n][b]]), own(rl[a:b]))
-            for n, (v, rl) in self.context.items()
-        }
-        return _Segment(
-            own(self.x[off[None][a] : off[None][b]]),
-            own(self.lengths[a:b]),
-            context,
-            None if self.ids is None else own(self.ids[a:b]),
-            own(self.order[a:b]),
-        )
-
     def take(self, rows: np.ndarray) -> _Segment:
+        """Examples `rows`, copied out (the whole segment itself if `rows` is
+        all of it, in order)."""
+        if len(rows) == len(self) and (np.diff(rows) == 1).all():
+            return self
         x, _ = _take(self.x, self.lengths, rows)
         context = {n: _take(v, rl, rows) for n, (v, rl) in self.context.items()}
         ids = None if self.ids is None else self.ids[rows]
-        return _Segment(x, self.lengths[rows], context, ids, self.order[rows])
+        return _Segment(x, self.lengths[rows], context, ids)
 
     @staticmethod
-    def concat(parts: list) -> _Segment:
+    def gather(pieces: list) -> _Segment:
+        """One segment of the examples of `pieces` [(segment, rows)], in order."""
+        parts = [segment.take(rows) for segment, rows in pieces]
         if len(parts) == 1:
             return parts[0]
         context = {
@@ -222,8 +201,34 @@ class _Segment:
             np.concatenate([p.lengths for p in parts]),
             context,
             ids,
-            np.concatenate([p.order for p in parts]),
         )
+
+
+def _by_bucket(lengths: np.ndarray, boundaries):
+    """Yields (bucket, rows of its examples in reading order), buckets ascending."""
+    ids = bucket.assign_buckets(lengths, boundaries)
+    order = np.argsort(ids, kind="stable")
+    bids, starts, counts = np.unique(ids[order], return_index=True, return_counts=True)
+    for bid, start, count in zip(
+        bids.tolist(), starts.tolist(), counts.tolist(), strict=True
+    ):
+        yield bid, order[start : start + count]
+
+
+def _cut(pieces: list, size: int) -> tuple[list, list]:
+    """Splits pieces [(segment, rows)] into batches of `size` examples (each a
+    list of pieces) and the rest (fewer than `size`), order kept."""
+    batches, current, held = [], [], 0
+    for segment, rows in pieces:
+        start = 0
+        while start < len(rows):
+            n = min(size - held, len(rows) - start)
+            current.append((segment, rows[start : start + n]))
+            held, start = held + n, start + n
+            if held == size:
+                batches.append(current)
+                current, held = [], 0
+    return batches, current
 
 
 def _histogram(files, spec, report, policy) -> dict[int, int]:
@@ -329,7 +334,8 @@ def run_engine(
         totals["real"] += stats.real_steps
         totals["padded"] += stats.padded_steps
 
-    buffers: dict[int, list] = collections.defaultdict(list)  # bucket -> segments
+    # bucket -> examples waiting for a full batch: [(segment, rows)]
+    buffers: dict[int, list] = collections.defaultdict(list)
     errors: dict[str, list] = collections.defaultdict(list)
     records_per_file: collections.Counter = collections.Counter()
     truncated: list = []
@@ -357,7 +363,6 @@ def run_engine(
             lengths,
             {n: _take(v, rl, rows) for n, (v, rl) in decoded.context.items()},
             None if decoded.ids is None else decoded.ids[rows],
-            np.arange(len(valid), dtype=np.int64),
         )
 
     try:
@@ -376,40 +381,26 @@ def run_engine(
             if chunk_rows is not None:
                 lengths = chunk_rows.lengths
                 seen_hist.update(lengths.tolist())
-                # Batches cut from the chunk's rows, bucket by bucket.
-                ids = bucket.assign_buckets(lengths, plan.boundaries)
+                # Batches cut bucket by bucket from what waits and the chunk;
+                # what is left waits, copied out of the chunk (a view would
+                # keep all of the chunk's rows alive).
                 ready = []
-                by_bucket = np.argsort(ids, kind="stable")  # reading order kept
-                grouped = chunk_rows.take(by_bucket)
-                bids, starts, counts = np.unique(
-                    ids[by_bucket], return_index=True, return_counts=True
-                )
-                for bid, start, count in zip(
-                    bids.tolist(), starts.tolist(), counts.tolist(), strict=True
-                ):
-                    held = sum(len(p) for p in buffers[bid])
-                    if held + count < b:
-                        buffers[bid].append(
-                            grouped.slice(start, start + count, copy=True)
-                        )
-                        continue
-                    part = grouped.slice(start, start + count)
-                    pending = _Segment.concat([*buffers[bid], part])
-                    full = len(pending) - len(pending) % b
-                    for first in range(0, full, b):
-                        batch = pending.slice(first, first + b)
-                        ready.append((int(batch.order[-1]), batch))
-                    rest = len(pending) - full
-                    buffers[bid] = (
-                        [pending.slice(full, len(pending), copy=True)] if rest else []
-                    )
+                for bid, rows in _by_bucket(lengths, plan.boundaries):
+                    batches, rest = _cut([*buffers[bid], (chunk_rows, rows)], b)
+                    ready.extend((int(batch[-1][1][-1]), batch) for batch in batches)
+                    buffers[bid] = [
+                        (s, r)
+                        if s is not chunk_rows
+                        else (s.take(r), np.arange(len(r), dtype=np.int64))
+                        for s, r in rest
+                    ]
                 for _, batch in sorted(ready, key=lambda item: item[0]):
-                    emit(batch)
+                    emit(_Segment.gather(batch))
             if report:
                 report.add(len(chunk) + len(read_errors), nbytes)
         for bid in sorted(buffers):
             if buffers[bid]:
-                emit(_Segment.concat(buffers[bid]))
+                emit(_Segment.gather(buffers[bid]))
         if report:
             report.done()
     finally:

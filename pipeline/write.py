@@ -82,9 +82,51 @@ def encode_batch(
       example_id: [B] ids, or None.
     """
     x = np.ascontiguousarray(sequence_input, dtype="<f4")
+    tensor = memoryview(x.reshape(-1)).cast("B")
+    parts = _record_parts(x.shape, sequence_length, context, example_id, tensor)
+    return b"".join(parts)
+
+
+def batch_record_buffer(
+    shape: tuple[int, int, int],
+    sequence_length: np.ndarray,
+    context: Mapping[str, tuple[np.ndarray, np.ndarray | None]],
+    example_id: Sequence[bytes] | None = None,
+) -> tuple[bytearray, np.ndarray]:
+    """The record of `encode_batch` with its `[B, T, D]` tensor still to fill.
+
+    Returns `(record, x)`: `x` is a float32 view of the tensor's bytes inside
+    `record`, all zeros (the padding). Writing the real steps into `x` builds
+    the record with one copy of the data, where an array then `encode_batch`
+    makes two, plus page faults on a fresh zeroed array per batch.
+    """
+    hole = _Hole(4 * int(np.prod(shape)))
+    parts = _record_parts(shape, sequence_length, context, example_id, hole)
+    record = bytearray(_size(parts))  # zeros
+    offset = 0
+    for part in parts:
+        if part is hole:
+            hole.offset = offset
+        else:
+            record[offset : offset + len(part)] = part
+        offset += part.nbytes if part is hole else len(part)
+    x = np.frombuffer(record, "<f4", count=hole.nbytes // 4, offset=hole.offset)
+    return record, x.reshape(shape)
+
+
+class _Hole:
+    """Placeholder for the tensor bytes in `_record_parts` (size only)."""
+
+    def __init__(self, nbytes: int):
+        self.nbytes, self.offset = nbytes, 0
+
+
+def _record_parts(shape, sequence_length, context, example_id, tensor) -> list:
+    """The record's byte strings in order; `tensor` (a memoryview or `_Hole`)
+    stands for the [B, T, D] float32 bytes."""
     feature = {
-        "sequence_input": _bytes_field([memoryview(x.reshape(-1)).cast("B")]),
-        "shape": _int64_field(np.asarray(x.shape, np.int64)),
+        "sequence_input": _feature(1, [_tag_len(1, tensor.nbytes), tensor]),
+        "shape": _int64_field(np.asarray(shape, np.int64)),
         "sequence_length": _int64_field(np.asarray(sequence_length, np.int64)),
     }
     if example_id is not None:
@@ -102,7 +144,7 @@ def encode_batch(
         entry = [_tag_len(1, len(encoded)), encoded, *feature[key]]
         entries.append(_tag_len(1, _size(entry)))
         entries.extend(entry)
-    return b"".join([_tag_len(1, _size(entries)), *entries])
+    return [_tag_len(1, _size(entries)), *entries]
 
 
 @functools.lru_cache(maxsize=64)
@@ -134,7 +176,7 @@ def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
 
 
 def _size(parts) -> int:
-    return sum(len(p) if not isinstance(p, memoryview) else p.nbytes for p in parts)
+    return sum(len(p) if isinstance(p, bytes) else p.nbytes for p in parts)
 
 
 _varint = wire.encode_varint
@@ -152,10 +194,17 @@ def _feature(kind: int, body: list) -> list:
 
 
 def _bytes_field(values) -> list:
-    if len(values) == 1 and isinstance(values[0], memoryview):  # the big tensor
-        return _feature(1, [_tag_len(1, values[0].nbytes), values[0]])
-    body = b"".join(_tag_len(1, len(v)) + v for v in values)
+    pieces = []
+    for v in values:
+        n = len(v)
+        pieces.append(_BYTES_PREFIX[n] if n < 128 else _tag_len(1, n))
+        pieces.append(v)
+    body = b"".join(pieces)
     return _feature(1, [body] if body else [])
+
+
+# Tag and one-byte length of a short bytes value (most ids and strings).
+_BYTES_PREFIX = tuple(bytes((0x0A, n)) for n in range(128))
 
 
 def _varints(values: np.ndarray) -> bytes:
