@@ -488,13 +488,15 @@ class IndicatorColumn(_base.SequenceDenseColumn):
         num_buckets = self.categorical_column.num_buckets
 
         def updates(offset: int, depth: int, padding: float) -> _base.Updates:
-            valid = tf.logical_and(ids.ids >= 0, ids.ids < num_buckets)
+            # Where + gather: the same selection as tf.boolean_mask in 3 ops
+            # instead of ~15 (its shape plumbing), which cost more than the data.
+            keep = tf.where(tf.logical_and(ids.ids >= 0, ids.ids < num_buckets))[:, 0]
             where = (ids.rows * ids.num_steps + ids.steps) * depth + (ids.ids + offset)
             weights = None
             if ids.weights is not None:  # TF's weighted indicator sums weights
-                weights = tf.boolean_mask(ids.weights, valid)
+                weights = tf.gather(ids.weights, keep)
             return _base.Updates(
-                add_positions=tf.boolean_mask(where, valid), add_values=weights
+                add_positions=tf.gather(where, keep), add_values=weights
             )
 
         return _base.ColumnParts(
