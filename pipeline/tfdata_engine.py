@@ -36,6 +36,7 @@ from pipeline.validate import ErrorRecord, Reason
 _CHUNK = 1024
 _AHEAD = 4  # chunks a stage's thread runs ahead
 _FEATURE_THREADS = 2  # chunks whose features are computed at once
+_SHARED_CHUNKS = 8  # chunks whose leftover rows a bucket may share (memory bound)
 
 
 def _read_all(files: Sequence[str]):
@@ -154,15 +155,20 @@ def _dedupe(spec, result, files, seen: dict):
     return valid, errors, checked.truncated, decoded, rows
 
 
+def _ragged_index(starts: np.ndarray, lengths: np.ndarray, rows: np.ndarray):
+    """Indices of the values of rows `rows` of a ragged array whose rows start
+    at `starts` and hold `lengths` values."""
+    taken = lengths[rows]
+    first = np.cumsum(taken) - taken
+    return np.repeat(starts[rows] - first, taken) + np.arange(
+        int(taken.sum()), dtype=np.int64
+    )
+
+
 def _take(values: np.ndarray, row_lengths: np.ndarray, rows: np.ndarray):
     """Rows `rows` of a ragged (values, row_lengths) pair, as the same pair."""
-    lengths = row_lengths[rows]
     starts = np.cumsum(row_lengths) - row_lengths
-    first = np.cumsum(lengths) - lengths
-    index = np.repeat(starts[rows] - first, lengths) + np.arange(
-        int(lengths.sum()), dtype=np.int64
-    )
-    return values[index], lengths
+    return values[_ragged_index(starts, row_lengths, rows)], row_lengths[rows]
 
 
 class _Segment:
@@ -171,17 +177,32 @@ class _Segment:
 
     def __init__(self, x, lengths, context, ids):
         self.x, self.lengths, self.context, self.ids = x, lengths, context, ids
+        self._starts: dict = {}  # None (the rows) or a context name -> row starts
+        self.shared = -1  # chunk whose leftovers (of several buckets) it holds
+
+    def shared_from(self, chunk: int) -> _Segment:
+        """Marks it as holding chunk `chunk`'s leftovers (-1: one bucket's)."""
+        self.shared = chunk
+        return self
 
     def __len__(self):
         return len(self.lengths)
+
+    def _index(self, name, row_lengths, rows):
+        if name not in self._starts:  # once per segment, not per bucket
+            self._starts[name] = np.cumsum(row_lengths) - row_lengths
+        return _ragged_index(self._starts[name], row_lengths, rows)
 
     def take(self, rows: np.ndarray) -> _Segment:
         """Examples `rows`, copied out (the whole segment itself if `rows` is
         all of it, in order)."""
         if len(rows) == len(self) and (np.diff(rows) == 1).all():
             return self
-        x, _ = _take(self.x, self.lengths, rows)
-        context = {n: _take(v, rl, rows) for n, (v, rl) in self.context.items()}
+        x = self.x[self._index(None, self.lengths, rows)]
+        context = {
+            n: (v[self._index(n, rl, rows)], rl[rows])
+            for n, (v, rl) in self.context.items()
+        }
         ids = None if self.ids is None else self.ids[rows]
         return _Segment(x, self.lengths[rows], context, ids)
 
@@ -336,6 +357,7 @@ def run_engine(
 
     # bucket -> examples waiting for a full batch: [(segment, rows)]
     buffers: dict[int, list] = collections.defaultdict(list)
+    chunks_done = 0
     errors: dict[str, list] = collections.defaultdict(list)
     records_per_file: collections.Counter = collections.Counter()
     truncated: list = []
@@ -384,18 +406,31 @@ def run_engine(
                 # Batches cut bucket by bucket from what waits and the chunk;
                 # what is left waits, copied out of the chunk (a view would
                 # keep all of the chunk's rows alive).
-                ready = []
+                ready, waiting = [], []
                 for bid, rows in _by_bucket(lengths, plan.boundaries):
                     batches, rest = _cut([*buffers[bid], (chunk_rows, rows)], b)
                     ready.extend((int(batch[-1][1][-1]), batch) for batch in batches)
-                    buffers[bid] = [
-                        (s, r)
-                        if s is not chunk_rows
-                        else (s.take(r), np.arange(len(r), dtype=np.int64))
-                        for s, r in rest
-                    ]
+                    buffers[bid] = [(s, r) for s, r in rest if s is not chunk_rows]
+                    waiting += [(bid, r) for s, r in rest if s is chunk_rows]
                 for _, batch in sorted(ready, key=lambda item: item[0]):
                     emit(_Segment.gather(batch))
+                if waiting:  # one copy for every bucket's newcomers
+                    kept = chunk_rows.take(np.concatenate([r for _, r in waiting]))
+                    kept = kept.shared_from(chunks_done)
+                    start = 0
+                    for bid, r in waiting:
+                        rows = np.arange(start, start + len(r), dtype=np.int64)
+                        buffers[bid].append((kept, rows))
+                        start += len(r)
+                # A bucket still waiting on rows shared with other buckets
+                # after _SHARED_CHUNKS chunks gets its own copy, so that at
+                # most that many chunks' leftovers stay in memory.
+                oldest = chunks_done - _SHARED_CHUNKS
+                for bid, pieces in buffers.items():
+                    if any(-1 < s.shared <= oldest for s, _ in pieces):
+                        own = _Segment.gather(pieces).shared_from(-1)
+                        buffers[bid] = [(own, np.arange(len(own), dtype=np.int64))]
+                chunks_done += 1
             if report:
                 report.add(len(chunk) + len(read_errors), nbytes)
         for bid in sorted(buffers):
