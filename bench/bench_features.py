@@ -12,13 +12,20 @@ Batches are built directly as the SparseTensors the parsers give:
   flat      tf.io.parse_example (one flat list per feature): 2-D [B, N]
 Lengths: lognormal(median 30, sigma 1), rounded, clipped to 1..1000.
 
-Timing: per-batch wall time, reference and ours interleaved call by call, median
-over the run (robust to other processes on a shared machine); ex/s = B / median.
-tf.data rows time the steady state (a long pass minus a short one).
+Timing: per-batch wall time, median over the run; ex/s = B / median. Call rows
+interleave the two layers in blocks of 10 calls (ref x10, ours x10, then ours
+first, ...): a pipeline calls one layer batch after batch, so a call normally
+follows a call of the same layer (its buffers in the caches and the allocator).
+With `--interleave call` they alternate call by call (the old mode): every call
+then follows one of the other layer, which measures a cold start neither layer
+sees in use. Blocks are short (tens of ms) and alternate in order, so load from
+other processes still hits both alike. tf.data rows time the steady state (a
+long pass minus a short one).
 
 Usage:
   python bench/bench_features.py            # B=64 and B=1024, both layouts
   python bench/bench_features.py --quick    # a short run (~3-5 minutes on 2 busy cores)
+  python bench/bench_features.py --interleave call   # alternate call by call
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ VOCAB20 = (
     "unknown",
 )  # fmt: skip
 NUM_IDS, DIM = 100_000, 16
+BLOCK = 10  # calls of one layer in a row in the default (block) interleaving
 
 
 def build_columns(m, table=None):
@@ -113,17 +121,22 @@ def _tracing_counts(*fns) -> tuple[int, ...]:
     return tuple(fn.experimental_get_tracing_count() for fn in fns)
 
 
-def time_pair(fn_ref, fn_ours, batches, iterations: int) -> tuple[float, float]:
-    """Median seconds per batch of each engine, calls interleaved (ref, ours,
-    ref, ...) so that load from other processes hits both alike."""
+def time_pair(
+    fn_ref, fn_ours, batches, iterations: int, block: int = BLOCK
+) -> tuple[float, float]:
+    """Median seconds per batch of each layer over `iterations` calls each,
+    interleaved in blocks of `block` calls (1: call by call), the first layer
+    alternating, so that load from other processes hits both alike."""
     times = {fn_ref: [], fn_ours: []}
-    for i in range(iterations):
-        batch = batches[i % len(batches)]
-        for fn in (fn_ref, fn_ours) if i % 2 else (fn_ours, fn_ref):
-            start = time.perf_counter()
-            _, length = fn(batch)
-            length.numpy()
-            times[fn].append(time.perf_counter() - start)
+    for first in range(0, iterations, block):
+        calls = range(first, min(first + block, iterations))
+        for fn in (fn_ref, fn_ours) if (first // block) % 2 else (fn_ours, fn_ref):
+            for i in calls:
+                batch = batches[i % len(batches)]
+                start = time.perf_counter()
+                _, length = fn(batch)
+                length.numpy()
+                times[fn].append(time.perf_counter() - start)
     return float(np.median(times[fn_ref])), float(np.median(times[fn_ours]))
 
 
@@ -176,6 +189,12 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--signature", action="store_true", help="wrap with an input_signature"
     )
+    parser.add_argument(
+        "--interleave",
+        choices=("block", "call"),
+        default="block",
+        help=f"call rows: alternate blocks of {BLOCK} calls (default) or single calls",
+    )
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
     tf.get_logger().setLevel("ERROR")
@@ -190,7 +209,9 @@ def main(argv=None) -> int:
     budget = {64: 80, 1024: 12} if args.quick else {64: 400, 1024: 40}
     print(
         f"bench_features: {'quick' if args.quick else 'full'} run, "
-        f"{os.cpu_count()} CPUs visible, TF {tf.__version__}"
+        f"{os.cpu_count()} CPUs visible, TF {tf.__version__}, call rows "
+        f"interleaved by {args.interleave}, load average "
+        + " ".join(f"{x:.2f}" for x in os.getloadavg())
     )
     header = f"{'layout':<9} {'mode':<8} {'B':>5} {'iters':>5} {'reference ex/s':>15} {'ours ex/s':>11} {'ratio':>6}"
     print(header)
@@ -218,7 +239,10 @@ def main(argv=None) -> int:
             mean_b = np.mean([int(b["rating"].dense_shape[0]) for b in batches])
             for mode in ("call", "tf.data"):
                 if mode == "call":
-                    t_ref, t_ours = time_pair(fn_ref, fn_ours, batches, iterations)
+                    block = BLOCK if args.interleave == "block" else 1
+                    t_ref, t_ours = time_pair(
+                        fn_ref, fn_ours, batches, iterations, block=block
+                    )
                     now = _tracing_counts(fn_ref, fn_ours)
                     if now != traces:
                         raise RuntimeError(f"retraced while timing: {traces} -> {now}")
@@ -233,6 +257,7 @@ def main(argv=None) -> int:
                     flush=True,
                 )
     print(f"outputs identical on every batch; lowest ratio {worst:.2f}x (target >= 2x)")
+    print("load average at the end: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     print(
         "call: tf.function called from Python per batch (includes ~ms of Python "
         "dispatch, same for both); tf.data: the layer as a Dataset.map, as the "
