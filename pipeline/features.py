@@ -61,14 +61,15 @@ def _take_steps(values: np.ndarray, step_splits: np.ndarray, steps: np.ndarray):
     return values[index], splits
 
 
-def _sparse_steps(values: np.ndarray, step_splits: np.ndarray):
-    """(values, step of each value, slot in its step, (steps, widest step)) of a
-    ragged feature list: the coordinates of its `[steps, 1, K]` SparseTensor."""
+def _sparse_steps(values: np.ndarray, step_splits: np.ndarray) -> tf.SparseTensor:
+    """A ragged feature list's steps as examples of one step: `[steps, 1, K]`
+    (indices built with numpy: TF's Pack of three int64 columns costs more)."""
     counts = np.diff(step_splits)
+    indices = np.zeros((len(values), 3), np.int64)
     step_of = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
-    slot = np.arange(len(values), dtype=np.int64) - step_splits[:-1][step_of]
-    dims = np.asarray([len(counts), counts.max(initial=0)], np.int64)
-    return values, step_of, slot, dims
+    indices[:, 0] = step_of
+    indices[:, 2] = np.arange(len(values), dtype=np.int64) - step_splits[:-1][step_of]
+    return tf.SparseTensor(indices, values, [len(counts), 1, counts.max(initial=0)])
 
 
 def id_feature_of(context: Mapping[str, object], id_feature: str | None) -> str | None:
@@ -151,12 +152,7 @@ class FeatureComputer:
             return tf.RaggedTensor.from_row_splits(values, step_splits, validate=False)
 
         flat_signature = {
-            key: (
-                tf.TensorSpec([None], sequence_spec[key].dtype),  # values
-                tf.TensorSpec([None], tf.int64),  # step of each value
-                tf.TensorSpec([None], tf.int64),  # slot of each value in its step
-                tf.TensorSpec([2], tf.int64),  # (steps, most values in a step)
-            )
+            key: tf.SparseTensorSpec([None, 1, None], sequence_spec[key].dtype)
             for key in keys
         }
 
@@ -169,12 +165,7 @@ class FeatureComputer:
             # SparseTensor input: the layer reads (row, step, slot) from the
             # indices, where ragged input costs row-id computations per level.
             self.traces["flat"] += 1
-            inputs = {}
-            for key, (values, step_of, slot, dims) in feats.items():
-                indices = tf.stack([step_of, tf.zeros_like(step_of), slot], 1)
-                shape = tf.stack([dims[0], 1, dims[1]])
-                inputs[key] = tf.SparseTensor(indices, values, shape)
-            x, _ = layer(inputs)
+            x, _ = layer(feats)
             short = 1 - tf.minimum(tf.shape(x)[1], 1)  # no step at all: T == 0
             x = tf.pad(x, [[0, 0], [0, short], [0, 0]])
             return tf.reshape(x[:, :1, :], [-1, depth])
@@ -315,39 +306,89 @@ NAMESPACE = "seqshards"
 
 
 class ComputeFeatures(beam.PTransform):
-    """(batch_key, members) -> (batch_key, batch record bytes, BatchStats)."""
+    """(batch_key, members) -> (batch_key, batch record bytes, BatchStats).
 
-    def __init__(self, columns, context, embedding_weights, id_feature):
+    Members are `(position, length, bytes)`; with `files`, bytes may be None:
+    they are read back from the input files (`beam_refs.RecordFetcher`, length
+    `policy` applied again). `embedding_files` ({column: .npy path}) are loaded
+    where the DoFn runs instead of pickling `embedding_weights` into it.
+    """
+
+    def __init__(
+        self,
+        columns,
+        context,
+        embedding_weights,
+        id_feature,
+        *,
+        files=(),
+        policy=None,
+        embedding_files=None,
+    ):
         super().__init__()
-        self._args = (
-            tuple(columns),
-            dict(context),
-            dict(embedding_weights or {}),
-            id_feature,
+        weights = {} if embedding_files else dict(embedding_weights or {})
+        self._args = (tuple(columns), dict(context), weights, id_feature)
+        self._kwargs = dict(
+            files=tuple(files),
+            policy=policy,
+            embedding_files=dict(embedding_files or {}),
         )
 
     def expand(self, batches):
-        return batches | "SequenceFeatures" >> beam.ParDo(_FeaturesDoFn(*self._args))
+        do_fn = _FeaturesDoFn(*self._args, **self._kwargs)
+        return batches | "SequenceFeatures" >> beam.ParDo(do_fn)
+
+
+def load_embedding_weights(paths: Mapping[str, str]) -> dict[str, np.ndarray]:
+    """{column: .npy path} (`save_embedding_weights` files) -> {column: table}."""
+    weights = {}
+    for name, path in paths.items():
+        with tf.io.gfile.GFile(path, "rb") as f:
+            weights[name] = np.load(f)
+    return weights
 
 
 class _FeaturesDoFn(beam.DoFn):
-    def __init__(self, columns, context, embedding_weights, id_feature):
+    def __init__(
+        self,
+        columns,
+        context,
+        embedding_weights,
+        id_feature,
+        files=(),
+        policy=None,
+        embedding_files=None,
+    ):
         self._columns, self._context = columns, context
         self._weights, self._id_feature = embedding_weights, id_feature
-        self._computer = None
+        self._files, self._policy = tuple(files), policy
+        self._embedding_files = dict(embedding_files or {})
+        self._computer = self._fetcher = None
         self._written = Metrics.counter(NAMESPACE, "records_written")
         self._batches = Metrics.counter(NAMESPACE, "batches")
         self._padding = Metrics.counter(NAMESPACE, "padding_steps")
 
     def setup(self):
+        from pipeline import beam_refs, validate
+
+        weights = self._weights
+        if self._embedding_files:
+            weights = load_embedding_weights(self._embedding_files)
         self._computer = FeatureComputer(
-            self._columns, self._context, self._weights, self._id_feature
+            self._columns, self._context, weights, self._id_feature
+        )
+        self._fetcher = beam_refs.RecordFetcher(
+            self._files, self._policy or validate.Policy()
         )
 
     def process(self, item):
         key, members = item
-        record, stats = self._computer.batch_record(members)
+        record, stats = self._computer.batch_record(self._fetcher.fill(members))
         self._written.inc(stats.examples)
         self._batches.inc()
         self._padding.inc(stats.padded_steps)
         yield key, record, stats
+
+    def teardown(self):
+        if self._fetcher is not None:
+            self._fetcher.close()
