@@ -319,15 +319,15 @@ class EmbeddingColumn(_base.SequenceDenseColumn):
             "sqrtn": tf.sparse.segment_sqrt_n,
         }[self.combiner]
 
-    def _valid(self, ids):
-        """Steps (`row * T + step`), ids and weights (None if unweighted) of the
-        entries with id >= 0 (and, unless combiner is "sum", weight > 0: TF's
-        safe lookup prunes the rest)."""
+    def _valid(self, ids, segments):
+        """Steps (`segments`: `row * T + step` per entry), ids and weights (None
+        if unweighted) of the entries with id >= 0 (and, unless combiner is
+        "sum", weight > 0: TF's safe lookup prunes the rest)."""
         keep = ids.ids >= 0
         if ids.weights is not None and self.combiner != "sum":
             keep = tf.logical_and(keep, ids.weights > 0)
         keep = tf.where(keep)[:, 0]
-        segments = tf.gather(ids.rows * ids.num_steps + ids.steps, keep)
+        segments = tf.gather(segments, keep)
         weights = None if ids.weights is None else tf.gather(ids.weights, keep)
         return segments, tf.gather(ids.ids, keep), weights
 
@@ -368,7 +368,7 @@ class EmbeddingColumn(_base.SequenceDenseColumn):
     def sequence_dense(self, cache, table):
         ids = cache.ids(self.categorical_column)
         batch_size, num_steps = ids.batch_size, ids.num_steps
-        segments, flat_ids, weights = self._valid(ids)
+        segments, flat_ids, weights = self._valid(ids, ids.rows * num_steps + ids.steps)
         rows, positions = self._rows(table, flat_ids)
         out = self._combine(
             rows, positions, segments, weights, num_segments=batch_size * num_steps
@@ -401,20 +401,27 @@ class EmbeddingColumn(_base.SequenceDenseColumn):
         ids = cache.ids(self.categorical_column)
 
         def updates(offset: int, depth: int, padding: float) -> _base.Updates:
-            segments, flat_ids, weights = self._valid(ids)
-            if weights is None and self.max_norm is None and not tf.executing_eagerly():
-                # One id per occupied step (segments strictly increasing, the
-                # usual sequence input): TF's segment kernel copies a lone row
-                # as is (`out = row`, no arithmetic), so a gather gives the
-                # same bits without Unique and the per-segment loop; its
-                # gradient is sparse too. Otherwise reduce (below).
+            segments = ids.rows * ids.num_steps + ids.steps
+            if (
+                ids.weights is None
+                and self.max_norm is None
+                and not tf.executing_eagerly()
+            ):
+                # Every id valid and one per step (segments strictly increasing;
+                # the usual sequence input): TF's segment kernel copies a lone
+                # row as is (`out = row`, no arithmetic), so a gather gives the
+                # same bits without the valid-id selection, Unique and the
+                # per-segment loop; its gradient is sparse too. Otherwise
+                # select and reduce.
                 steps, out = tf.cond(
-                    _base.strictly_increasing(segments),
-                    lambda: (segments, tf.gather(table, flat_ids)),
-                    lambda: self._reduce_steps(table, segments, flat_ids, None),
+                    tf.logical_and(
+                        tf.reduce_all(ids.ids >= 0), _base.strictly_increasing(segments)
+                    ),
+                    lambda: (segments, tf.gather(table, ids.ids)),
+                    lambda: self._reduce_steps(table, *self._valid(ids, segments)),
                 )
             else:
-                steps, out = self._reduce_steps(table, segments, flat_ids, weights)
+                steps, out = self._reduce_steps(table, *self._valid(ids, segments))
             where = tf.reshape(
                 steps[:, None] * depth
                 + tf.range(offset, offset + self.dimension, dtype=tf.int64)[None, :],

@@ -54,3 +54,27 @@ def test_traced_embedding_and_indicator_bits_match_reference(oracle, combiner, c
     out, length = tf.function(ours)(batch)
     np.testing.assert_array_equal(_bits(out), _bits(ref_out))
     np.testing.assert_array_equal(length, ref_len)
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        [["a", "c", "b"], ["c"]],  # every id valid: rows gathered
+        [["a", "zz", "b"], ["zz"]],  # out-of-vocabulary ids (-1) dropped
+    ],
+    ids=["all_valid", "with_oov"],
+)
+def test_traced_vocabulary_embedding_bits_match_reference(oracle, words):
+    def build(m):
+        cat = m.sequence_categorical_column_with_vocabulary_list("v", ["a", "b", "c"])
+        return [
+            m.embedding_column(cat, 3, initializer=Oracle.init(m, W[:3])),
+            m.indicator_column(cat),
+        ]
+
+    batch = {"v": sp(words)}
+    ref, ours = oracle.layers(build)
+    ref_out, ref_len = ref(batch)
+    out, length = tf.function(ours)(batch)
+    np.testing.assert_array_equal(_bits(out), _bits(ref_out))
+    np.testing.assert_array_equal(length, ref_len)
