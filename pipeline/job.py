@@ -23,7 +23,17 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.runners.runner import PipelineState
 
 import transforms
-from pipeline import bucket, decode, features, metadata, progress, read, validate, write
+from pipeline import (
+    beam_refs,
+    bucket,
+    decode,
+    features,
+    metadata,
+    progress,
+    read,
+    validate,
+    write,
+)
 from pipeline import config as config_lib
 from pipeline.validate import ErrorRecord
 
@@ -60,18 +70,21 @@ class MaterializeSequenceFeatures(beam.PTransform):
         chunked: bool = False,
         policy: validate.Policy | None = None,
         files: Sequence[str] = (),
+        embedding_files: Mapping[str, str] | None = None,
     ):
         super().__init__()
         spec = config_lib.columns_spec(list(columns), dict(context or {}))
         self._columns, self._context = spec.columns, spec.context
         self._batch_size, self._boundaries = batch_size, bucket_boundaries
-        self._weights = (
-            dict(embedding_weights)
-            if embedding_weights is not None
-            else features.build_embedding_weights(self._columns)
-        )
+        if embedding_files:  # loaded where features run: nothing big to pickle
+            self._weights = {}
+        elif embedding_weights is not None:
+            self._weights = dict(embedding_weights)
+        else:
+            self._weights = features.build_embedding_weights(self._columns)
         self._id_feature, self._chunked = id_feature, chunked
         self._policy, self._files = policy or validate.Policy(), tuple(files)
+        self._embedding_files = dict(embedding_files or {})
 
     def expand(self, records):
         chunks = records
@@ -87,12 +100,20 @@ class MaterializeSequenceFeatures(beam.PTransform):
         )
         valid = checked[validate.VALID]  # (position, length, bytes)
         errors = checked[validate.ERRORS]
+        by_reference = self._chunked and bool(self._files)
+        if by_reference:  # positions name records of `files`: bytes read back later
+            valid = valid | "ByReference" >> beam.Map(beam_refs.by_reference)
         if record_spec.id_feature is not None:
             deduped = valid | "DropDuplicateIds" >> validate.DropDuplicateIds(
                 checked[validate.IDS], self._files
             )
             valid = deduped[validate.VALID]
-            errors = (errors, deduped[validate.ERRORS]) | "AllInvalid" >> beam.Flatten()
+            duplicates = deduped[validate.ERRORS]
+            if by_reference:
+                duplicates = duplicates | "DuplicateBytes" >> beam_refs.FillErrorBytes(
+                    self._files, self._policy
+                )
+            errors = (errors, duplicates) | "AllInvalid" >> beam.Flatten()
         histogram = (
             valid
             | "Lengths" >> beam.Map(lambda r: r[1])
@@ -113,7 +134,13 @@ class MaterializeSequenceFeatures(beam.PTransform):
             | "FormBatches" >> bucket.FormBatches(plan)
             | "Features"
             >> features.ComputeFeatures(
-                self._columns, self._context, self._weights, self._id_feature
+                self._columns,
+                self._context,
+                self._weights,
+                self._id_feature,
+                files=self._files if by_reference else (),
+                policy=self._policy,
+                embedding_files=self._embedding_files,
             )
         )
         return {
@@ -184,6 +211,9 @@ def build(
             config.max_sequence_length, config.on_long, config.on_invalid
         ),
         files=files,
+        embedding_files={
+            name: f"{directory}/{rel}" for name, rel in info.embeddings.items()
+        },
     )
     if config.progress:  # side branches: log lines, no output
         total = (
