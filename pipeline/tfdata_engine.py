@@ -1,20 +1,23 @@
 """The single-machine engine (`--engine tfdata`): the same stages without Beam.
 
 Place in the flow: read -> decode/validate -> bucket -> features -> write ->
-metadata, like job.py, sharing its pure functions. Three stages overlap, each in
-its own thread: files are read by `read.read_file` (so damage becomes dead
-letters), each chunk of records is decoded and validated in one vectorized call
-(`validate.validate_decoded`, parsed once), and the main thread drops duplicate
-ids, computes the chunk's features in one layer call as flat rows [steps, D]
-(`FeatureComputer.flat_rows`), splits them by bucket with numpy, and cuts each
-bucket's rows into batches of B (`rows_record`: padded [B,T,D] assembled by
-index arithmetic, then written). Batches are emitted in the order of the
-example completing them, as when examples joined per-bucket buffers one by
-one; remainders are flushed at the end, bucket by bucket (only a bucket's last
-batch is short). Batch k goes to shard k % N. With `--bucket_boundaries auto`
-a first, light pass (one feature list parsed) computes the length
-histogram. Files are read one after the other, records in file order, so the
-first record of an example id met is the one at the smallest position: later ones are `duplicate_id` dead letters, like
+metadata, like job.py, sharing its pure functions. The stages overlap in
+threads: files are read by `read.read_file` (so damage becomes dead letters);
+each chunk of records is decoded and validated in one vectorized call
+(`validate.validate_decoded`, parsed once); a pool of two threads computes each
+chunk's features in one layer call as flat rows [steps, D]
+(`FeatureComputer.flat_rows`); the main thread drops duplicate ids, sorts the
+chunk's examples by bucket, appends them to their bucket's waiting examples
+(`_Waiting`: growable arrays, slice copies) and encodes every full batch
+(`rows_record`: the padded [B,T,D] written in place into the record).
+
+Order: batches are written in the order of the example completing them, as if
+examples joined per-bucket buffers one by one; remainders are flushed at the
+end, bucket by bucket (only a bucket's last batch is short). Batch k goes to
+shard k % N. With `--bucket_boundaries auto` a first, light pass (one feature
+list parsed) computes the length histogram. Files are read one after the
+other, records in file order, so the first record of an example id met is the
+one at the smallest position: later ones are `duplicate_id` dead letters, like
 in the Beam job (the set of ids seen stays in memory). Progress lines go to
 stderr (progress.py).
 """
@@ -36,7 +39,6 @@ from pipeline.validate import ErrorRecord, Reason
 _CHUNK = 1024
 _AHEAD = 4  # chunks a stage's thread runs ahead
 _FEATURE_THREADS = 2  # chunks whose features are computed at once
-_SHARED_CHUNKS = 8  # chunks whose leftover rows a bucket may share (memory bound)
 
 
 def _read_all(files: Sequence[str]):
@@ -177,79 +179,124 @@ class _Segment:
 
     def __init__(self, x, lengths, context, ids):
         self.x, self.lengths, self.context, self.ids = x, lengths, context, ids
-        self._starts: dict = {}  # None (the rows) or a context name -> row starts
-        self.shared = -1  # chunk whose leftovers (of several buckets) it holds
-
-    def shared_from(self, chunk: int) -> _Segment:
-        """Marks it as holding chunk `chunk`'s leftovers (-1: one bucket's)."""
-        self.shared = chunk
-        return self
 
     def __len__(self):
         return len(self.lengths)
 
-    def _index(self, name, row_lengths, rows):
-        if name not in self._starts:  # once per segment, not per bucket
-            self._starts[name] = np.cumsum(row_lengths) - row_lengths
-        return _ragged_index(self._starts[name], row_lengths, rows)
-
     def take(self, rows: np.ndarray) -> _Segment:
-        """Examples `rows`, copied out (the whole segment itself if `rows` is
-        all of it, in order)."""
-        if len(rows) == len(self) and (np.diff(rows) == 1).all():
-            return self
-        x = self.x[self._index(None, self.lengths, rows)]
-        context = {
-            n: (v[self._index(n, rl, rows)], rl[rows])
-            for n, (v, rl) in self.context.items()
-        }
+        """Examples `rows`, copied out."""
+        x, _ = _take(self.x, self.lengths, rows)
+        context = {n: _take(v, rl, rows) for n, (v, rl) in self.context.items()}
         ids = None if self.ids is None else self.ids[rows]
         return _Segment(x, self.lengths[rows], context, ids)
 
-    @staticmethod
-    def gather(pieces: list) -> _Segment:
-        """One segment of the examples of `pieces` [(segment, rows)], in order."""
-        parts = [segment.take(rows) for segment, rows in pieces]
-        if len(parts) == 1:
-            return parts[0]
+    def offsets(self) -> dict:
+        """Where each example starts: None -> in the rows, name -> in the
+        context values (one more entry than examples)."""
+        out = {None: np.concatenate([[0], np.cumsum(self.lengths)])}
+        for n, (_, rl) in self.context.items():
+            out[n] = np.concatenate([[0], np.cumsum(rl)])
+        return out
+
+    def range(self, a: int, b: int, offsets: dict) -> _Segment:
+        """Examples [a, b) as views."""
         context = {
-            n: tuple(np.concatenate([p.context[n][i] for p in parts]) for i in (0, 1))
-            for n in parts[0].context
+            n: (v[offsets[n][a] : offsets[n][b]], rl[a:b])
+            for n, (v, rl) in self.context.items()
         }
-        ids = None if parts[0].ids is None else np.concatenate([p.ids for p in parts])
+        ids = None if self.ids is None else self.ids[a:b]
+        x = self.x[offsets[None][a] : offsets[None][b]]
+        return _Segment(x, self.lengths[a:b], context, ids)
+
+
+class _Waiting:
+    """The examples of one bucket waiting for a full batch, in reading order,
+    in growable arrays: a chunk's examples join with a few slice copies and a
+    batch is a view of the front, whatever the number of buckets and chunks
+    (no per-example or per-chunk pieces to gather)."""
+
+    def __init__(self, like: _Segment):
+        self._x = np.empty((0,) + like.x.shape[1:], like.x.dtype)
+        self._lengths = np.empty(0, np.int64)
+        self._context = {
+            n: [np.empty(0, v.dtype), np.empty(0, np.int64)]
+            for n, (v, _) in like.context.items()
+        }
+        self._ids = None if like.ids is None else np.empty(0, like.ids.dtype)
+        self._used = {"rows": 0, "examples": 0, **{n: 0 for n in like.context}}
+
+    def __len__(self):
+        return self._used["examples"]
+
+    def add(self, part: _Segment) -> None:
+        """Appends the examples of `part` (copied)."""
+        used = self._used
+        self._x = _put(self._x, used["rows"], part.x)
+        used["rows"] += len(part.x)
+        n = used["examples"]
+        self._lengths = _put(self._lengths, n, part.lengths)
+        if self._ids is not None:
+            self._ids = _put(self._ids, n, part.ids)
+        for name, (values, row_lengths) in part.context.items():
+            held = self._context[name]
+            held[0] = _put(held[0], used[name], values)
+            held[1] = _put(held[1], n, row_lengths)
+            used[name] += len(values)
+        used["examples"] = n + len(part)
+
+    def view(self) -> _Segment:
+        """Every waiting example, as views (valid until the next add/drop)."""
+        used = self._used
+        n = used["examples"]
         return _Segment(
-            np.concatenate([p.x for p in parts]),
-            np.concatenate([p.lengths for p in parts]),
-            context,
-            ids,
+            self._x[: used["rows"]],
+            self._lengths[:n],
+            {c: (v[: used[c]], rl[:n]) for c, (v, rl) in self._context.items()},
+            None if self._ids is None else self._ids[:n],
         )
+
+    def drop(self, count: int, offsets: dict) -> None:
+        """Forgets the first `count` examples (`offsets`: of `view()`)."""
+        used = self._used
+        n = used["examples"]
+        rows = offsets[None][count]
+        self._x[: used["rows"] - rows] = self._x[rows : used["rows"]]
+        used["rows"] -= rows
+        self._lengths[: n - count] = self._lengths[count:n]
+        if self._ids is not None:
+            self._ids[: n - count] = self._ids[count:n]
+        for name, held in self._context.items():
+            first = offsets[name][count]
+            held[0][: used[name] - first] = held[0][first : used[name]]
+            held[1][: n - count] = held[1][count:n]
+            used[name] -= first
+        used["examples"] = n - count
+
+
+def _put(array: np.ndarray, at: int, values: np.ndarray) -> np.ndarray:
+    """Writes `values` at `array[at:]`, growing `array` (doubling) if needed."""
+    end = at + len(values)
+    if end > len(array):
+        grown = np.empty((max(end, 2 * len(array)),) + array.shape[1:], array.dtype)
+        grown[:at] = array[:at]
+        array = grown
+    array[at:end] = values
+    return array
 
 
 def _by_bucket(lengths: np.ndarray, boundaries):
-    """Yields (bucket, rows of its examples in reading order), buckets ascending."""
+    """(order, [(bucket, start, stop)]): `order` sorts the examples by bucket,
+    reading order kept within one; bucket `bucket` holds order[start:stop]."""
     ids = bucket.assign_buckets(lengths, boundaries)
     order = np.argsort(ids, kind="stable")
     bids, starts, counts = np.unique(ids[order], return_index=True, return_counts=True)
-    for bid, start, count in zip(
-        bids.tolist(), starts.tolist(), counts.tolist(), strict=True
-    ):
-        yield bid, order[start : start + count]
-
-
-def _cut(pieces: list, size: int) -> tuple[list, list]:
-    """Splits pieces [(segment, rows)] into batches of `size` examples (each a
-    list of pieces) and the rest (fewer than `size`), order kept."""
-    batches, current, held = [], [], 0
-    for segment, rows in pieces:
-        start = 0
-        while start < len(rows):
-            n = min(size - held, len(rows) - start)
-            current.append((segment, rows[start : start + n]))
-            held, start = held + n, start + n
-            if held == size:
-                batches.append(current)
-                current, held = [], 0
-    return batches, current
+    spans = [
+        (bid, start, start + count)
+        for bid, start, count in zip(
+            bids.tolist(), starts.tolist(), counts.tolist(), strict=True
+        )
+    ]
+    return order, spans
 
 
 def _histogram(files, spec, report, policy) -> dict[int, int]:
@@ -342,10 +389,12 @@ def run_engine(
     totals = {"batches": 0, "examples": 0, "real": 0, "padded": 0}
     seen_hist: collections.Counter = collections.Counter()
 
-    def emit(segment):
-        record, stats = computer.rows_record(
+    def encode(segment):
+        return computer.rows_record(
             segment.x, segment.lengths, segment.context, segment.ids
         )
+
+    def emit(record, stats):
         k = totals["batches"] % num_shards
         writers[k].write(record)
         shard_batches[k] += 1
@@ -355,9 +404,7 @@ def run_engine(
         totals["real"] += stats.real_steps
         totals["padded"] += stats.padded_steps
 
-    # bucket -> examples waiting for a full batch: [(segment, rows)]
-    buffers: dict[int, list] = collections.defaultdict(list)
-    chunks_done = 0
+    waiting: dict[int, _Waiting] = {}  # bucket -> examples short of a batch
     errors: dict[str, list] = collections.defaultdict(list)
     records_per_file: collections.Counter = collections.Counter()
     truncated: list = []
@@ -403,39 +450,36 @@ def run_engine(
             if chunk_rows is not None:
                 lengths = chunk_rows.lengths
                 seen_hist.update(lengths.tolist())
-                # Batches cut bucket by bucket from what waits and the chunk;
-                # what is left waits, copied out of the chunk (a view would
-                # keep all of the chunk's rows alive).
-                ready, waiting = [], []
-                for bid, rows in _by_bucket(lengths, plan.boundaries):
-                    batches, rest = _cut([*buffers[bid], (chunk_rows, rows)], b)
-                    ready.extend((int(batch[-1][1][-1]), batch) for batch in batches)
-                    buffers[bid] = [(s, r) for s, r in rest if s is not chunk_rows]
-                    waiting += [(bid, r) for s, r in rest if s is chunk_rows]
-                for _, batch in sorted(ready, key=lambda item: item[0]):
-                    emit(_Segment.gather(batch))
-                if waiting:  # one copy for every bucket's newcomers
-                    kept = chunk_rows.take(np.concatenate([r for _, r in waiting]))
-                    kept = kept.shared_from(chunks_done)
-                    start = 0
-                    for bid, r in waiting:
-                        rows = np.arange(start, start + len(r), dtype=np.int64)
-                        buffers[bid].append((kept, rows))
-                        start += len(r)
-                # A bucket still waiting on rows shared with other buckets
-                # after _SHARED_CHUNKS chunks gets its own copy, so that at
-                # most that many chunks' leftovers stay in memory.
-                oldest = chunks_done - _SHARED_CHUNKS
-                for bid, pieces in buffers.items():
-                    if any(-1 < s.shared <= oldest for s, _ in pieces):
-                        own = _Segment.gather(pieces).shared_from(-1)
-                        buffers[bid] = [(own, np.arange(len(own), dtype=np.int64))]
-                chunks_done += 1
+                # The chunk's examples join their bucket's waiting ones (one
+                # sort of the chunk by bucket, then slice copies); every full
+                # batch is encoded, then written in the order of the example
+                # completing it.
+                order, spans = _by_bucket(lengths, plan.boundaries)
+                chunk_rows = chunk_rows.take(order)
+                offsets = chunk_rows.offsets()
+                ready = []
+                for bid, start, stop in spans:
+                    pending = waiting.get(bid) or _Waiting(chunk_rows)
+                    waiting[bid] = pending
+                    held = len(pending)
+                    pending.add(chunk_rows.range(start, stop, offsets))
+                    full = len(pending) // b
+                    if not full:
+                        continue
+                    view = pending.view()
+                    view_offsets = view.offsets()
+                    for i in range(full):
+                        last = start + (i + 1) * b - 1 - held  # in the chunk's order
+                        record = encode(view.range(i * b, (i + 1) * b, view_offsets))
+                        ready.append((int(order[last]), record))
+                    pending.drop(full * b, view_offsets)
+                for _, (record, stats) in sorted(ready, key=lambda item: item[0]):
+                    emit(record, stats)
             if report:
                 report.add(len(chunk) + len(read_errors), nbytes)
-        for bid in sorted(buffers):
-            if buffers[bid]:
-                emit(_Segment.gather(buffers[bid]))
+        for bid in sorted(waiting):
+            if len(waiting[bid]):
+                emit(*encode(waiting[bid].view()))
         if report:
             report.done()
     finally:

@@ -1,10 +1,10 @@
 """The tfdata engine's chunking does not show in its output.
 
 Records are read, validated and featurized in chunks, and examples wait for a
-full batch in per-bucket buffers that share their chunk's copied rows for at
-most `_SHARED_CHUNKS` chunks. Tiny chunks and a sharing limit of one chunk
-exercise every path (batches across many chunks, compaction of waiting rows)
-on the small dataset: the bytes must equal a run with the default sizes.
+full batch in per-bucket growable buffers. Tiny chunks exercise every path on
+the small dataset (batches made of many chunks, buffers growing and shifting,
+several batches of a bucket completed by one chunk with the default size): the
+bytes must equal a run with the default chunk size.
 """
 
 import glob
@@ -37,12 +37,11 @@ def _dir_bytes(directory):
     return out
 
 
-def test_chunk_sizes_and_compaction_do_not_change_the_bytes(
+def test_chunk_sizes_do_not_change_the_bytes(
     dataset, tmp_path, monkeypatch
 ):
     default = _run(dataset, tmp_path / "default")
     monkeypatch.setattr(tfdata_engine, "_CHUNK", 7)
-    monkeypatch.setattr(tfdata_engine, "_SHARED_CHUNKS", 1)
     small = _run(dataset, tmp_path / "small")
     assert small.metadata["counts"] == default.metadata["counts"]
     assert default.metadata["counts"]["batches"] > 3
