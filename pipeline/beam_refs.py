@@ -18,6 +18,7 @@ are rare and the first read already dead-lettered the damage.
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Iterable, Sequence
 
@@ -77,8 +78,8 @@ class RecordFetcher:
     def _file(self, file_index: int):
         f = self._open.get(file_index)
         if f is None:
-            f = read.open_file(self._files[file_index])
-            self._open[file_index] = f
+            path = self._files[file_index]
+            f = read.open_file(path)
             offsets, complete = header_offsets(f)
             if complete:
                 self._offsets[file_index] = offsets
@@ -89,7 +90,14 @@ class RecordFetcher:
                     for index, data in read.iter_records(f)
                     if not isinstance(data, read.ReadError)
                 }
+            self._open[file_index] = f
         return f
+
+    def _read_at(self, f, offset: int, size: int) -> bytes:
+        if hasattr(f, "fileno"):  # local file: one pread, no seek
+            return os.pread(f.fileno(), size, offset)
+        f.seek(offset)
+        return f.read(size)
 
     def fetch(self, position: tuple[int, int]) -> bytes:
         """The validated bytes of the valid record at `position`.
@@ -105,10 +113,8 @@ class RecordFetcher:
             data = damaged[record_index]
         else:
             offset = self._offsets[file_index][record_index]
-            f.seek(offset)
-            header = f.read(12)
-            (length,) = struct.unpack("<Q", header[:8])
-            body = f.read(length + 4)
+            (length,) = struct.unpack("<Q", self._read_at(f, offset, 8))
+            body = self._read_at(f, offset + 12, length + 4)
             data = body[:length]
             if read.masked_crc32c(data) != _U32.unpack(body[length:])[0]:
                 raise RuntimeError(

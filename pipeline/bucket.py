@@ -13,6 +13,7 @@ Conventions:
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
@@ -62,7 +63,7 @@ def assign_bucket(length: int, boundaries: Sequence[int]) -> int:
       length: Number of steps T, >= 1.
       boundaries: Sorted upper bounds; bucket i holds lengths <= boundaries[i].
     """
-    return int(np.searchsorted(np.asarray(boundaries, np.int64), length, side="left"))
+    return bisect.bisect_left(boundaries, length)  # = searchsorted(side="left")
 
 
 def assign_buckets(lengths: np.ndarray, boundaries: Sequence[int]) -> np.ndarray:
@@ -131,7 +132,9 @@ def _coarsen(lengths, counts, points):
     edges = np.searchsorted(cum, np.linspace(0, cum[-1], points + 1)[1:], side="left")
     edges = np.unique(np.minimum(edges, len(lengths) - 1))
     starts = np.concatenate([[0], edges[:-1] + 1])
-    new_counts = np.array([counts[s : e + 1].sum() for s, e in zip(starts, edges, strict=True)])
+    new_counts = np.array(
+        [counts[s : e + 1].sum() for s, e in zip(starts, edges, strict=True)]
+    )
     return lengths[edges], new_counts
 
 
