@@ -256,28 +256,31 @@ class _Waiting:
         )
 
     def drop(self, count: int, offsets: dict) -> None:
-        """Forgets the first `count` examples (`offsets`: of `view()`)."""
+        """Forgets the first `count` examples (`offsets`: of `view()`). What
+        is left moves to right-sized arrays: memory follows what waits."""
         used = self._used
         n = used["examples"]
         rows = offsets[None][count]
-        self._x[: used["rows"] - rows] = self._x[rows : used["rows"]]
+        self._x = self._x[rows : used["rows"]].copy()
         used["rows"] -= rows
-        self._lengths[: n - count] = self._lengths[count:n]
+        self._lengths = self._lengths[count:n].copy()
         if self._ids is not None:
-            self._ids[: n - count] = self._ids[count:n]
+            self._ids = self._ids[count:n].copy()
         for name, held in self._context.items():
             first = offsets[name][count]
-            held[0][: used[name] - first] = held[0][first : used[name]]
-            held[1][: n - count] = held[1][count:n]
+            held[0] = held[0][first : used[name]].copy()
+            held[1] = held[1][count:n].copy()
             used[name] -= first
         used["examples"] = n - count
 
 
 def _put(array: np.ndarray, at: int, values: np.ndarray) -> np.ndarray:
-    """Writes `values` at `array[at:]`, growing `array` (doubling) if needed."""
+    """Writes `values` at `array[at:]`, growing `array` if needed (by a quarter
+    at least: slack in every bucket's buffers costs memory)."""
     end = at + len(values)
     if end > len(array):
-        grown = np.empty((max(end, 2 * len(array)),) + array.shape[1:], array.dtype)
+        size = max(end, len(array) + len(array) // 4)
+        grown = np.empty((size,) + array.shape[1:], array.dtype)
         grown[:at] = array[:at]
         array = grown
     array[at:end] = values
@@ -459,8 +462,9 @@ def run_engine(
                 offsets = chunk_rows.offsets()
                 ready = []
                 for bid, start, stop in spans:
-                    pending = waiting.get(bid) or _Waiting(chunk_rows)
-                    waiting[bid] = pending
+                    if bid not in waiting:
+                        waiting[bid] = _Waiting(chunk_rows)
+                    pending = waiting[bid]
                     held = len(pending)
                     pending.add(chunk_rows.range(start, stop, offsets))
                     full = len(pending) // b
