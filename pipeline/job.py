@@ -56,6 +56,13 @@ class MaterializeSequenceFeatures(beam.PTransform):
       "truncated": positions of the records cut to `policy.max_length` steps.
     With an id feature in `context`, records repeating an example id are
     `duplicate_id` dead letters (the one at the smallest position is kept).
+
+    With `chunked=True` and `files` (positions index `files`, as `read.ReadRecords`
+    gives them), valid records travel through the grouping steps by reference,
+    `(position, length, None)`, and are read back by file offset where their
+    batch is computed (`beam_refs`): the shuffles move tens of bytes per record.
+    `embedding_files` ({column: .npy path}) replace `embedding_weights` where
+    the features run (nothing big is pickled into the DoFn).
     """
 
     def __init__(
