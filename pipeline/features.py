@@ -252,7 +252,9 @@ class FeatureComputer:
         ids = None
         if self.id_feature is not None and example_id is not None:
             ids = [bytes(v) for v in example_id.tolist()]
-        record, x = write.batch_record_buffer((b, t, x_rows.shape[1]), lengths, ctx, ids)
+        record, x = write.batch_record_buffer(
+            (b, t, x_rows.shape[1]), lengths, ctx, ids
+        )
         # Step s of example e lands in row e * T + s of x viewed as [B*T, D];
         # padding rows stay zero.
         first = np.cumsum(lengths) - lengths

@@ -7,7 +7,7 @@ embedding tables, same batch; outputs must be bit-identical float32.
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import Oracle, sp, sp3
+from parity_helpers import Oracle, sp, sp3
 
 pytestmark = pytest.mark.parity
 

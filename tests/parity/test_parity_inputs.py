@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import Oracle, sp
+from parity_helpers import Oracle, sp
 
 import transforms
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras
-from conftest import sp
+from parity_helpers import sp
 
 import transforms
 

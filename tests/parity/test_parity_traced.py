@@ -6,7 +6,7 @@ reduction, counted writes)."""
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import Oracle, sp, sp3
+from parity_helpers import Oracle, sp, sp3
 
 pytestmark = pytest.mark.parity
 

@@ -12,7 +12,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import BATCH_SIZE
+from pipeline_data import BATCH_SIZE
 
 import pipeline
 import transforms

@@ -3,7 +3,7 @@
 import io
 
 import pytest
-from conftest import frame
+from pipeline_data import frame
 
 from pipeline import beam_refs, read, validate
 

@@ -158,8 +158,12 @@ def test_rewriting_pieces_and_shards_is_idempotent(tmp_path):
     (path.parent / ".part-00000-of-00001.tfrecord.tmp-dead").write_bytes(b"partial")
     assert write._write_shard(shard, str(tmp_path), 1) == first  # a retry
     assert path.read_bytes() == data
-    assert first == {"index": 0, "file": "shards/part-00000-of-00001.tfrecord",
-                     "batches": 3, "examples": 6}
+    assert first == {
+        "index": 0,
+        "file": "shards/part-00000-of-00001.tfrecord",
+        "batches": 3,
+        "examples": 6,
+    }
     records = [r.numpy() for r in tf.data.TFRecordDataset(str(path))]
     assert records == [b"record-0", b"record-1", b"record-2"]  # in key order
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 import tensorflow as tf
-from conftest import COLUMNS_PY, make_record
+from pipeline_data import COLUMNS_PY, make_record
 
 import transforms
 from pipeline import features

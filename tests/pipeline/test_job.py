@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import BATCH_SIZE, EXPECTED_REASON, GENRES, NUM_IDS
+from pipeline_data import BATCH_SIZE, EXPECTED_REASON, GENRES, NUM_IDS
 
 import pipeline
 from pipeline import bucket, job
@@ -128,7 +128,7 @@ def test_every_bad_kind_lands_in_errors_with_its_reason(engine, runs, dataset):
             e = json.loads(line)
             assert os.path.basename(path) == f"{e['reason']}.jsonl"
             entries[(os.path.basename(e["file"]), e["record_index"])] = e
-    from conftest import bad_records
+    from pipeline_data import bad_records
 
     for name, (file_index, index) in dataset["bad_positions"].items():
         e = entries[(f"in-{file_index:05d}.tfrecord", index)]

@@ -5,7 +5,7 @@ import json
 import os
 
 import pytest
-from conftest import BATCH_SIZE
+from pipeline_data import BATCH_SIZE
 
 from pipeline import features, job, write
 from pipeline.config import JobConfig
@@ -137,7 +137,7 @@ def test_missing_input_and_columns(dataset, tmp_path):
 
 @pytest.mark.parametrize("engine", ["beam", "tfdata"])
 def test_input_without_a_valid_record(engine, dataset, tmp_path):
-    from conftest import bad_records, frame
+    from pipeline_data import bad_records, frame
 
     (tmp_path / "bad.tfrecord").write_bytes(
         b"".join(frame(r) for r in bad_records().values())

@@ -4,7 +4,7 @@ import io
 import struct
 
 import pytest
-from conftest import frame
+from pipeline_data import frame
 
 from pipeline import read
 

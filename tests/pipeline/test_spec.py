@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import COLUMNS_PY, COLUMNS_YAML
+from pipeline_data import COLUMNS_PY, COLUMNS_YAML
 
 import transforms
 from pipeline import config, spec

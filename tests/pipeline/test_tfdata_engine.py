@@ -10,7 +10,7 @@ bytes must equal a run with the default chunk size.
 import glob
 import os
 
-from conftest import BATCH_SIZE
+from pipeline_data import BATCH_SIZE
 
 from pipeline import job, tfdata_engine
 from pipeline.config import JobConfig
@@ -37,9 +37,7 @@ def _dir_bytes(directory):
     return out
 
 
-def test_chunk_sizes_do_not_change_the_bytes(
-    dataset, tmp_path, monkeypatch
-):
+def test_chunk_sizes_do_not_change_the_bytes(dataset, tmp_path, monkeypatch):
     default = _run(dataset, tmp_path / "default")
     monkeypatch.setattr(tfdata_engine, "_CHUNK", 7)
     small = _run(dataset, tmp_path / "small")

@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamPipeline
 from apache_beam.testing.util import assert_that, equal_to
-from conftest import COLUMNS_PY, EXPECTED_REASON, bad_records, good_record, make_record
+from pipeline_data import (
+    COLUMNS_PY,
+    EXPECTED_REASON,
+    bad_records,
+    good_record,
+    make_record,
+)
 
 from pipeline import decode, validate
 from pipeline.validate import Reason
