@@ -302,7 +302,7 @@ def _by_bucket(lengths: np.ndarray, boundaries):
     return order, spans
 
 
-def _histogram(files, spec, report, policy) -> dict[int, int]:
+def _histogram(files, spec, new_report, policy) -> dict[int, int]:
     """Length histogram for `--bucket_boundaries auto`, from a light parse.
 
     Only one feature list and the id are parsed (`decode.length_spec`): this
@@ -312,34 +312,84 @@ def _histogram(files, spec, report, policy) -> dict[int, int]:
     under dead_letter; empty: left out). Records that validation later
     dead-letters for another reason (dtype, unequal lengths, NaN...) are
     counted too: they can only move the boundaries, an estimate by nature.
+
+    Healthy input is read and parsed by tf.data (C++ reader, parallel parse);
+    damaged framing or a record the parse rejects makes the pass start over
+    with the engine's own reader, which isolates them.
     """
     light = decode.length_spec(spec)
-    decoder = decode.Decoder(light)
-    (key,) = light.sequence
+    try:
+        return _count_lengths(_tfdata_lengths(files, light), policy, new_report())
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError):
+        return _count_lengths(_reader_lengths(files, light), policy, new_report())
+
+
+def _count_lengths(chunks, policy, report) -> dict[int, int]:
+    """Histogram of (lengths, ids or None, records, bytes) chunks (see above)."""
     hist: collections.Counter = collections.Counter()
     seen: set = set()
-    for chunk, read_errors, nbytes in _ahead(_read_all(files), "read"):
-        if chunk:
-            decoded = decoder.decode([data for _, data in chunk])
-            lengths = np.diff(decoded.features[key][2])
-            keep = lengths > 0
-            if policy.max_length is not None:
-                if policy.on_long == "truncate":
-                    lengths = np.minimum(lengths, policy.max_length)
+    for lengths, ids, records, nbytes in chunks:
+        keep = lengths > 0
+        if policy.max_length is not None:
+            if policy.on_long == "truncate":
+                lengths = np.minimum(lengths, policy.max_length)
+            else:
+                keep &= lengths <= policy.max_length
+        if ids is not None:
+            for row, ident in enumerate(ids.tolist()):
+                if ident in seen:
+                    keep[row] = False
                 else:
-                    keep &= lengths <= policy.max_length
-            if decoded.ids is not None:
-                for row, ident in enumerate(decoded.ids.tolist()):
-                    if ident in seen:
-                        keep[row] = False
-                    else:
-                        seen.add(ident)
-            hist.update(lengths[keep].tolist())
+                    seen.add(ident)
+        hist.update(lengths[keep].tolist())
         if report:
-            report.add(len(chunk) + len(read_errors), nbytes)
+            report.add(records, nbytes)
     if report:
         report.done()
     return dict(hist)
+
+
+def _tfdata_lengths(files, light: decode.RecordSpec):
+    """(lengths, ids, records, bytes) per _CHUNK records, files in order."""
+    (key,) = light.sequence
+    feature = tf.io.RaggedFeature(light.sequence[key].dtype, row_splits_dtype=tf.int64)
+
+    def parse(serialized):
+        ctx, seq, _ = tf.io.parse_sequence_example(
+            serialized,
+            context_features=dict(light.context),
+            sequence_features={key: feature},
+        )
+        ids = (
+            tf.reshape(ctx[light.id_feature], [-1])
+            if light.id_feature is not None
+            else tf.zeros([0], tf.string)
+        )
+        records = tf.size(serialized, out_type=tf.int64)
+        nbytes = tf.reduce_sum(tf.cast(tf.strings.length(serialized), tf.int64))
+        return seq[key].row_lengths(), ids, records, nbytes + 16 * records
+
+    dataset = (
+        tf.data.TFRecordDataset(list(files), buffer_size=1 << 22)
+        .batch(_CHUNK)
+        .map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .prefetch(2)
+    )
+    for lengths, ids, records, nbytes in dataset.as_numpy_iterator():
+        yield lengths, ids if light.id_feature is not None else None, records, nbytes
+
+
+def _reader_lengths(files, light: decode.RecordSpec):
+    """The same chunks through `read.read_file` and `decode.Decoder`."""
+    decoder = decode.Decoder(light)
+    (key,) = light.sequence
+    for chunk, read_errors, nbytes in _ahead(_read_all(files), "read"):
+        records = len(chunk) + len(read_errors)
+        if not chunk:
+            yield np.zeros(0, np.int64), None, records, nbytes
+            continue
+        decoded = decoder.decode([data for _, data in chunk])
+        yield np.diff(decoded.features[key][2]), decoded.ids, records, nbytes
 
 
 def run_engine(
@@ -376,7 +426,9 @@ def run_engine(
 
     histogram = {}
     if config.bucket_boundaries == "auto":
-        histogram = _histogram(files, record_spec, reporter("lengths pass"), policy)
+        histogram = _histogram(
+            files, record_spec, lambda: reporter("lengths pass"), policy
+        )
     plan = bucket.make_plan(histogram, config.bucket_boundaries, config.batch_size)
     report = reporter("materialize")
 

@@ -10,9 +10,10 @@ bytes must equal a run with the default chunk size.
 import glob
 import os
 
-from pipeline_data import BATCH_SIZE
+import numpy as np
+from pipeline_data import BATCH_SIZE, COLUMNS_PY, frame, good_record
 
-from pipeline import job, tfdata_engine
+from pipeline import decode, job, tfdata_engine, validate
 from pipeline.config import JobConfig
 
 
@@ -44,3 +45,35 @@ def test_chunk_sizes_do_not_change_the_bytes(dataset, tmp_path, monkeypatch):
     assert small.metadata["counts"] == default.metadata["counts"]
     assert default.metadata["counts"]["batches"] > 3
     assert _dir_bytes(tmp_path / "small") == _dir_bytes(tmp_path / "default")
+
+
+def _spec():
+    namespace: dict = {}
+    exec(COLUMNS_PY, namespace)
+    return decode.record_spec(namespace["COLUMNS"], namespace["CONTEXT"], "id")
+
+
+def test_lengths_pass_tfdata_and_reader_paths_agree(tmp_path):
+    """Healthy files take the tf.data path; it must count what the reader path
+    counts (first position of an id wins, the length policy applies)."""
+    rng = np.random.default_rng(0)
+    records = [good_record(rng, f"id{i % 40}") for i in range(90)]  # duplicates
+    files = []
+    for k in range(2):
+        path = tmp_path / f"in-{k}.tfrecord"
+        path.write_bytes(b"".join(frame(r) for r in records[k * 45 : (k + 1) * 45]))
+        files.append(str(path))
+    light = decode.length_spec(_spec())
+    for policy in (
+        validate.Policy(),
+        validate.Policy(max_length=5, on_long="truncate"),
+        validate.Policy(max_length=5),
+    ):
+        fast = tfdata_engine._count_lengths(
+            tfdata_engine._tfdata_lengths(files, light), policy, None
+        )
+        exact = tfdata_engine._count_lengths(
+            tfdata_engine._reader_lengths(files, light), policy, None
+        )
+        assert fast == exact and sum(fast.values()) > 0
+    assert sum(fast.values()) < 40  # ids seen once; long ones left out
