@@ -418,32 +418,24 @@ def run(config: config_lib.JobConfig, beam_argv: Sequence[str] = ()) -> RunResul
         weights = features.build_embedding_weights(spec.columns)
         embeddings = features.save_embedding_weights(staging.path, weights)
         info = static_info(config, spec, files, embeddings, config.engine)
+        stages = dict(
+            config=config,
+            spec=spec,
+            files=files,
+            directory=staging.path,
+            num_shards=num_shards,
+            embedding_weights=weights,
+            info=info,
+        )
         if config.engine == "tfdata":
             from pipeline import tfdata_engine
 
             result = None
-            tfdata_engine.run_engine(
-                config=config,
-                spec=spec,
-                files=files,
-                directory=staging.path,
-                num_shards=num_shards,
-                embedding_weights=weights,
-                info=info,
-            )
+            tfdata_engine.run_engine(**stages)
         else:
             options = PipelineOptions(list(beam_argv))
             p = beam.Pipeline(runner=make_runner(options), options=options)
-            build(
-                p,
-                config=config,
-                spec=spec,
-                files=files,
-                directory=staging.path,
-                num_shards=num_shards,
-                embedding_weights=weights,
-                info=info,
-            )
+            build(p, **stages)
             result = p.run()
             state = result.wait_until_finish()
             if state != PipelineState.DONE:

@@ -15,13 +15,11 @@ run per engine checks them all.
 from __future__ import annotations
 
 import dataclasses
-import struct
 from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
-
-from pipeline.read import masked_crc32c
+from pipeline_data import frame
 
 WRITTEN = "written"
 GENRES = [b"action", b"comedy", b"drama", b"horror"]
@@ -106,16 +104,6 @@ def good(rng: np.random.Generator, ident: str) -> bytes:
         ident,
         n,
         lists={"rating": [[float(np.round(rng.uniform(0, 5), 1))] for _ in range(n)]},
-    )
-
-
-def frame(data: bytes) -> bytes:
-    header = struct.pack("<Q", len(data))
-    return (
-        header
-        + struct.pack("<I", masked_crc32c(header))
-        + data
-        + struct.pack("<I", masked_crc32c(data))
     )
 
 

@@ -2,6 +2,7 @@
 small dataset on disk (`write_dataset`). A module of its own, not conftest.py:
 test files import it by a name no other test directory uses."""
 
+import glob
 import os
 import struct
 
@@ -138,6 +139,16 @@ EXPECTED_REASON = {
     "non_finite": "non_finite",
     "wrong_shape": "wrong_shape",
 }
+
+
+def dir_bytes(directory) -> dict[str, bytes]:
+    """Relative path -> bytes of every file under `directory` (run outputs)."""
+    out = {}
+    for path in sorted(glob.glob(f"{directory}/**/*", recursive=True)):
+        if os.path.isfile(path):
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, directory)] = f.read()
+    return out
 
 
 def frame(data: bytes) -> bytes:

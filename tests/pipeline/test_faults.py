@@ -25,20 +25,12 @@ import time
 import pytest
 import tensorflow as tf
 from bad_inputs import CATALOG_YAML, frame, record
+from pipeline_data import dir_bytes
 
 from pipeline import features, job, validate, write
 from pipeline.config import JobConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def dir_bytes(directory):
-    out = {}
-    for path in sorted(glob.glob(f"{directory}/**/*", recursive=True)):
-        if os.path.isfile(path):
-            with open(path, "rb") as f:
-                out[os.path.relpath(path, directory)] = f.read()
-    return out
 
 
 class _Stats:

@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from pipeline_data import BATCH_SIZE, EXPECTED_REASON, GENRES, NUM_IDS
+from pipeline_data import BATCH_SIZE, EXPECTED_REASON, GENRES, NUM_IDS, dir_bytes
 
 import pipeline
 from pipeline import bucket, job
@@ -39,15 +39,6 @@ def runs(dataset, tmp_path_factory):
         "tfdata": run(dataset, base / "tfdata", engine="tfdata"),
         "base": base,
     }
-
-
-def dir_bytes(directory):
-    out = {}
-    for path in sorted(glob.glob(f"{directory}/**/*", recursive=True)):
-        if os.path.isfile(path):
-            with open(path, "rb") as f:
-                out[os.path.relpath(path, directory)] = f.read()
-    return out
 
 
 def batches_of(directory):

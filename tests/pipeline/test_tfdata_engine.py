@@ -7,11 +7,8 @@ several batches of a bucket completed by one chunk with the default size): the
 bytes must equal a run with the default chunk size.
 """
 
-import glob
-import os
-
 import numpy as np
-from pipeline_data import BATCH_SIZE, COLUMNS_PY, frame, good_record
+from pipeline_data import BATCH_SIZE, COLUMNS_PY, dir_bytes, frame, good_record
 
 from pipeline import decode, job, tfdata_engine, validate
 from pipeline.config import JobConfig
@@ -29,22 +26,13 @@ def _run(dataset, out):
     return job.run(config, [])
 
 
-def _dir_bytes(directory):
-    out = {}
-    for path in sorted(glob.glob(f"{directory}/**/*", recursive=True)):
-        if os.path.isfile(path):
-            with open(path, "rb") as f:
-                out[os.path.relpath(path, directory)] = f.read()
-    return out
-
-
 def test_chunk_sizes_do_not_change_the_bytes(dataset, tmp_path, monkeypatch):
     default = _run(dataset, tmp_path / "default")
     monkeypatch.setattr(tfdata_engine, "_CHUNK", 7)
     small = _run(dataset, tmp_path / "small")
     assert small.metadata["counts"] == default.metadata["counts"]
     assert default.metadata["counts"]["batches"] > 3
-    assert _dir_bytes(tmp_path / "small") == _dir_bytes(tmp_path / "default")
+    assert dir_bytes(tmp_path / "small") == dir_bytes(tmp_path / "default")
 
 
 def _spec():
