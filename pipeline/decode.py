@@ -179,6 +179,13 @@ class Decoder:
         self._probe_specs += [({}, {key: ragged[key]}) for key in sorted(ragged)]
         self._probes: dict[int, object] = {}
 
+    @property
+    def parse(self):
+        """The batched parse as a `tf.function` (string [N] -> (features, ids,
+        context) tensors, as `decode` returns them in numpy), usable in a
+        tf.data map; a record it cannot parse fails the whole call."""
+        return self._parse
+
     def decode(self, serialized: Sequence[bytes]) -> DecodedBatch:
         """Decodes a batch; records the parser fails on go to `parse_errors`."""
         n = len(serialized)

@@ -329,16 +329,18 @@ class ComputeFeatures(beam.PTransform):
     ):
         super().__init__()
         weights = {} if embedding_files else dict(embedding_weights or {})
-        self._args = (tuple(columns), dict(context), weights, id_feature)
-        self._kwargs = dict(
-            files=tuple(files),
+        self._do_fn = _FeaturesDoFn(
+            tuple(columns),
+            dict(context),
+            weights,
+            id_feature,
+            files=files,
             policy=policy,
-            embedding_files=dict(embedding_files or {}),
+            embedding_files=embedding_files,
         )
 
     def expand(self, batches):
-        do_fn = _FeaturesDoFn(*self._args, **self._kwargs)
-        return batches | "SequenceFeatures" >> beam.ParDo(do_fn)
+        return batches | "SequenceFeatures" >> beam.ParDo(self._do_fn)
 
 
 def load_embedding_weights(paths: Mapping[str, str]) -> dict[str, np.ndarray]:

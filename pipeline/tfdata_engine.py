@@ -351,23 +351,15 @@ def _count_lengths(chunks, policy, report) -> dict[int, int]:
 
 def _tfdata_lengths(files, light: decode.RecordSpec):
     """(lengths, ids, records, bytes) per _CHUNK records, files in order."""
+    parse_batch = decode.Decoder(light).parse
     (key,) = light.sequence
-    feature = tf.io.RaggedFeature(light.sequence[key].dtype, row_splits_dtype=tf.int64)
 
     def parse(serialized):
-        ctx, seq, _ = tf.io.parse_sequence_example(
-            serialized,
-            context_features=dict(light.context),
-            sequence_features={key: feature},
-        )
-        ids = (
-            tf.reshape(ctx[light.id_feature], [-1])
-            if light.id_feature is not None
-            else tf.zeros([0], tf.string)
-        )
+        features, ids, _ = parse_batch(serialized)
+        row_splits = features[key][2]
         records = tf.size(serialized, out_type=tf.int64)
         nbytes = tf.reduce_sum(tf.cast(tf.strings.length(serialized), tf.int64))
-        return seq[key].row_lengths(), ids, records, nbytes + 16 * records
+        return row_splits[1:] - row_splits[:-1], ids, records, nbytes + 16 * records
 
     dataset = (
         tf.data.TFRecordDataset(list(files), buffer_size=1 << 22)
