@@ -104,7 +104,8 @@ class DecodedBatch:
       ok_rows: int64 [M] indices (into the input) of the records that parsed.
       parse_errors: Input index -> parser message, for the others.
       features: Feature-list key -> (values [V], step_splits [S+1], row_splits
-        [M+1]) numpy arrays, rows in `ok_rows` order.
+        [M+1]) numpy arrays, rows in `ok_rows` order; string values stay a
+        tf.Tensor when the decoder was built with `strings_as_tensors`.
       ids: object [M] example ids (bytes) in `ok_rows` order, or None when the
         spec has no id feature.
       context: CONTEXT name -> (flat values, int64 [M] row lengths), rows in
@@ -123,8 +124,20 @@ class DecodedBatch:
 def length_spec(spec: RecordSpec) -> RecordSpec:
     """The part of `spec` a length histogram needs: one feature list (every
     feature list of a valid record has the same number of steps) and the id
-    feature. Parsing it costs about a third of the full spec."""
-    key = min(spec.sequence)
+    feature. Parsing it costs about a third of the full spec.
+
+    The list is the narrowest numeric one if any: numbers parse faster than
+    strings, and a numeric list has exactly its length in steps (a categorical
+    one may end with empty steps)."""
+    key = min(
+        spec.sequence,
+        key=lambda k: (
+            k not in spec.numeric_widths,
+            spec.numeric_widths.get(k, 0),
+            tf.as_dtype(spec.sequence[k].dtype) == tf.string,
+            k,
+        ),
+    )
     context = {}
     if spec.id_feature is not None:
         context = {spec.id_feature: spec.context[spec.id_feature]}
@@ -132,10 +145,19 @@ def length_spec(spec: RecordSpec) -> RecordSpec:
 
 
 class Decoder:
-    """Vectorized SequenceExample decoder; build once per worker (not picklable)."""
+    """Vectorized SequenceExample decoder; build once per worker (not picklable).
 
-    def __init__(self, spec: RecordSpec):
+    Args:
+      spec: What to parse.
+      strings_as_tensors: Keep string feature-list values as a tf.Tensor
+        (validation never reads them; the layer takes them back as a tensor):
+        a numpy copy makes one Python bytes object per value, and converting
+        it back to a tensor reads every one again, both holding the GIL.
+    """
+
+    def __init__(self, spec: RecordSpec, strings_as_tensors: bool = False):
         self._spec = spec
+        self._string_tensors = strings_as_tensors
         ragged = {
             key: tf.io.RaggedFeature(feature.dtype, row_splits_dtype=tf.int64)
             for key, feature in spec.sequence.items()
@@ -207,15 +229,23 @@ class Decoder:
 
     def _run(self, serialized):
         out, ids, ctx = self._parse(tf.constant(list(serialized), tf.string))
-        features = {key: tuple(t.numpy() for t in p) for key, p in out.items()}
+        features = {
+            key: (self._values(values), step_splits.numpy(), row_splits.numpy())
+            for key, (values, step_splits, row_splits) in out.items()
+        }
         context = {name: (v.numpy(), rl.numpy()) for name, (v, rl) in ctx.items()}
         ids = ids.numpy() if self._spec.id_feature is not None else None
         return features, ids, context
 
+    def _values(self, values: tf.Tensor):
+        if self._string_tensors and values.dtype == tf.string:
+            return values
+        return values.numpy()
+
     def _empty(self):
         out = {
             key: (
-                np.zeros(0, feature.dtype.as_numpy_dtype),
+                self._values(tf.zeros([0], feature.dtype)),
                 np.zeros(1, np.int64),
                 np.zeros(1, np.int64),
             )

@@ -48,8 +48,9 @@ def save_embedding_weights(directory: str, weights: Mapping[str, np.ndarray]) ->
     return paths
 
 
-def _take_steps(values: np.ndarray, step_splits: np.ndarray, steps: np.ndarray):
-    """(values, step_splits) of the steps `steps` of a ragged feature list."""
+def _take_steps(values, step_splits: np.ndarray, steps: np.ndarray):
+    """(values, step_splits) of the steps `steps` of a ragged feature list
+    (values: a numpy array or a tf.Tensor, see `decode.Decoder`)."""
     n = len(step_splits) - 1
     if len(steps) == n and (n == 0 or (steps[0] == 0 and (np.diff(steps) == 1).all())):
         return values, step_splits  # every step, in order (the common case)
@@ -58,10 +59,12 @@ def _take_steps(values: np.ndarray, step_splits: np.ndarray, steps: np.ndarray):
     index = np.repeat(step_splits[steps] - splits[:-1], counts) + np.arange(
         splits[-1], dtype=np.int64
     )
+    if isinstance(values, tf.Tensor):
+        return tf.gather(values, index), splits
     return values[index], splits
 
 
-def _sparse_steps(values: np.ndarray, step_splits: np.ndarray) -> tf.SparseTensor:
+def _sparse_steps(values, step_splits: np.ndarray) -> tf.SparseTensor:
     """A ragged feature list's steps as examples of one step: `[steps, 1, K]`
     (indices built with numpy: TF's Pack of three int64 columns costs more)."""
     counts = np.diff(step_splits)

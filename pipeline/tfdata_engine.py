@@ -400,7 +400,7 @@ def run_engine(
       The metadata dict (also written to directory/metadata.json).
     """
     record_spec = decode.record_spec(spec.columns, spec.context, config.id_feature)
-    decoder = decode.Decoder(record_spec)
+    decoder = decode.Decoder(record_spec, strings_as_tensors=True)
     policy = validate.Policy(
         config.max_sequence_length, config.on_long, config.on_invalid
     )
