@@ -210,6 +210,24 @@ class Updates(NamedTuple):
     add_values: tf.Tensor | None = None
 
 
+class StepRows(NamedTuple):
+    """A column's values as one full row per present step (traced fast path).
+
+    `positions` are the entries' row-major positions in the column's own
+    output: `(row * T + step) * per_step + slot`. If they strictly increase and
+    number `per_step * sum(length)`, the entries fill every slot of every step
+    `t < length[b]` and nothing else (each entry lies before its row's length,
+    distinct entries fit only one way), so `values()` holds row `(b, t)` of
+    the output at index `sum(length[:b]) + t`.
+    """
+
+    positions: tf.Tensor  # int64 [N]
+    per_step: int  # entries per step: the column's width (numeric) or 1 (ids)
+    valid: tf.Tensor | None  # a further scalar bool condition, or None
+    values: Any  # Callable[[], float32 [N / per_step, output_width]]
+    padding: float  # the column's value at absent steps
+
+
 class ColumnParts(NamedTuple):
     """One column's contribution to a SequenceFeatures call.
 
@@ -218,6 +236,8 @@ class ColumnParts(NamedTuple):
     which is pre-filled with `padding`; it is only called once all columns are
     known to agree on T. `dense()` is
     the stand-alone `[B, T, width]` output (used for error reporting / fallback).
+    `step_rows()` returns the column's `StepRows`, or None if it has no such
+    form (the layer then always writes through `updates`).
     """
 
     num_steps: tf.Tensor  # int64 scalar T
@@ -228,6 +248,7 @@ class ColumnParts(NamedTuple):
     default_value: float  # padding value of this column's features
     updates: Any  # Callable[[int, int, float], Updates]
     dense: Any  # Callable[[], tf.Tensor]
+    step_rows: Any = lambda: None  # Callable[[], StepRows | None]
 
 
 class SparseIds(NamedTuple):
@@ -275,6 +296,7 @@ class InputCache:
         self._inputs: dict[str, Any] = {}
         self._flat: dict[tuple, Any] = {}
         self._ids: dict[SequenceCategoricalColumn, SparseIds] = {}
+        self._segments: dict[SequenceCategoricalColumn, tf.Tensor] = {}
 
     def state(self, column) -> Any:
         """The lookup state built for `column` (None if it has none)."""
@@ -351,6 +373,13 @@ class InputCache:
         if column not in self._ids:
             self._ids[column] = column.sparse_ids(self)
         return self._ids[column]
+
+    def segments(self, column: SequenceCategoricalColumn) -> tf.Tensor:
+        """`row * T + step` of each id of `column`, int64 [N] (once per call)."""
+        if column not in self._segments:
+            ids = self.ids(column)
+            self._segments[column] = ids.rows * ids.num_steps + ids.steps
+        return self._segments[column]
 
 
 def strictly_increasing(values: tf.Tensor) -> tf.Tensor:

@@ -401,7 +401,7 @@ class EmbeddingColumn(_base.SequenceDenseColumn):
         ids = cache.ids(self.categorical_column)
 
         def updates(offset: int, depth: int, padding: float) -> _base.Updates:
-            segments = ids.rows * ids.num_steps + ids.steps
+            segments = cache.segments(self.categorical_column)
             if (
                 ids.weights is None
                 and self.max_norm is None
@@ -429,6 +429,18 @@ class EmbeddingColumn(_base.SequenceDenseColumn):
             )
             return _base.Updates(set_positions=where, set_values=tf.reshape(out, [-1]))
 
+        def step_rows() -> _base.StepRows | None:
+            # One valid id per step: its row as is (see the gather above).
+            if ids.weights is not None or self.max_norm is not None:
+                return None
+            return _base.StepRows(
+                positions=cache.segments(self.categorical_column),
+                per_step=1,
+                valid=tf.reduce_all(ids.ids >= 0),
+                values=lambda: tf.gather(table, ids.ids),
+                padding=0.0,
+            )
+
         return _base.ColumnParts(
             num_steps=ids.num_steps,
             length=ids.length,
@@ -438,6 +450,7 @@ class EmbeddingColumn(_base.SequenceDenseColumn):
             default_value=0.0,
             updates=updates,
             dense=lambda: self.sequence_dense(cache, table)[0],
+            step_rows=step_rows,
         )
 
 
@@ -498,12 +511,25 @@ class IndicatorColumn(_base.SequenceDenseColumn):
             # Where + gather: the same selection as tf.boolean_mask in 3 ops
             # instead of ~15 (its shape plumbing), which cost more than the data.
             keep = tf.where(tf.logical_and(ids.ids >= 0, ids.ids < num_buckets))[:, 0]
-            where = (ids.rows * ids.num_steps + ids.steps) * depth + (ids.ids + offset)
+            where = cache.segments(self.categorical_column) * depth + (ids.ids + offset)
             weights = None
             if ids.weights is not None:  # TF's weighted indicator sums weights
                 weights = tf.gather(ids.weights, keep)
             return _base.Updates(
                 add_positions=tf.gather(where, keep), add_values=weights
+            )
+
+        def step_rows() -> _base.StepRows | None:
+            # One id per step: its one-hot row (an invalid id: a row of zeros,
+            # as TF drops it). A weighted indicator writes weights: no rows.
+            if ids.weights is not None:
+                return None
+            return _base.StepRows(
+                positions=cache.segments(self.categorical_column),
+                per_step=1,
+                valid=None,
+                values=lambda: tf.one_hot(ids.ids, num_buckets, dtype=tf.float32),
+                padding=0.0,
             )
 
         return _base.ColumnParts(
@@ -515,4 +541,5 @@ class IndicatorColumn(_base.SequenceDenseColumn):
             default_value=0.0,
             updates=updates,
             dense=lambda: self.sequence_dense(cache, state)[0],
+            step_rows=step_rows,
         )

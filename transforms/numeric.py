@@ -256,6 +256,19 @@ class SequenceNumericColumn(_base.SequenceDenseColumn):
             dense = tf.reshape(self.sequence_dense(cache, state)[0], [-1])
             return _all_slots(batch_size * num_steps, width, offset, depth, dense)
 
+        def step_rows() -> _base.StepRows | None:
+            # Position in [B, R] = in [B, T, width] (R = T * width). A 3-D
+            # input [B, T, K] lays its values out per step only if K = width.
+            if flat.rank > 3:
+                return None
+            return _base.StepRows(
+                positions=rows * row_size + offsets,
+                per_step=width,
+                valid=None if flat.rank == 2 else tf.equal(flat.dims[2], width),
+                values=lambda: tf.reshape(values, [-1, width]),
+                padding=float(np.float32(self.default_value)),
+            )
+
         return _base.ColumnParts(
             num_steps=num_steps,
             length=length,
@@ -265,6 +278,7 @@ class SequenceNumericColumn(_base.SequenceDenseColumn):
             default_value=float(np.float32(self.default_value)),
             updates=updates,
             dense=lambda: self.sequence_dense(cache, state)[0],
+            step_rows=step_rows,
         )
 
     def _dense_parts(self, steps: inputs.DenseSteps) -> _base.ColumnParts:

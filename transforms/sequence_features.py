@@ -12,12 +12,16 @@ train the same variable. The semantics (T, padding, lengths, errors) are those o
 
 Speed: TF densifies every column separately (one-hot tensors, [B*T, dim]
 embedding buffers, zero masks) and then concatenates. Here each column looks
-up its ids once on the flat values and emits (position, value) writes; one
-`SparseToDense` over the padding value then builds `[B, T, D]`: the output is
-written once and no per-column buffer exists. With one id per step (checked
-per batch) embeddings gather their rows and indicator writes need no dedupe. When columns disagree on T the
-per-column outputs are concatenated instead, so TF's own ConcatOp error is
-raised; integer numeric columns (which keep their dtype) also take that path.
+up its ids once on the flat values. Traced, when every column has one full row
+at every step before its row's length (the usual sequence input; checked per
+batch), the rows of the present steps `[S, D]` are concatenated and one
+`RaggedTensorToTensor` pads them to `[B, T, D]`, writing each output value
+once. Otherwise (and eagerly) each column emits (position, value) writes and
+one `SparseToDense` over the padding value builds `[B, T, D]`; with one id per
+step (checked per batch) embeddings gather their rows and indicator writes
+need no dedupe. When columns disagree on T the per-column outputs are
+concatenated instead, so TF's own ConcatOp error is raised; integer numeric
+columns (which keep their dtype) also take that path.
 
 Deviations from tf_keras (all documented in tests): RaggedTensor and dense
 padded inputs are accepted (same numbers as the equivalent SparseTensors); `combiner` is validated when the
@@ -214,6 +218,22 @@ def _count(positions, weights):
     )
 
 
+def _full_steps(step_rows, sequence_length) -> tf.Tensor:
+    """Scalar bool: every column's `StepRows` fill exactly the steps
+    `t < sequence_length[b]` (see `_base.StepRows`)."""
+    total = tf.reduce_sum(sequence_length)
+    conditions, seen = [], set()
+    for rows in step_rows:
+        if rows.positions.ref() not in seen:  # shared by columns of one feature
+            seen.add(rows.positions.ref())
+            conditions.append(_base.strictly_increasing(rows.positions))
+        size = tf.size(rows.positions, out_type=tf.int64)
+        conditions.append(tf.equal(size, total * rows.per_step))
+        if rows.valid is not None:
+            conditions.append(rows.valid)
+    return tf.reduce_all(tf.stack(conditions))
+
+
 @keras.saving.register_keras_serializable(package="transforms")
 class SequenceFeatures(keras.layers.Layer):
     """A layer for sequence input (Keras 3 port of tf_keras' SequenceFeatures).
@@ -348,14 +368,61 @@ class SequenceFeatures(keras.layers.Layer):
         static_batch = _check_static_batch(parts, self._feature_columns)
         checks = _assert_same_num_steps(parts, self._feature_columns)
         with tf.control_dependencies(checks):
-            return self._scatter(parts, static_batch), sequence_length
+            output = self._output(parts, sequence_length)
+        output.set_shape([static_batch, None, self.output_width])
+        return output, sequence_length
+
+    def _output(self, parts, sequence_length):
+        """`[B, T, D]`: traced, from the columns' step rows when every column
+        has one row at every step before its row's length (the usual sequence
+        input; checked per batch, `_full_steps`), else by `_scatter`. Eagerly
+        always `_scatter` (TF's eager error messages).
+        """
+        if tf.executing_eagerly():
+            return self._scatter(parts)
+        step_rows = [p.step_rows() for p in parts]
+        if any(r is None for r in step_rows):
+            return self._scatter(parts)
+        return tf.cond(
+            _full_steps(step_rows, sequence_length),
+            lambda: self._from_step_rows(parts, step_rows, sequence_length),
+            lambda: self._scatter(parts),
+        )
 
     def _state(self, column):
         if isinstance(column, EmbeddingColumn):
             return self._tables[self._table_index[column.table_name]].value
         return None
 
-    def _scatter(self, parts, static_batch):
+    def _from_step_rows(self, parts, step_rows, sequence_length):
+        """Builds `[B, T, D]` from the columns' rows of the present steps.
+
+        The rows `[S, D]` (S = sum of lengths, each row's steps in turn) become
+        the output by one RaggedTensorToTensor split by the lengths: it copies
+        each row's run of steps and fills the rest with the padding, writing
+        every output value once (SparseToDense fills the whole output, then
+        writes each value at an int64 position built for it).
+        """
+        padding = np.concatenate(
+            [
+                np.full(column.output_width, rows.padding, np.float32)
+                for column, rows in zip(self._feature_columns, step_rows, strict=True)
+            ]
+        )
+        if len(set(padding.view(np.uint32))) == 1:
+            padding = padding[:1]  # one value: the op fills gaps with std::fill
+        values = [rows.values() for rows in step_rows]
+        splits = tf.concat([tf.zeros([1], tf.int64), tf.cumsum(sequence_length)], 0)
+        batch_size, num_steps = parts[0].batch_size, parts[0].num_steps
+        return tf.raw_ops.RaggedTensorToTensor(
+            shape=tf.stack([batch_size, num_steps, self.output_width]),
+            values=tf.concat(values, 1) if len(values) > 1 else values[0],
+            default_value=padding.reshape(()) if padding.size == 1 else padding,
+            row_partition_tensors=[splits],
+            row_partition_types=["ROW_SPLITS"],
+        )
+
+    def _scatter(self, parts):
         """Builds `[B, T, D]` in one pass: a single SparseToDense of every
         column's writes over the padding value (no per-column buffers, no concat).
         """
@@ -395,9 +462,7 @@ class SequenceFeatures(keras.layers.Layer):
             default_value=tf.constant(padding, tf.float32),
             validate_indices=False,
         )
-        output = tf.reshape(output, tf.stack([batch_size, num_steps, depth]))
-        output.set_shape([static_batch, None, depth])
-        return output
+        return tf.reshape(output, tf.stack([batch_size, num_steps, depth]))
 
     def _output_dtype(self) -> str:
         """float32, or the dtype of integer numeric columns if they are alone."""

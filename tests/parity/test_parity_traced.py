@@ -1,7 +1,8 @@
 """Parity of the traced (tf.function) layer, bit for bit, on both sides of its
 graph-only fast paths: one id per step (embedding rows gathered, indicator
 writes not deduplicated) and several or repeated ids per step (segment
-reduction, counted writes)."""
+reduction, counted writes); every column full at every step (output built from
+step rows) and any batch that is not (scatter)."""
 
 import numpy as np
 import pytest
@@ -76,5 +77,92 @@ def test_traced_vocabulary_embedding_bits_match_reference(oracle, words):
     ref, ours = oracle.layers(build)
     ref_out, ref_len = ref(batch)
     out, length = tf.function(ours)(batch)
+    np.testing.assert_array_equal(_bits(out), _bits(ref_out))
+    np.testing.assert_array_equal(length, ref_len)
+
+
+# Traced, a batch whose columns all fill every step before each row's length is
+# built from step rows (RaggedTensorToTensor); any other batch takes the
+# scatter. Both through one traced function, against the eager reference.
+def _st(indices, values, shape):
+    return tf.SparseTensor(np.array(indices, np.int64).reshape(-1, 2), values, shape)
+
+
+def _full_batch():
+    return {
+        "n": sp([[0.5, -0.0, 1.0], [], [2.0, 3.0]]),
+        "p": sp([[1.0, 2, 3, 4, 5, 6], [], [7.0, 8, 9, 10]]),
+        "c": sp([[1, 2, 5], [], [4, 2]], tf.int64),
+        "v": sp([["a", "zz", "b"], [], ["c", "a"]]),
+    }
+
+
+def _with(**changes):
+    return {**_full_batch(), **changes}
+
+
+STEP_ROW_CASES = {
+    "full_steps_2d": _full_batch(),
+    "full_steps_3d": {
+        "n": sp3([[[0.5], [-0.0]], [[2.0]]]),
+        "p": sp3([[[1.0, 2], [3.0, 4]], [[5.0, 6]]]),
+        "c": sp3([[[1], [2]], [[4]]], tf.int64),
+        "v": sp3([[["a"], ["zz"]], [["c"]]]),
+    },
+    "numeric_step_missing": _with(
+        n=_st([[0, 0], [0, 2], [2, 0], [2, 1]], [0.5, 1.0, 2.0, 3.0], [3, 3])
+    ),
+    "numeric_slot_missing": _with(p=sp([[1.0, 2, 3, 4, 5, 6], [], [7.0, 8, 9]])),
+    "id_step_missing": _with(
+        c=_st([[0, 0], [0, 2], [2, 0], [2, 1]], np.array([1, 5, 4, 2]), [3, 3])
+    ),
+    "negative_embedding_id": _with(c=sp([[1, -1, 5], [], [4, 2]], tf.int64)),
+    "two_ids_in_a_step": _with(
+        v=sp3([[["a", "b"], ["zz"], ["b"]], [], [["c"], ["a"]]])
+    ),
+    "all_rows_empty": {
+        "n": sp([[], []], tf.float32),
+        "p": sp([[], []], tf.float32),
+        "c": sp([[], []], tf.int64),
+        "v": sp([[], []], tf.string),
+    },
+}
+
+
+@pytest.mark.parametrize("case", sorted(STEP_ROW_CASES))
+def test_traced_step_rows_or_scatter_bits_match_reference(oracle, case):
+    def build(m):
+        cat = m.sequence_categorical_column_with_identity("c", 6)
+        vocab = m.sequence_categorical_column_with_vocabulary_list("v", ["a", "b", "c"])
+        return [
+            m.sequence_numeric_column("n"),
+            m.sequence_numeric_column("p", shape=(2,), default_value=-1.0),
+            m.embedding_column(cat, 3, initializer=Oracle.init(m, W)),
+            m.indicator_column(vocab),
+        ]
+
+    batch = STEP_ROW_CASES[case]
+    ref, ours = oracle.layers(build)
+    ref_out, ref_len = ref(batch)
+    out, length = tf.function(ours)(batch)
+    np.testing.assert_array_equal(_bits(out), _bits(ref_out))
+    np.testing.assert_array_equal(length, ref_len)
+
+
+def test_traced_step_rows_of_ragged_input_match_reference(oracle):
+    def build(m):
+        cat = m.sequence_categorical_column_with_identity("c", 6)
+        return [
+            m.sequence_numeric_column("n", default_value=7.0),
+            m.embedding_column(cat, 3, initializer=Oracle.init(m, W)),
+        ]
+
+    ragged = {
+        "n": tf.ragged.constant([[0.5, -0.0], [], [2.0]]),
+        "c": tf.ragged.constant([[1, 2], [], [4]], tf.int64),
+    }
+    ref, ours = oracle.layers(build)
+    ref_out, ref_len = ref({k: v.to_sparse() for k, v in ragged.items()})
+    out, length = tf.function(ours)(ragged)
     np.testing.assert_array_equal(_bits(out), _bits(ref_out))
     np.testing.assert_array_equal(length, ref_len)
