@@ -1,6 +1,7 @@
 """FeatureComputer: one trace for every batch shape, zero padding, batch records."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 from pipeline_data import COLUMNS_PY, make_record
 
@@ -108,14 +109,15 @@ def test_encode_batch_bytes_equal_the_example_proto():
             )
 
 
-def test_flat_rows_give_the_padded_batch_bytes_with_one_trace():
+@pytest.mark.parametrize("strings_as_tensors", [False, True])
+def test_flat_rows_give_the_padded_batch_bytes_with_one_trace(strings_as_tensors):
     from pipeline import decode, validate
 
     namespace = {}
     exec(COLUMNS_PY, namespace)
     c = computer()
     spec = decode.record_spec(namespace["COLUMNS"], namespace["CONTEXT"], "id")
-    decoder = decode.Decoder(spec)
+    decoder = decode.Decoder(spec, strings_as_tensors=strings_as_tensors)
     genres = [[b"drama"], [], [b"comedy", b"horror"], [b"nope"], [b"action"]]
     for n in (1, 4, 9):
         records = []

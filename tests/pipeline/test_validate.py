@@ -3,6 +3,7 @@
 import apache_beam as beam
 import numpy as np
 import pytest
+import tensorflow as tf
 from apache_beam.testing.test_pipeline import TestPipeline as BeamPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from pipeline_data import (
@@ -108,3 +109,29 @@ def test_validate_records_transform(spec):
         reasons = out.errors | "Reason" >> beam.Map(lambda e: e.reason)
         assert_that(positions, equal_to([(0, 0)]), label="OneValid")
         assert_that(reasons, equal_to([Reason.EMPTY_SEQUENCE]), label="OneError")
+
+
+def test_strings_as_tensors_decode_the_same_values(spec):
+    """The tfdata engine keeps string values as tensors: same values, same
+    validation outcome, the numeric arrays unchanged."""
+    rng = np.random.default_rng(1)
+    chunk = [((0, i), good_record(rng, f"s{i}")) for i in range(12)]
+    plain = validate.validate_decoded(decode.Decoder(spec), spec, chunk)
+    kept = validate.validate_decoded(
+        decode.Decoder(spec, strings_as_tensors=True), spec, chunk
+    )
+    assert plain[0] == kept[0]
+    for key, (values, step_splits, row_splits) in plain[1].features.items():
+        other = kept[1].features[key]
+        if values.dtype == object:
+            assert isinstance(other[0], tf.Tensor)
+            assert other[0].numpy().tolist() == values.tolist()
+        else:
+            np.testing.assert_array_equal(other[0], values)
+        np.testing.assert_array_equal(other[1], step_splits)
+        np.testing.assert_array_equal(other[2], row_splits)
+
+
+def test_length_spec_parses_the_narrowest_numeric_list(spec):
+    light = decode.length_spec(spec)
+    assert list(light.sequence) == ["rating"]  # not "genre" (strings, first by name)
