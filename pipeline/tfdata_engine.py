@@ -8,8 +8,9 @@ each chunk of records is decoded and validated in one vectorized call
 chunk's features in one layer call as flat rows [steps, D]
 (`FeatureComputer.flat_rows`); the main thread drops duplicate ids, sorts the
 chunk's examples by bucket, appends them to their bucket's waiting examples
-(`_Waiting`: growable arrays, slice copies) and encodes every full batch
-(`rows_record`: the padded [B,T,D] written in place into the record).
+(`_Waiting`: growable arrays, slice copies) and hands every full batch, as
+views, to a record thread (`rows_record`: the padded [B,T,D] written in place
+into the record); it writes the records in order.
 
 Order: batches are written in the order of the example completing them, as if
 examples joined per-bucket buffers one by one; remainders are flushed at the
@@ -39,6 +40,8 @@ from pipeline.validate import ErrorRecord, Reason
 _CHUNK = 1024
 _AHEAD = 4  # chunks a stage's thread runs ahead
 _FEATURE_THREADS = 2  # chunks whose features are computed at once
+_RECORD_THREADS = 1  # batch records built at once
+_IN_FLIGHT = 16  # batch records being built (~1 MB each at B=128)
 
 
 def _read_all(files: Sequence[str]):
@@ -451,6 +454,19 @@ def run_engine(
         totals["real"] += stats.real_steps
         totals["padded"] += stats.padded_steps
 
+    # Records are built on threads (numpy copies release the GIL) and written
+    # here, in order.
+    encoders = concurrent.futures.ThreadPoolExecutor(
+        _RECORD_THREADS, thread_name_prefix="seqshards-records"
+    )
+    encoded: collections.deque = collections.deque()
+
+    def write_encoded(limit: int) -> None:
+        """Writes built records in order; waits while more than `limit` are
+        being built."""
+        while encoded and (encoded[0].done() or len(encoded) > limit):
+            emit(*encoded.popleft().result())
+
     waiting: dict[int, _Waiting] = {}  # bucket -> examples short of a batch
     errors: dict[str, list] = collections.defaultdict(list)
     records_per_file: collections.Counter = collections.Counter()
@@ -518,19 +534,22 @@ def run_engine(
                     view_offsets = view.offsets()
                     for i in range(full):
                         last = start + (i + 1) * b - 1 - held  # in the chunk's order
-                        record = encode(view.range(i * b, (i + 1) * b, view_offsets))
-                        ready.append((int(order[last]), record))
-                    pending.drop(full * b, view_offsets)
-                for _, (record, stats) in sorted(ready, key=lambda item: item[0]):
-                    emit(record, stats)
+                        batch = view.range(i * b, (i + 1) * b, view_offsets)
+                        ready.append((int(order[last]), batch))
+                    pending.drop(full * b, view_offsets)  # views stay valid
+                for _, batch in sorted(ready, key=lambda item: item[0]):
+                    encoded.append(encoders.submit(encode, batch))
+                write_encoded(_IN_FLIGHT)
             if report:
                 report.add(len(chunk) + len(read_errors), nbytes)
         for bid in sorted(waiting):
             if len(waiting[bid]):
-                emit(*encode(waiting[bid].view()))
+                encoded.append(encoders.submit(encode, waiting[bid].view()))
+        write_encoded(0)
         if report:
             report.done()
     finally:
+        encoders.shutdown(wait=True, cancel_futures=True)
         for w in writers:
             w.close()
 
