@@ -19,8 +19,11 @@ follows a call of the same layer (its buffers in the caches and the allocator).
 With `--interleave call` they alternate call by call (the old mode): every call
 then follows one of the other layer, which measures a cold start neither layer
 sees in use. Blocks are short (tens of ms) and alternate in order, so load from
-other processes still hits both alike. tf.data rows time the steady state (a
-long pass minus a short one).
+other processes still hits both alike. tf.data rows time the steady state:
+passes of n batches through an iterator made before timing (n such that a
+pass of the faster layer takes >= 1 s), in 7 rounds alternating the order;
+their ratio is the median of the 7 per-round ratios ref / ours (each pairs two
+passes taken seconds apart), their ex/s the per-layer medians.
 
 Usage:
   python bench/bench_features.py            # B=64 and B=1024, both layouts
@@ -140,57 +143,69 @@ def time_pair(
     return float(np.median(times[fn_ref])), float(np.median(times[fn_ours]))
 
 
-def time_pair_dataset(ref, ours, batches, iterations: int, rounds: int = 5):
-    """Median seconds per batch with the layer as a tf.data map, consumed by
-    `Dataset.reduce` (no Python per batch); rounds alternate ref / ours.
+def time_pair_dataset(
+    ref, ours, batches, min_seconds: float, rounds: int
+) -> tuple[float, float, float, int]:
+    """Seconds per batch with the layer as a tf.data map, consumed in a
+    `tf.function` loop (no Python per batch): the median per layer, the median
+    over rounds of the round's ratio ref / ours, and the batches per layer run.
 
-    Steady state: each round runs a short and a long pass (k and 3k batches,
-    4k = `iterations / rounds`); their difference over 2k batches excludes what
-    a pass pays once (iterator creation, instantiating and optimizing the map
-    function), which is not a per-batch cost in a pipeline that streams many
-    batches.
+    Steady state: each layer's map runs over `batches` repeated without end,
+    through one iterator made before timing, so a timed pass of n batches pays
+    neither iterator creation nor instantiating and optimizing the map
+    function (~150 ms per iterator here, with tens of ms of jitter: timing a
+    fresh pass, or the difference of two, buried the per-batch cost of the
+    faster layer in it). n is the same for both layers, chosen so that a pass
+    of the faster one takes >= `min_seconds`. Rounds alternate the order; each
+    round's ratio pairs two passes taken seconds apart, so a change of load
+    between rounds cancels out.
     """
     source = tf.data.Dataset.from_tensors(batches[0])
     for batch in batches[1:]:
         source = source.concatenate(tf.data.Dataset.from_tensors(batch))
-    # At least 3 (a difference of 24 batches): fewer leaves the pass-to-pass
-    # jitter of the fixed cost in the result.
-    repeats = max(3, iterations // (rounds * len(batches) * 4))
 
-    def runner(layer, times):
-        mapped = source.repeat(repeats * times).map(
+    def runner(layer):
+        """`take(n)`: the next n batches through `layer`; returns seconds per batch."""
+        mapped = source.repeat().map(
             lambda f: tf.shape(layer(f)[0], out_type=tf.int64)[0]
         )
-        return tf.function(
-            lambda: mapped.reduce(tf.constant(0, tf.int64), lambda a, b: a + b)
-        )
+        # The map runs when the loop asks: no injected prefetch or parallel map
+        # computing batches ahead, outside the timed pass (in the other
+        # layer's, or between passes).
+        options = tf.data.Options()
+        options.experimental_optimization.inject_prefetch = False
+        options.experimental_optimization.map_parallelization = False
+        iterator = iter(mapped.with_options(options))
 
-    runs = {name: (runner(layer, 1), runner(layer, 3)) for name, layer in
-            (("ref", ref), ("ours", ours))}  # fmt: skip
-    for short, long in runs.values():  # warm-up (trace)
-        short(), long()
+        @tf.function
+        def consume(n):
+            total = tf.constant(0, tf.int64)
+            for _ in tf.range(n):
+                total += iterator.get_next()
+            return total
+
+        def take(n: int) -> float:
+            start = time.perf_counter()
+            consume(tf.constant(n)).numpy()
+            return (time.perf_counter() - start) / n
+
+        take(2 * len(batches))  # trace, warm up
+        return take
+
+    runs = {"ref": runner(ref), "ours": runner(ours)}
+    fastest = min(take(4 * len(batches)) for take in [*runs.values()] * 2)
+    count = max(len(batches), int(np.ceil(min_seconds / fastest)))
     per_batch = {"ref": [], "ours": []}
     for r in range(rounds):
         for name in ("ref", "ours") if r % 2 else ("ours", "ref"):
-            # A load spike can make the long pass no longer than the short
-            # one (a negative difference): such a round is run again.
-            for _ in range(3):
-                elapsed = []
-                for fn in runs[name]:
-                    start = time.perf_counter()
-                    fn().numpy()
-                    elapsed.append(time.perf_counter() - start)
-                if elapsed[1] > elapsed[0]:
-                    break
-            else:
-                raise RuntimeError(
-                    "tf.data timing: the long pass was not longer than the short "
-                    "one three times in a row; the machine is too busy, re-run "
-                    "when it is idle."
-                )
-            count = 2 * repeats * len(batches)
-            per_batch[name].append((elapsed[1] - elapsed[0]) / count)
-    return float(np.median(per_batch["ref"])), float(np.median(per_batch["ours"]))
+            per_batch[name].append(runs[name](count))
+    ratios = np.divide(per_batch["ref"], per_batch["ours"])
+    return (
+        float(np.median(per_batch["ref"])),
+        float(np.median(per_batch["ours"])),
+        float(np.median(ratios)),
+        rounds * count,
+    )
 
 
 def main(argv=None) -> int:
@@ -218,13 +233,18 @@ def main(argv=None) -> int:
     )
     rng = np.random.default_rng(args.seed)
     budget = {64: 80, 1024: 12} if args.quick else {64: 400, 1024: 40}
+    dataset_timing = (
+        {"min_seconds": 0.25, "rounds": 5}
+        if args.quick
+        else {"min_seconds": 1.0, "rounds": 7}
+    )
     print(
         f"bench_features: {'quick' if args.quick else 'full'} run, "
         f"{os.cpu_count()} CPUs visible, TF {tf.__version__}, call rows "
         f"interleaved by {args.interleave}, load average "
         + " ".join(f"{x:.2f}" for x in os.getloadavg())
     )
-    header = f"{'layout':<9} {'mode':<8} {'B':>5} {'iters':>5} {'reference ex/s':>15} {'ours ex/s':>11} {'ratio':>6}"
+    header = f"{'layout':<9} {'mode':<8} {'B':>5} {'batches':>7} {'reference ex/s':>15} {'ours ex/s':>11} {'ratio':>6}"
     print(header)
     print("-" * len(header))
     worst = float("inf")
@@ -257,13 +277,15 @@ def main(argv=None) -> int:
                     now = _tracing_counts(fn_ref, fn_ours)
                     if now != traces:
                         raise RuntimeError(f"retraced while timing: {traces} -> {now}")
+                    ratio, count = t_ref / t_ours, iterations
                 else:
-                    t_ref, t_ours = time_pair_dataset(ref, ours, batches, iterations)
+                    t_ref, t_ours, ratio, count = time_pair_dataset(
+                        ref, ours, batches, **dataset_timing
+                    )
                 speed_ref, speed_ours = mean_b / t_ref, mean_b / t_ours
-                ratio = speed_ours / speed_ref
                 worst = min(worst, ratio)
                 print(
-                    f"{layout:<9} {mode:<8} {batch_size:>5} {iterations:>5} "
+                    f"{layout:<9} {mode:<8} {batch_size:>5} {count:>7} "
                     f"{speed_ref:>15,.0f} {speed_ours:>11,.0f} {ratio:>5.2f}x",
                     flush=True,
                 )
