@@ -188,6 +188,11 @@ class StaticInfo:
     embeddings: dict
     compression: str = "none"
 
+    def metadata_args(self) -> dict:
+        """These facts as `metadata.build_metadata` keyword arguments (each
+        field is one of its parameters)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
 
 def build(
     p: beam.Pipeline,
@@ -293,16 +298,9 @@ def _write_metadata(
         totals = (0, 0, 0, 0)
     batches, examples, real, padded = totals
     md = metadata.build_metadata(
-        engine=info.engine,
-        layout=info.layout,
-        columns_file=info.columns_file,
-        context=info.context,
-        id_feature=info.id_feature,
-        batch_size=info.batch_size,
+        **info.metadata_args(),
         boundaries=plan.boundaries,
         estimated_efficiency=plan.estimated_efficiency,
-        input_pattern=info.input_pattern,
-        files=info.files,
         records_per_file=counts,
         errors={e["reason"]: e["count"] for e in error_infos},
         error_positions={e["reason"]: e["positions"] for e in error_infos},
@@ -315,8 +313,6 @@ def _write_metadata(
             for s in sorted(shard_infos, key=lambda s: s["index"])
         ],
         errors_files=[e["file"] for e in error_infos],
-        embeddings=info.embeddings,
-        compression=info.compression,
         truncated_positions=truncated_first,
         truncated=truncated,
     )

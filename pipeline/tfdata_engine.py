@@ -565,16 +565,9 @@ def run_engine(
     # validation dead-letters).
     estimated = bucket.estimated_padding_efficiency(seen_hist, plan.boundaries)
     md = metadata.build_metadata(
-        engine="tfdata",
-        layout=info.layout,
-        columns_file=info.columns_file,
-        context=info.context,
-        id_feature=info.id_feature,
-        batch_size=config.batch_size,
+        **info.metadata_args(),
         boundaries=plan.boundaries,
         estimated_efficiency=estimated,
-        input_pattern=config.input_pattern,
-        files=files,
         records_per_file=dict(records_per_file),
         errors=error_counts,
         error_positions=error_positions,
@@ -591,8 +584,6 @@ def run_engine(
             for i in range(num_shards)
         ],
         errors_files=error_files,
-        embeddings=info.embeddings,
-        compression=info.compression,
         truncated_positions=sorted(truncated),
     )
     metadata.write_metadata(directory, md)
