@@ -318,6 +318,15 @@ class Analysis:
         return None if entry is None else f"{self.directory}/{entry['file']}"
 
 
+def asset_files(directory: str) -> list[str]:
+    """The files under DIR/assets, as sorted paths relative to DIR (metadata.json
+    lists them)."""
+    assets = f"{directory}/{ASSETS_DIR}"
+    if not tf.io.gfile.isdir(assets):
+        return []
+    return sorted(f"{ASSETS_DIR}/{name}" for name in tf.io.gfile.listdir(assets))
+
+
 def load_analysis(directory: str) -> Analysis:
     """Reads DIR/assets/stats.json."""
     with tf.io.gfile.GFile(f"{directory}/{ASSETS_DIR}/{STATS_FILE}") as f:

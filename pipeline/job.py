@@ -187,6 +187,7 @@ class StaticInfo:
     files: tuple
     embeddings: dict
     compression: str = "none"
+    assets: tuple = ()
 
     def metadata_args(self) -> dict:
         """These facts as `metadata.build_metadata` keyword arguments (each
@@ -375,7 +376,7 @@ def prepare(config: config_lib.JobConfig):
     return spec, files, num_shards
 
 
-def static_info(config, spec, files, embeddings, engine) -> StaticInfo:
+def static_info(config, spec, files, embeddings, engine, assets=()) -> StaticInfo:
     return StaticInfo(
         engine=engine,
         layout=tuple(transforms.column_layout(list(spec.columns))),
@@ -387,6 +388,7 @@ def static_info(config, spec, files, embeddings, engine) -> StaticInfo:
         files=tuple(files),
         embeddings=dict(embeddings),
         compression=config.compression,
+        assets=tuple(assets),
     )
 
 
@@ -401,6 +403,7 @@ def run(config: config_lib.JobConfig, beam_argv: Sequence[str] = ()) -> RunResul
     spec, files, num_shards = prepare(config)
     staging = write.Staging(config.output_dir, config.overwrite)
     try:
+        assets = []
         if config.analyze:  # DIR/assets first; the columns then use them
             from pipeline import analyze
 
@@ -411,9 +414,10 @@ def run(config: config_lib.JobConfig, beam_argv: Sequence[str] = ()) -> RunResul
                 directory=staging.path,
                 beam_argv=beam_argv,
             )
+            assets = analyze.asset_files(staging.path)
         weights = features.build_embedding_weights(spec.columns)
         embeddings = features.save_embedding_weights(staging.path, weights)
-        info = static_info(config, spec, files, embeddings, config.engine)
+        info = static_info(config, spec, files, embeddings, config.engine, assets)
         stages = dict(
             config=config,
             spec=spec,

@@ -17,6 +17,7 @@ Fields (format `version` 1):
   estimated_padding_efficiency  the plan's bound (each bucket padded to its max)
   shards             [{file, batches, examples}] (paths relative to DIR)
   errors_files       [relative paths], embeddings {column: relative path}
+  assets             [relative paths] (only with --analyze: vocabularies, stats.json)
   input              {pattern, files: [{path, records}]}
 Invariant checked before writing: examples_written + errors_total == examples_in.
 """
@@ -60,6 +61,7 @@ def build_metadata(
     truncated_positions: Sequence[Sequence[int]] = (),
     truncated: int | None = None,
     compression: str = "none",
+    assets: Sequence[str] = (),
 ) -> dict:
     """Assembles metadata.json's dict and checks the accounting invariant.
 
@@ -137,6 +139,8 @@ def build_metadata(
     }
     if compression != "none":  # absent: uncompressed shards (older outputs too)
         md["compression"] = compression
+    if assets:  # absent: no analyze pass
+        md["assets"] = sorted(assets)
     return md
 
 

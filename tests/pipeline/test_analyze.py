@@ -144,6 +144,13 @@ def test_same_assets_on_both_engines(runs):
     assert assets_of(runs["base"] / "beam") == assets_of(runs["base"] / "tfdata")
 
 
+@pytest.mark.parametrize("engine", ["beam", "tfdata"])
+def test_metadata_lists_the_assets(runs, engine):
+    listed = runs[engine].metadata["assets"]
+    assert listed == [f"assets/{name}" for name in assets_of(runs["base"] / engine)]
+    assert "assets/stats.json" in listed
+
+
 @pytest.mark.slow  # ~40 s: two multi-process pipelines
 def test_same_assets_multi_process(runs, dataset, spec_path, tmp_path):
     out = tmp_path / "mp"
