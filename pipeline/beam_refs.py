@@ -22,25 +22,13 @@ import os
 import struct
 from collections.abc import Iterable, Sequence
 
-from pipeline import read, validate, wire
-
-_HEADER = struct.Struct("<QI")
-_U32 = struct.Struct("<I")
+from pipeline import read, validate
 
 
 def by_reference(record: tuple) -> tuple:
     """`(position, length, bytes)` -> `(position, length, None)` for file records."""
     position, length, _ = record
     return position, length, None
-
-
-def with_length_policy(data: bytes, policy: validate.Policy) -> bytes:
-    """The bytes validation kept for a valid record (truncated under the policy)."""
-    limit = policy.max_length
-    if limit is not None and policy.on_long == "truncate":
-        if wire.max_steps(data, limit) > limit:
-            return wire.truncate(data, limit)
-    return data
 
 
 def header_offsets(f) -> tuple[list[int], bool]:
@@ -59,7 +47,7 @@ def header_offsets(f) -> tuple[list[int], bool]:
             return offsets, True
         if len(header) < 12:
             return offsets, False
-        length, length_crc = _HEADER.unpack(header)
+        length, length_crc = read.HEADER.unpack(header)
         if read.masked_crc32c(header[:8]) != length_crc:
             return offsets, False
         offsets.append(offset)
@@ -116,12 +104,12 @@ class RecordFetcher:
             (length,) = struct.unpack("<Q", self._read_at(f, offset, 8))
             body = self._read_at(f, offset + 12, length + 4)
             data = body[:length]
-            if read.masked_crc32c(data) != _U32.unpack(body[length:])[0]:
+            if read.masked_crc32c(data) != read.CRC.unpack(body[length:])[0]:
                 raise RuntimeError(
                     f"Input file {self._files[file_index]!r} changed while the job "
                     f"ran: record {record_index} no longer matches its CRC."
                 )
-        return with_length_policy(data, self._policy)
+        return validate.apply_max_length(data, self._policy)
 
     def fill(self, members: Iterable[tuple]) -> list[tuple]:
         """`(position, length, bytes | None)` -> the same with bytes, in order

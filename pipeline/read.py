@@ -34,8 +34,9 @@ MAX_ERROR_BYTES = 1 << 20
 # How far a resync after a bad length header scans for the next record.
 MAX_RESYNC_BYTES = 4 << 20
 _BLOCK = 4 << 20
-_HEADER = struct.Struct("<QI")
-_U32 = struct.Struct("<I")
+# TFRecord framing: length (uint64) + masked CRC of it; data; masked CRC of data.
+HEADER = struct.Struct("<QI")
+CRC = struct.Struct("<I")
 
 Position = tuple[int, int]
 
@@ -189,7 +190,7 @@ def iter_records(f: BinaryIO) -> Iterator[tuple[int, bytes | ReadError]]:
                 )
             return
         header = buf.get(offset, offset + 12)
-        length, length_crc = _HEADER.unpack(header)
+        length, length_crc = HEADER.unpack(header)
         if masked_crc32c(header[:8]) != length_crc:
             nxt = _resync(buf, offset + 1)
             stop = nxt if nxt is not None else _read_to_end(buf)
@@ -223,7 +224,7 @@ def iter_records(f: BinaryIO) -> Iterator[tuple[int, bytes | ReadError]]:
             )
             return
         data = buf.get(offset + 12, offset + 12 + length)
-        (data_crc,) = _U32.unpack(buf.get(end - 4, end))
+        (data_crc,) = CRC.unpack(buf.get(end - 4, end))
         if masked_crc32c(data) != data_crc:
             yield (
                 index,
@@ -252,14 +253,14 @@ def _resync(buf: _Buffer, start: int) -> int | None:
     stop = min(buf.end() - 12, start + MAX_RESYNC_BYTES)
     for cand in range(start, stop + 1):
         header = buf.get(cand, cand + 12)
-        length, length_crc = _HEADER.unpack(header)
+        length, length_crc = HEADER.unpack(header)
         if masked_crc32c(header[:8]) != length_crc:
             continue
         end = cand + 12 + length + 4
         if not buf.ensure(end):
             continue
         data = buf.get(cand + 12, end - 4)
-        if masked_crc32c(data) == _U32.unpack(buf.get(end - 4, end))[0]:
+        if masked_crc32c(data) == CRC.unpack(buf.get(end - 4, end))[0]:
             return cand
     return None
 
@@ -293,8 +294,8 @@ def write_tfrecords(path: str, records) -> None:
     with open(path, "wb") as f:
         for data in records:
             header = struct.pack("<Q", len(data))
-            f.write(header + _U32.pack(masked_crc32c(header)))
-            f.write(data + _U32.pack(masked_crc32c(data)))
+            f.write(header + CRC.pack(masked_crc32c(header)))
+            f.write(data + CRC.pack(masked_crc32c(data)))
 
 
 # --- Beam wrapper -------------------------------------------------------------------

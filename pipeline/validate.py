@@ -303,6 +303,17 @@ def duplicate_error(
     )
 
 
+def apply_max_length(data: bytes, policy: Policy) -> bytes | None:
+    """The bytes of a record validation goes on with under the length limit:
+    `data` itself, its first `max_length` steps (on_long "truncate"), or None
+    (too long: a dead letter). Records read back by reference (beam_refs) take
+    the same path, so they are the bytes validation kept."""
+    limit = policy.max_length
+    if limit is None or wire.max_steps(data, limit) <= limit:
+        return data
+    return wire.truncate(data, limit) if policy.on_long == "truncate" else None
+
+
 def validate_chunk(
     decoder: Decoder,
     spec: RecordSpec,
@@ -346,17 +357,15 @@ def validate_decoded(
     if policy.max_length is not None:
         limit = policy.max_length
         for i, data in enumerate(originals):
-            steps = wire.max_steps(data, limit)
-            if steps <= limit:
-                continue
-            if policy.on_long == "truncate":
-                serialized[i] = wire.truncate(data, limit)
-                truncated.add(i)
-            else:
+            kept = apply_max_length(data, policy)
+            if kept is None:
                 too_long[i] = (
                     f"a feature list has more than {limit} steps "
                     f"(--max_sequence_length {limit})"
                 )
+            elif kept is not data:
+                serialized[i] = kept
+                truncated.add(i)
     keep = [i for i in range(len(chunk)) if i not in too_long]
     decoded = decoder.decode([serialized[i] for i in keep])
     lengths, problems = check_batch([serialized[i] for i in keep], decoded, spec)

@@ -53,10 +53,11 @@ def test_fetch_returns_what_the_reader_read(tmp_path, damage):
 
 def test_fetch_applies_the_truncation_policy(monkeypatch):
     policy = validate.Policy(max_length=3, on_long="truncate")
-    monkeypatch.setattr(beam_refs.wire, "max_steps", lambda data, limit: 5)
-    monkeypatch.setattr(beam_refs.wire, "truncate", lambda data, limit: data[:limit])
-    assert beam_refs.with_length_policy(b"abcdef", policy) == b"abc"
-    assert beam_refs.with_length_policy(b"abcdef", validate.Policy()) == b"abcdef"
+    monkeypatch.setattr(validate.wire, "max_steps", lambda data, limit: 5)
+    monkeypatch.setattr(validate.wire, "truncate", lambda data, limit: data[:limit])
+    assert validate.apply_max_length(b"abcdef", policy) == b"abc"
+    assert validate.apply_max_length(b"abcdef", validate.Policy()) == b"abcdef"
+    assert validate.apply_max_length(b"abcdef", validate.Policy(max_length=3)) is None
 
 
 def test_a_changed_file_is_an_error(tmp_path):
