@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from pipeline import config
+
 # Each sub-key of a bucket collects about this many batches before grouping.
 SUBKEY_BATCHES = 32
 # Each bucket is charged this fraction of a batch of padding at its longest length:
@@ -43,11 +45,7 @@ def parse_boundaries(text: str) -> tuple[int, ...] | str:
         values = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
         values = ()
-    if (
-        not values
-        or any(v < 1 for v in values)
-        or any(b <= a for a, b in zip(values, values[1:], strict=False))
-    ):
+    if not config.valid_boundaries(values):
         raise ValueError(
             "Invalid value for argument `bucket_boundaries`. Expected 'auto' or "
             "strictly increasing integers >= 1 separated by commas (e.g. 8,16,32). "

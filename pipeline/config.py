@@ -26,6 +26,15 @@ ON_INVALID = ("dead_letter", "fail")
 RESERVED_KEYS = ("sequence_input", "shape", "sequence_length", "example_id")
 
 
+def valid_boundaries(values: Sequence[int]) -> bool:
+    """Bucket boundaries: at least one, ints >= 1, strictly increasing."""
+    return (
+        bool(values)
+        and all(v >= 1 for v in values)
+        and all(b > a for a, b in zip(values, values[1:], strict=False))
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class JobConfig:
     """All options of one materialization run (flags map 1:1 onto fields).
@@ -127,11 +136,7 @@ class JobConfig:
                     "Invalid value for argument `bucket_boundaries`. Expected 'auto' "
                     f"or a tuple of ints. Received: bucket_boundaries={bounds!r}"
                 )
-        elif (
-            not bounds
-            or any(b < 1 for b in bounds)
-            or any(b <= a for a, b in zip(bounds, bounds[1:], strict=False))
-        ):
+        elif not valid_boundaries(bounds):
             raise ValueError(
                 "Invalid value for argument `bucket_boundaries`. Expected strictly "
                 f"increasing ints >= 1. Received: bucket_boundaries={bounds!r}"
