@@ -31,21 +31,12 @@ def stats_figure(stats, choices: Sequence, path: str) -> str:
     hist = stats.histogram
     if hist:
         ax.bar(list(hist), list(hist.values()), width=1.0, color="#4878a8")
-    for i, b in enumerate(auto.boundaries):
-        ax.axvline(
-            b + 0.5,
-            color="#c44e52",
-            lw=0.8,
-            ls="--",
-            label="auto boundaries" if i == 0 else None,
-        )
+    _boundary_lines(ax, auto.boundaries, "auto boundaries")
     ax.set(
         xlabel="length (steps)",
         ylabel="examples",
         title=f"Lengths of {len(stats.lengths):,} valid examples",
     )
-    if auto.boundaries:
-        ax.legend()
     ax = axes[1]
     effs = [
         bucket.padding_efficiency(b.real_steps, b.padded_steps) for b in auto.buckets
@@ -97,21 +88,23 @@ def inspect_figure(metadata: Mapping, result, path: str) -> str:
     ax = axes[2]
     if result.lengths:
         ax.hist(result.lengths, bins=min(100, max(result.lengths)), color="#8172b2")
-    for i, b in enumerate(boundaries):
-        ax.axvline(
-            b + 0.5,
-            color="#c44e52",
-            lw=0.8,
-            ls="--",
-            label="bucket boundaries" if i == 0 else None,
-        )
+    _boundary_lines(ax, boundaries, "bucket boundaries")
     ax.set(
         xlabel="sequence_length",
         ylabel="examples",
         title=f"Lengths of the {len(result.lengths):,} written examples",
     )
-    if boundaries:
-        ax.legend()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def _boundary_lines(ax, boundaries, label: str) -> None:
+    """A dashed line between each bucket's last length and the next one's
+    first, with one legend entry."""
+    for i, b in enumerate(boundaries):
+        ax.axvline(
+            b + 0.5, color="#c44e52", lw=0.8, ls="--", label=label if i == 0 else None
+        )
+    if boundaries:
+        ax.legend()
