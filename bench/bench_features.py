@@ -12,18 +12,23 @@ Batches are built directly as the SparseTensors the parsers give:
   flat      tf.io.parse_example (one flat list per feature): 2-D [B, N]
 Lengths: lognormal(median 30, sigma 1), rounded, clipped to 1..1000.
 
-Timing: per-batch wall time, median over the run; ex/s = B / median. Call rows
-interleave the two layers in blocks of 10 calls (ref x10, ours x10, then ours
-first, ...): a pipeline calls one layer batch after batch, so a call normally
-follows a call of the same layer (its buffers in the caches and the allocator).
-With `--interleave call` they alternate call by call (the old mode): every call
-then follows one of the other layer, which measures a cold start neither layer
-sees in use. Blocks are short (tens of ms) and alternate in order, so load from
-other processes still hits both alike. tf.data rows time the steady state:
-passes of n batches through an iterator made before timing (n such that a
-pass of the faster layer takes >= 1 s), in 7 rounds alternating the order;
-their ratio is the median of the 7 per-round ratios ref / ours (each pairs two
-passes taken seconds apart), their ex/s the per-layer medians.
+Timing: per-batch wall time, median over the run; ex/s = B / median. The ratio
+is the median of paired ratios ref / ours, each from the two layers running the
+same batches close in time (a call in two adjacent blocks, two adjacent tf.data
+passes), so that a load change between pairs cancels out ("ex/s ratio": the
+ratio of the two ex/s medians, for comparison with earlier runs).
+
+Call rows interleave the two layers in blocks of 10 calls (ref x10, ours x10,
+then ours first, ...): a pipeline calls one layer batch after batch, so a call
+normally follows a call of the same layer (its buffers in the caches and the
+allocator). With `--interleave call` they alternate call by call (the old
+mode): every call then follows one of the other layer, which measures a cold
+start neither layer sees in use. Blocks are short (tens of ms) and alternate in
+order, so load from other processes still hits both alike.
+
+tf.data rows time the steady state: passes of n batches through an iterator
+made before timing (n such that a pass of the faster layer takes >= 1 s), 7
+rounds alternating the order.
 
 Usage:
   python bench/bench_features.py            # B=64 and B=1024, both layouts
@@ -126,10 +131,13 @@ def _tracing_counts(*fns) -> tuple[int, ...]:
 
 def time_pair(
     fn_ref, fn_ours, batches, iterations: int, block: int = BLOCK
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
     """Median seconds per batch of each layer over `iterations` calls each,
     interleaved in blocks of `block` calls (1: call by call), the first layer
-    alternating, so that load from other processes hits both alike."""
+    alternating, so that load from other processes hits both alike; and the
+    median of the per-call ratios ref / ours (call i of both layers runs the
+    same batch, in two blocks a few ms apart: a change of load between blocks
+    cancels out)."""
     times = {fn_ref: [], fn_ours: []}
     for first in range(0, iterations, block):
         calls = range(first, min(first + block, iterations))
@@ -140,7 +148,12 @@ def time_pair(
                 _, length = fn(batch)
                 length.numpy()
                 times[fn].append(time.perf_counter() - start)
-    return float(np.median(times[fn_ref])), float(np.median(times[fn_ours]))
+    ratios = np.divide(times[fn_ref], times[fn_ours])
+    return (
+        float(np.median(times[fn_ref])),
+        float(np.median(times[fn_ours])),
+        float(np.median(ratios)),
+    )
 
 
 def time_pair_dataset(
@@ -244,7 +257,7 @@ def main(argv=None) -> int:
         f"interleaved by {args.interleave}, load average "
         + " ".join(f"{x:.2f}" for x in os.getloadavg())
     )
-    header = f"{'layout':<9} {'mode':<8} {'B':>5} {'batches':>7} {'reference ex/s':>15} {'ours ex/s':>11} {'ratio':>6}"
+    header = f"{'layout':<9} {'mode':<8} {'B':>5} {'batches':>7} {'reference ex/s':>15} {'ours ex/s':>11} {'ratio':>6} {'ex/s ratio':>10}"
     print(header)
     print("-" * len(header))
     worst = float("inf")
@@ -271,13 +284,13 @@ def main(argv=None) -> int:
             for mode in ("call", "tf.data"):
                 if mode == "call":
                     block = BLOCK if args.interleave == "block" else 1
-                    t_ref, t_ours = time_pair(
+                    t_ref, t_ours, ratio = time_pair(
                         fn_ref, fn_ours, batches, iterations, block=block
                     )
                     now = _tracing_counts(fn_ref, fn_ours)
                     if now != traces:
                         raise RuntimeError(f"retraced while timing: {traces} -> {now}")
-                    ratio, count = t_ref / t_ours, iterations
+                    count = iterations
                 else:
                     t_ref, t_ours, ratio, count = time_pair_dataset(
                         ref, ours, batches, **dataset_timing
@@ -286,7 +299,8 @@ def main(argv=None) -> int:
                 worst = min(worst, ratio)
                 print(
                     f"{layout:<9} {mode:<8} {batch_size:>5} {count:>7} "
-                    f"{speed_ref:>15,.0f} {speed_ours:>11,.0f} {ratio:>5.2f}x",
+                    f"{speed_ref:>15,.0f} {speed_ours:>11,.0f} {ratio:>5.2f}x "
+                    f"{speed_ours / speed_ref:>9.2f}x",
                     flush=True,
                 )
     print(f"outputs identical on every batch; lowest ratio {worst:.2f}x (target >= 2x)")
