@@ -15,8 +15,8 @@ embedding buffers, zero masks) and then concatenates. Here each column looks
 up its ids once on the flat values. Traced, when every column has one full row
 at every step before its row's length (the usual sequence input; checked per
 batch), the rows of the present steps `[S, D]` are concatenated and one
-`RaggedTensorToTensor` pads them to `[B, T, D]`, writing each output value
-once. Otherwise (and eagerly) each column emits (position, value) writes and
+`RaggedTensorToTensor` (or, for large outputs, a multi-threaded gather) pads
+them to `[B, T, D]`, writing each output value once. Otherwise (and eagerly) each column emits (position, value) writes and
 one `SparseToDense` over the padding value builds `[B, T, D]`; with one id per
 step (checked per batch) embeddings gather their rows and indicator writes
 need no dedupe. When columns disagree on T the per-column outputs are
@@ -43,6 +43,10 @@ from transforms import _base
 from transforms.dense import EmbeddingColumn
 from transforms.numeric import SequenceNumericColumn
 from transforms.specs import make_parse_example_spec
+
+# Output values (float32) above which full step rows are gathered (32 MiB: glibc
+# serves larger blocks from fresh pages, faulted in on first touch, every call).
+_GATHER_OUTPUT_SIZE = 1 << 23
 
 
 def _is_tf_feature_column(column) -> bool:
@@ -373,20 +377,31 @@ class SequenceFeatures(keras.layers.Layer):
         return output, sequence_length
 
     def _output(self, parts, sequence_length):
-        """`[B, T, D]`: traced, from the columns' step rows when every column
-        has one row at every step before its row's length (the usual sequence
-        input; checked per batch, `_full_steps`), else by `_scatter`. Eagerly
-        always `_scatter` (TF's eager error messages).
+        """`[B, T, D]`. Traced, one of three ways per batch (one `switch_case`):
+        when every column has one row at every step before its row's length
+        (the usual sequence input; `_full_steps`), from those step rows, laid
+        out by `_ragged_rows` or, for outputs of more than `_GATHER_OUTPUT_SIZE`
+        values, `_gathered_rows`; otherwise by `_scatter`. Eagerly always
+        `_scatter` (TF's eager error messages).
         """
         if tf.executing_eagerly():
             return self._scatter(parts)
         step_rows = [p.step_rows() for p in parts]
         if any(r is None for r in step_rows):
             return self._scatter(parts)
-        return tf.cond(
-            _full_steps(step_rows, sequence_length),
-            lambda: self._from_step_rows(parts, step_rows, sequence_length),
-            lambda: self._scatter(parts),
+        batch_size, num_steps = parts[0].batch_size, parts[0].num_steps
+        large = batch_size * num_steps * self.output_width > _GATHER_OUTPUT_SIZE
+        branch = tf.where(
+            _full_steps(step_rows, sequence_length), 1 + tf.cast(large, tf.int32), 0
+        )
+        args = (parts, step_rows, sequence_length)
+        return tf.switch_case(
+            branch,
+            [
+                lambda: self._scatter(parts),
+                lambda: self._ragged_rows(*args),
+                lambda: self._gathered_rows(*args),
+            ],
         )
 
     def _state(self, column):
@@ -394,33 +409,56 @@ class SequenceFeatures(keras.layers.Layer):
             return self._tables[self._table_index[column.table_name]].value
         return None
 
-    def _from_step_rows(self, parts, step_rows, sequence_length):
-        """Builds `[B, T, D]` from the columns' rows of the present steps.
-
-        The rows `[S, D]` (S = sum of lengths, each row's steps in turn) become
-        the output by one RaggedTensorToTensor split by the lengths: it copies
-        each row's run of steps and fills the rest with the padding, writing
-        every output value once (SparseToDense fills the whole output, then
-        writes each value at an int64 position built for it).
-        """
+    def _step_rows(self, step_rows, sequence_length):
+        """The rows `[S, D]` of the present steps (S = sum of lengths, each
+        row's steps in turn), the padding row `[D]` and the row splits `[B+1]`."""
         padding = np.concatenate(
             [
                 np.full(column.output_width, rows.padding, np.float32)
                 for column, rows in zip(self._feature_columns, step_rows, strict=True)
             ]
         )
-        if len(set(padding.view(np.uint32))) == 1:
-            padding = padding[:1]  # one value: the op fills gaps with std::fill
         values = [rows.values() for rows in step_rows]
+        values = tf.concat(values, 1) if len(values) > 1 else values[0]
         splits = tf.concat([tf.zeros([1], tf.int64), tf.cumsum(sequence_length)], 0)
-        batch_size, num_steps = parts[0].batch_size, parts[0].num_steps
+        return values, padding, splits
+
+    def _ragged_rows(self, parts, step_rows, sequence_length):
+        """`[B, T, D]` from the step rows by one RaggedTensorToTensor: it copies
+        each row's run of steps and fills the rest, writing every output value
+        once (SparseToDense fills the whole output, then writes each value at
+        an int64 position built for it). One thread."""
+        values, padding, splits = self._step_rows(step_rows, sequence_length)
+        uniform = len(set(padding.view(np.uint32))) == 1
+        shape = [parts[0].batch_size, parts[0].num_steps, self.output_width]
         return tf.raw_ops.RaggedTensorToTensor(
-            shape=tf.stack([batch_size, num_steps, self.output_width]),
-            values=tf.concat(values, 1) if len(values) > 1 else values[0],
-            default_value=padding.reshape(()) if padding.size == 1 else padding,
+            shape=tf.stack(shape),
+            values=values,
+            # One value: the op fills gaps with std::fill, not row copies.
+            default_value=padding[0] if uniform else padding,
             row_partition_tensors=[splits],
             row_partition_types=["ROW_SPLITS"],
         )
+
+    def _gathered_rows(self, parts, step_rows, sequence_length):
+        """`[B, T, D]` from the step rows by a gather of `[B * T]` row indices
+        into the rows plus a padding row.
+
+        For large outputs: such an output is a fresh mapping on every call,
+        whose first-touch page faults dominate the layer (~75 % of its CPU at
+        B=1024, T=1000); TF shards the gather over the intra-op threads, which
+        take the faults in parallel (+12 % CPU, -30 % wall time than
+        `_ragged_rows` with a second core free).
+        """
+        values, padding, splits = self._step_rows(step_rows, sequence_length)
+        table = tf.concat([values, padding[None, :]], 0)
+        steps = tf.range(parts[0].num_steps)[None, :]
+        index = tf.where(
+            steps < sequence_length[:, None], splits[:-1, None] + steps, splits[-1]
+        )
+        output = tf.gather(table, tf.reshape(index, [-1]))
+        shape = [parts[0].batch_size, parts[0].num_steps, self.output_width]
+        return tf.reshape(output, tf.stack(shape))
 
     def _scatter(self, parts):
         """Builds `[B, T, D]` in one pass: a single SparseToDense of every

@@ -9,6 +9,8 @@ import pytest
 import tensorflow as tf
 from parity_helpers import Oracle, sp, sp3
 
+from transforms import sequence_features
+
 pytestmark = pytest.mark.parity
 
 W = np.random.default_rng(5).normal(size=(6, 3)).astype(np.float32)
@@ -129,8 +131,16 @@ STEP_ROW_CASES = {
 }
 
 
+@pytest.fixture(params=["ragged", "gather"])
+def step_rows_by(request, monkeypatch):
+    """Both layouts of step rows: gather from the first output value on."""
+    if request.param == "gather":
+        monkeypatch.setattr(sequence_features, "_GATHER_OUTPUT_SIZE", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("case", sorted(STEP_ROW_CASES))
-def test_traced_step_rows_or_scatter_bits_match_reference(oracle, case):
+def test_traced_step_rows_or_scatter_bits_match_reference(oracle, case, step_rows_by):
     def build(m):
         cat = m.sequence_categorical_column_with_identity("c", 6)
         vocab = m.sequence_categorical_column_with_vocabulary_list("v", ["a", "b", "c"])
@@ -149,7 +159,7 @@ def test_traced_step_rows_or_scatter_bits_match_reference(oracle, case):
     np.testing.assert_array_equal(length, ref_len)
 
 
-def test_traced_step_rows_of_ragged_input_match_reference(oracle):
+def test_traced_step_rows_of_ragged_input_match_reference(oracle, step_rows_by):
     def build(m):
         cat = m.sequence_categorical_column_with_identity("c", 6)
         return [
