@@ -248,7 +248,10 @@ class _Waiting:
         used["examples"] = n + len(part)
 
     def view(self) -> _Segment:
-        """Every waiting example, as views (valid until the next add/drop)."""
+        """Every waiting example, as views. They stay valid: `add` only writes
+        past them (or into a grown copy) and `drop` moves what is left to new
+        arrays, so the record thread can build a batch from views while later
+        examples join and leave."""
         used = self._used
         n = used["examples"]
         return _Segment(
@@ -260,7 +263,8 @@ class _Waiting:
 
     def drop(self, count: int, offsets: dict) -> None:
         """Forgets the first `count` examples (`offsets`: of `view()`). What
-        is left moves to right-sized arrays: memory follows what waits."""
+        is left moves to right-sized arrays (never shifted in place: views
+        taken before stay as they were), so memory follows what waits."""
         used = self._used
         n = used["examples"]
         rows = offsets[None][count]
@@ -536,7 +540,7 @@ def run_engine(
                         last = start + (i + 1) * b - 1 - held  # in the chunk's order
                         batch = view.range(i * b, (i + 1) * b, view_offsets)
                         ready.append((int(order[last]), batch))
-                    pending.drop(full * b, view_offsets)  # views stay valid
+                    pending.drop(full * b, view_offsets)  # the views stay valid
                 for _, batch in sorted(ready, key=lambda item: item[0]):
                     encoded.append(encoders.submit(encode, batch))
                 write_encoded(_IN_FLIGHT)

@@ -65,3 +65,36 @@ def test_lengths_pass_tfdata_and_reader_paths_agree(tmp_path):
         )
         assert fast == exact and sum(fast.values()) > 0
     assert sum(fast.values()) < 40  # ids seen once; long ones left out
+
+
+def test_waiting_views_survive_later_adds_and_drops():
+    """Batches are built on a record thread from views of a bucket's buffers
+    while the main thread goes on adding and dropping examples."""
+
+    def segment(first, n):
+        lengths = np.arange(first, first + n, dtype=np.int64) % 3 + 1
+        steps = int(lengths.sum())  # every row distinct
+        x = (1000 * first + np.arange(2 * steps, dtype=np.float32)).reshape(steps, 2)
+        ctx = {"c": (np.arange(first, first + n, dtype=np.int64), np.ones(n, np.int64))}
+        ids = np.array([f"id{i}".encode() for i in range(first, first + n)], object)
+        return tfdata_engine._Segment(x, lengths, ctx, ids)
+
+    def copied(seg):
+        return (seg.x.copy(), seg.lengths.copy(), seg.context["c"][0].copy(),
+                seg.ids.copy())  # fmt: skip
+
+    waiting = tfdata_engine._Waiting(segment(0, 1))
+    first = segment(0, 5)
+    waiting.add(first.range(0, 5, first.offsets()))
+    view = waiting.view()
+    batch = view.range(0, 3, view.offsets())
+    before = copied(batch)
+    waiting.drop(3, view.offsets())
+    for start in (5, 9):  # in place while there is room, then grown
+        more = segment(start, 4)
+        waiting.add(more.range(0, 4, more.offsets()))
+    waiting.drop(2, waiting.view().offsets())
+    for a, b in zip(before, copied(batch), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert len(waiting) == 8
+    assert waiting.view().ids.tolist() == [f"id{i}".encode() for i in range(5, 13)]
