@@ -38,6 +38,7 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.ops import cond_v2  # functional Case (not lowered)
 
 from transforms import _base
 from transforms.dense import EmbeddingColumn
@@ -381,7 +382,7 @@ class SequenceFeatures(keras.layers.Layer):
         return output, sequence_length
 
     def _output(self, parts, sequence_length):
-        """`[B, T, D]`. Traced, one of three ways per batch (one `switch_case`):
+        """`[B, T, D]`. Traced, one of three ways per batch (one `Case` op):
         when every column has one row at every step before its row's length
         (the usual sequence input; `_full_steps`), from those step rows, laid
         out by `_ragged_rows` or, for outputs of more than `_GATHER_OUTPUT_SIZE`
@@ -399,13 +400,18 @@ class SequenceFeatures(keras.layers.Layer):
             _full_steps(step_rows, sequence_length), 1 + tf.cast(large, tf.int32), 0
         )
         args = (parts, step_rows, sequence_length)
-        return tf.switch_case(
+        # A functional Case (the branch taken runs as its own function call):
+        # lowered into the caller's graph (tf.switch_case), ~190 nodes of the
+        # branches not taken would go dead every batch.
+        return cond_v2.indexed_case(
             branch,
             [
                 lambda: self._scatter(parts),
                 lambda: self._ragged_rows(*args),
                 lambda: self._gathered_rows(*args),
             ],
+            name="switch_case",
+            lower_using_switch_merge=False,
         )
 
     def _state(self, column):
