@@ -528,7 +528,9 @@ class IndicatorColumn(_base.SequenceDenseColumn):
                 positions=cache.segments(self.categorical_column),
                 per_step=1,
                 valid=None,
-                values=lambda: tf.one_hot(ids.ids, num_buckets, dtype=tf.float32),
+                # Built before the layer picks its layout (valid for any ids):
+                # it runs next to the full-steps check instead of after it.
+                values=tf.one_hot(ids.ids, num_buckets, dtype=tf.float32),
                 padding=0.0,
             )
 
