@@ -187,6 +187,11 @@ class FeatureComputer:
 
         self._compute_flat, self._compute_padded = compute_flat, compute_padded
 
+    @property
+    def depth(self) -> int:
+        """D: the features of one step."""
+        return self._layer.output_width
+
     def flat_rows(self, decoded, rows: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """Features of decoded records, unpadded: float32 [sum(lengths), D].
 
@@ -212,35 +217,42 @@ class FeatureComputer:
         padded = np.zeros(len(lengths), bool)
         padded[example[empty]] = True
         padded_step = padded[example]
-        out = np.empty((total, self._layer.output_width), np.float32)
-        for use, compute in ((~padded_step, "flat"), (padded_step, "padded")):
-            if not use.any():
-                continue
+
+        def layer_rows(use: np.ndarray | None, kind: str) -> np.ndarray:
             feats = {
-                key: _take_steps(*decoded.features[key][:2], steps[key][use])
+                key: _take_steps(
+                    *decoded.features[key][:2],
+                    steps[key] if use is None else steps[key][use],
+                )
                 for key in self._keys
             }
-            if compute == "flat":
+            if kind == "flat":
                 flat = {key: _sparse_steps(*parts) for key, parts in feats.items()}
-                out[use] = self._compute_flat(flat).numpy()
-            else:
-                out[use] = self._compute_padded(feats, lengths[padded]).numpy()
+                return self._compute_flat(flat).numpy()
+            return self._compute_padded(feats, lengths[padded]).numpy()
+
+        if total and not padded.any():  # the common case: the layer's own array
+            return layer_rows(None, "flat")
+        out = np.empty((total, self._layer.output_width), np.float32)
+        for use, kind in ((~padded_step, "flat"), (padded_step, "padded")):
+            if use.any():
+                out[use] = layer_rows(use, kind)
         return out
 
-    def rows_record(
+    def record_pieces(
         self,
-        x_rows: np.ndarray,
+        runs: Sequence[tuple[np.ndarray, np.ndarray]],
         lengths: np.ndarray,
         context: Mapping[str, tuple[np.ndarray, np.ndarray]],
         example_id: np.ndarray | None,
-    ) -> tuple[bytearray, BatchStats]:
-        """One batch record from flat rows [sum(lengths), D] (`flat_rows`).
-
-        The record is a bytearray (the buffer the rows were written into; no
-        final copy): TFRecordWriter and file writes take it as bytes.
+    ) -> tuple[list, BatchStats]:
+        """One batch record, as pieces (`write.record_pieces`), from the
+        examples' steps (`flat_rows`), written as they are (no [B, T, D]
+        array: `write.padded_blocks` adds the padding).
 
         Args:
-          x_rows: The batch's examples' steps, example after example.
+          runs: [(rows [n, D], their examples' lengths [k])]: the steps of the
+            batch's examples in order, example after example.
           lengths: int64 [B].
           context: CONTEXT name -> (flat values, row lengths [B]) of the batch.
           example_id: [B] ids, or None.
@@ -255,18 +267,10 @@ class FeatureComputer:
         ids = None
         if self.id_feature is not None and example_id is not None:
             ids = [bytes(v) for v in example_id.tolist()]
-        record, x = write.batch_record_buffer(
-            (b, t, x_rows.shape[1]), lengths, ctx, ids
-        )
-        # Step s of example e lands in row e * T + s of x viewed as [B*T, D];
-        # padding rows stay zero.
-        first = np.cumsum(lengths) - lengths
-        dest = np.arange(len(x_rows), dtype=np.int64) + np.repeat(
-            np.arange(b, dtype=np.int64) * t - first, lengths
-        )
-        x.reshape(b * t, -1)[dest] = x_rows
+        blocks = write.padded_blocks(runs, t, self.depth)
+        pieces = write.record_pieces((b, t, self.depth), lengths, ctx, ids, blocks)
         real = int(lengths.sum())
-        return record, BatchStats(b, real, b * t - real)
+        return pieces, BatchStats(b, real, b * t - real)
 
     def __call__(self, serialized: Sequence[bytes]):
         """Returns (x float32 [B,T,D], lengths int64 [B], {name: (values, rl|None)})."""

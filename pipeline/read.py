@@ -25,9 +25,14 @@ from collections.abc import Iterator
 from typing import BinaryIO, NamedTuple
 
 try:
+    from google_crc32c import extend as _crc32c_extend
     from google_crc32c import value as _crc32c
 except ImportError:  # pragma: no cover - Beam's fallback (snappy / crcmod).
     from apache_beam.io.tfrecordio import _default_crc32c_fn as _crc32c
+
+    def _crc32c_extend(crc: int, data) -> int:
+        raise NotImplementedError  # frame() joins the pieces instead
+
 
 # Dead letters keep at most this many bytes of a damaged stretch.
 MAX_ERROR_BYTES = 1 << 20
@@ -51,8 +56,25 @@ class ReadError(NamedTuple):
 
 def masked_crc32c(data: bytes) -> int:
     """The TFRecord masked CRC32C of `data`."""
-    crc = _crc32c(data)
+    return _mask(_crc32c(data))
+
+
+def _mask(crc: int) -> int:
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def frame(pieces: list) -> tuple[bytes, bytes]:
+    """TFRecord framing of one record given as pieces (bytes or contiguous numpy
+    arrays, written one after the other): `(header, footer)` to write before
+    and after them. The record is never joined into one buffer."""
+    length = struct.pack("<Q", sum(memoryview(p).nbytes for p in pieces))
+    try:
+        crc = 0
+        for piece in pieces:
+            crc = _crc32c_extend(crc, piece)
+    except NotImplementedError:  # pragma: no cover - without google-crc32c
+        crc = _crc32c(b"".join(bytes(memoryview(p).cast("B")) for p in pieces))
+    return length + CRC.pack(masked_crc32c(length)), CRC.pack(_mask(crc))
 
 
 def match_files(pattern: str) -> list[str]:
@@ -293,9 +315,8 @@ def write_tfrecords(path: str, records) -> None:
     """Writes `records` (bytes) with TFRecord framing (used by tests and data/)."""
     with open(path, "wb") as f:
         for data in records:
-            header = struct.pack("<Q", len(data))
-            f.write(header + CRC.pack(masked_crc32c(header)))
-            f.write(data + CRC.pack(masked_crc32c(data)))
+            header, footer = frame([data])
+            f.write(header + data + footer)
 
 
 # --- Beam wrapper -------------------------------------------------------------------

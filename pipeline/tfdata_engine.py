@@ -4,16 +4,18 @@ Place in the flow: read -> decode/validate -> bucket -> features -> write ->
 metadata, like job.py, sharing its pure functions. The stages overlap in
 threads: files are read by `read.read_file` (so damage becomes dead letters);
 each chunk of records is decoded and validated in one vectorized call
-(`validate.validate_decoded`, parsed once); a pool of two threads computes each
-chunk's features in one layer call as flat rows [steps, D]
-(`FeatureComputer.flat_rows`); the main thread drops duplicate ids, sorts the
-chunk's examples by bucket, appends them to their bucket's waiting examples
-(`_Waiting`: growable arrays, slice copies) and hands every full batch, as
-views, to a record thread (`rows_record`: the padded [B,T,D] written in place
-into the record); it writes the records in order.
+(`validate.validate_decoded`, parsed once); the main thread drops duplicate
+ids and gives each example its batch and rows in a block (`_OpenBatch`,
+`_Blocks`: 1 MiB of rows, reused), with no data copied; a pool of two threads
+computes each chunk's features in one layer call as flat rows [steps, D]
+(`FeatureComputer.flat_rows`) and copies them, sorted by bucket, into those
+rows (`_fill`: one gather and a slice copy per batch); a writer thread writes
+full batches in order, each record from views of the blocks plus shared zeros
+for the padding (`write.padded_blocks`, `write.RecordWriter`): a step is
+copied once between the layer and the file.
 
 Order: batches are written in the order of the example completing them, as if
-examples joined per-bucket buffers one by one; remainders are flushed at the
+examples joined their bucket's batch one by one; remainders are flushed at the
 end, bucket by bucket (only a bucket's last batch is short). Batch k goes to
 shard k % N. With `--bucket_boundaries auto` a first, light pass (one feature
 list parsed) computes the length histogram. Files are read one after the
@@ -40,8 +42,8 @@ from pipeline.validate import ErrorRecord, Reason
 _CHUNK = 1024
 _AHEAD = 4  # chunks a stage's thread runs ahead
 _FEATURE_THREADS = 2  # chunks whose features are computed at once
-_RECORD_THREADS = 1  # batch records built at once
-_IN_FLIGHT = 16  # batch records being built (~1 MB each at B=128)
+_IN_FLIGHT = 16  # full batches waiting for the writer thread
+_BLOCK_BYTES = 1 << 20  # the unit of memory for examples waiting for a batch
 
 
 def _read_all(files: Sequence[str]):
@@ -173,125 +175,116 @@ def _ragged_index(starts: np.ndarray, lengths: np.ndarray, rows: np.ndarray):
 def _take(values: np.ndarray, row_lengths: np.ndarray, rows: np.ndarray):
     """Rows `rows` of a ragged (values, row_lengths) pair, as the same pair."""
     starts = np.cumsum(row_lengths) - row_lengths
-    return values[_ragged_index(starts, row_lengths, rows)], row_lengths[rows]
+    index = _ragged_index(starts, row_lengths, rows)
+    return np.take(values, index, axis=0), row_lengths[rows]  # 10x `values[index]`
 
 
-class _Segment:
-    """Examples with their features: flat rows [S, D] (example after example),
-    lengths [n], context {name: (values, row_lengths)}, ids [n] or None."""
+class _OpenBatch:
+    """A bucket's batch being filled. Examples join it in reading order and get
+    rows of blocks (`_Blocks`), one example after the other; a features thread
+    then copies the chunk's steps there (`_fill`), the only copy of a step in
+    this process. The record is written from views of those rows plus shared
+    zeros for the padding (`write.padded_blocks`, `write.RecordWriter`)."""
 
-    def __init__(self, x, lengths, context, ids):
-        self.x, self.lengths, self.context, self.ids = x, lengths, context, ids
+    def __init__(self, bucket_id: int, size: int):
+        self.bucket_id, self.size, self.n = bucket_id, size, 0
+        self.parts: list[tuple[np.ndarray, int, np.ndarray]] = []  # block, row, lengths
+        self._block: np.ndarray | None = None  # the block being filled
+        self._used = 0  # its rows given out
+        self._context: dict[str, list] = collections.defaultdict(list)
+        self._ids: list = []
 
-    def __len__(self):
-        return len(self.lengths)
+    def room(self) -> int:
+        return self.size - self.n
 
-    def take(self, rows: np.ndarray) -> _Segment:
-        """Examples `rows`, copied out."""
-        x, _ = _take(self.x, self.lengths, rows)
-        context = {n: _take(v, rl, rows) for n, (v, rl) in self.context.items()}
-        ids = None if self.ids is None else self.ids[rows]
-        return _Segment(x, self.lengths[rows], context, ids)
+    def add(self, lengths: np.ndarray, context: dict, ids, blocks: _Blocks) -> list:
+        """Gives rows to examples with these lengths, context {name: (values,
+        row_lengths)} and ids (or None), taking blocks as needed. Returns where
+        their steps go, in order: [(block, first row, rows)]."""
+        fills = []
+        ends = np.cumsum(lengths)
+        i = 0
+        while i < len(lengths):
+            done = int(ends[i - 1]) if i else 0
+            room = 0 if self._block is None else len(self._block) - self._used
+            j = int(np.searchsorted(ends, done + room, side="right"))
+            if j == i:  # the next example needs a new block
+                self._block, self._used = blocks.get(int(lengths[i])), 0
+                continue
+            rows = int(ends[j - 1]) - done
+            self.parts.append((self._block, self._used, lengths[i:j]))
+            fills.append((self._block, self._used, rows))
+            self._used += rows
+            i = j
+        for name, values in context.items():
+            self._context[name].append(values)
+        if ids is not None:
+            self._ids.append(ids)
+        self.n += len(lengths)
+        return fills
 
-    def offsets(self) -> dict:
-        """Where each example starts: None -> in the rows, name -> in the
-        context values (one more entry than examples)."""
-        out = {None: np.concatenate([[0], np.cumsum(self.lengths)])}
-        for n, (_, rl) in self.context.items():
-            out[n] = np.concatenate([[0], np.cumsum(rl)])
-        return out
+    def blocks(self) -> list[np.ndarray]:
+        """The blocks holding the batch's steps (each once)."""
+        return list({id(block): block for block, _, _ in self.parts}.values())
 
-    def range(self, a: int, b: int, offsets: dict) -> _Segment:
-        """Examples [a, b) as views."""
+    def contents(self) -> tuple:
+        """(runs [(rows, lengths)]: the examples' steps, one after the other,
+        lengths [B], context {name: (values, row lengths)}, ids [B] or None),
+        once every example is filled."""
+        runs = [
+            (block[first : first + int(lengths.sum())], lengths)
+            for block, first, lengths in self.parts
+        ]
+        lengths = np.concatenate([lengths for _, _, lengths in self.parts])
         context = {
-            n: (v[offsets[n][a] : offsets[n][b]], rl[a:b])
-            for n, (v, rl) in self.context.items()
+            name: tuple(np.concatenate(column) for column in zip(*parts, strict=True))
+            for name, parts in self._context.items()
         }
-        ids = None if self.ids is None else self.ids[a:b]
-        x = self.x[offsets[None][a] : offsets[None][b]]
-        return _Segment(x, self.lengths[a:b], context, ids)
+        ids = np.concatenate(self._ids) if self._ids else None
+        return runs, lengths, context, ids
 
 
-class _Waiting:
-    """The examples of one bucket waiting for a full batch, in reading order,
-    in growable arrays: a chunk's examples join with a few slice copies and a
-    batch is a view of the front, whatever the number of buckets and chunks
-    (no per-example or per-chunk pieces to gather)."""
+class _Blocks:
+    """Blocks of rows [R, D] (1 MiB) where batches being filled keep their
+    examples' steps, reused once a batch is written: memory follows what
+    waits (plus at most a block per batch), and steps are copied into pages
+    already in memory (a fresh array faults in a zeroed page every 4 KiB,
+    which costs more than the copy). An example longer than R rows gets a
+    block of its own, not reused. Thread-safe (list append and pop)."""
 
-    def __init__(self, like: _Segment):
-        self._x = np.empty((0,) + like.x.shape[1:], like.x.dtype)
-        self._lengths = np.empty(0, np.int64)
-        self._context = {
-            n: [np.empty(0, v.dtype), np.empty(0, np.int64)]
-            for n, (v, _) in like.context.items()
-        }
-        self._ids = None if like.ids is None else np.empty(0, like.ids.dtype)
-        self._used = {"rows": 0, "examples": 0, **{n: 0 for n in like.context}}
+    def __init__(self, depth: int):
+        self.depth = depth
+        self.rows = max(1, _BLOCK_BYTES // (4 * depth))
+        self._free: list[np.ndarray] = []
 
-    def __len__(self):
-        return self._used["examples"]
+    def get(self, rows: int) -> np.ndarray:
+        if rows > self.rows:
+            return np.empty((rows, self.depth), np.float32)
+        try:
+            return self._free.pop()
+        except IndexError:
+            return np.empty((self.rows, self.depth), np.float32)
 
-    def add(self, part: _Segment) -> None:
-        """Appends the examples of `part` (copied)."""
-        used = self._used
-        self._x = _put(self._x, used["rows"], part.x)
-        used["rows"] += len(part.x)
-        n = used["examples"]
-        self._lengths = _put(self._lengths, n, part.lengths)
-        if self._ids is not None:
-            self._ids = _put(self._ids, n, part.ids)
-        for name, (values, row_lengths) in part.context.items():
-            held = self._context[name]
-            held[0] = _put(held[0], used[name], values)
-            held[1] = _put(held[1], n, row_lengths)
-            used[name] += len(values)
-        used["examples"] = n + len(part)
-
-    def view(self) -> _Segment:
-        """Every waiting example, as views. They stay valid: `add` only writes
-        past them (or into a grown copy) and `drop` moves what is left to new
-        arrays, so the record thread can build a batch from views while later
-        examples join and leave."""
-        used = self._used
-        n = used["examples"]
-        return _Segment(
-            self._x[: used["rows"]],
-            self._lengths[:n],
-            {c: (v[: used[c]], rl[:n]) for c, (v, rl) in self._context.items()},
-            None if self._ids is None else self._ids[:n],
-        )
-
-    def drop(self, count: int, offsets: dict) -> None:
-        """Forgets the first `count` examples (`offsets`: of `view()`). What
-        is left moves to right-sized arrays (never shifted in place: views
-        taken before stay as they were), so memory follows what waits."""
-        used = self._used
-        n = used["examples"]
-        rows = offsets[None][count]
-        self._x = self._x[rows : used["rows"]].copy()
-        used["rows"] -= rows
-        self._lengths = self._lengths[count:n].copy()
-        if self._ids is not None:
-            self._ids = self._ids[count:n].copy()
-        for name, held in self._context.items():
-            first = offsets[name][count]
-            held[0] = held[0][first : used[name]].copy()
-            held[1] = held[1][count:n].copy()
-            used[name] -= first
-        used["examples"] = n - count
+    def put(self, block: np.ndarray) -> None:
+        if len(block) == self.rows:
+            self._free.append(block)
 
 
-def _put(array: np.ndarray, at: int, values: np.ndarray) -> np.ndarray:
-    """Writes `values` at `array[at:]`, growing `array` if needed (by a quarter
-    at least: slack in every bucket's buffers costs memory)."""
-    end = at + len(values)
-    if end > len(array):
-        size = max(end, len(array) + len(array) // 4)
-        grown = np.empty((size,) + array.shape[1:], array.dtype)
-        grown[:at] = array[:at]
-        array = grown
-    array[at:end] = values
-    return array
+def _fill(rows: np.ndarray, lengths: np.ndarray, order: np.ndarray, fills: list):
+    """Copies a chunk's flat rows (`rows`, example after example, `lengths`)
+    to its batches' blocks: the examples in `order` (by bucket) are contiguous
+    runs of rows, one per fill [(block, first row, rows)], in that order. One
+    gather per fill, straight into the block (no array of the sorted rows)."""
+    starts = np.cumsum(lengths) - lengths
+    index = _ragged_index(starts, lengths, order)
+    at = 0
+    for block, first, count in fills:
+        # mode="clip": the indices are valid; "raise" would buffer `out`.
+        np.take(
+            rows, index[at : at + count], axis=0, out=block[first : first + count],
+            mode="clip",
+        )  # fmt: skip
+        at += count
 
 
 def _by_bucket(lengths: np.ndarray, boundaries):
@@ -432,9 +425,9 @@ def run_engine(
     report = reporter("materialize")
 
     writers = [
-        tf.io.TFRecordWriter(
+        write.RecordWriter(
             f"{directory}/{write.SHARDS_DIR}/{write.shard_name(i, num_shards)}",
-            write.record_options(config.compression),
+            config.compression,
         )
         for i in range(num_shards)
     ]
@@ -443,14 +436,12 @@ def run_engine(
     totals = {"batches": 0, "examples": 0, "real": 0, "padded": 0}
     seen_hist: collections.Counter = collections.Counter()
 
-    def encode(segment):
-        return computer.rows_record(
-            segment.x, segment.lengths, segment.context, segment.ids
-        )
-
-    def emit(record, stats):
+    def write_batch(batch: _OpenBatch) -> None:  # on the writer thread, in order
+        pieces, stats = computer.record_pieces(*batch.contents())
         k = totals["batches"] % num_shards
-        writers[k].write(record)
+        writers[k].write(pieces)
+        for block in batch.blocks():
+            blocks.put(block)
         shard_batches[k] += 1
         shard_examples[k] += stats.examples
         totals["batches"] += 1
@@ -458,102 +449,120 @@ def run_engine(
         totals["real"] += stats.real_steps
         totals["padded"] += stats.padded_steps
 
-    # Records are built on threads (numpy copies release the GIL) and written
-    # here, in order.
-    encoders = concurrent.futures.ThreadPoolExecutor(
-        _RECORD_THREADS, thread_name_prefix="seqshards-records"
+    # One writer thread: batches are written in the order they are handed
+    # over (file writes and CRCs release the GIL).
+    writer = concurrent.futures.ThreadPoolExecutor(
+        1, thread_name_prefix="seqshards-write"
     )
-    encoded: collections.deque = collections.deque()
+    in_flight: collections.deque = collections.deque()
 
-    def write_encoded(limit: int) -> None:
-        """Writes built records in order; waits while more than `limit` are
-        being built."""
-        while encoded and (encoded[0].done() or len(encoded) > limit):
-            emit(*encoded.popleft().result())
+    def hand_over(batch: _OpenBatch | None, limit: int = _IN_FLIGHT) -> None:
+        """Queues `batch` for writing; raises a failed write's error; waits
+        while more than `limit` batches are queued (their memory)."""
+        if batch is not None:
+            in_flight.append(writer.submit(write_batch, batch))
+        while in_flight and (in_flight[0].done() or len(in_flight) > limit):
+            in_flight.popleft().result()
 
-    waiting: dict[int, _Waiting] = {}  # bucket -> examples short of a batch
+    open_batches: dict[int, _OpenBatch] = {}  # bucket -> its batch being filled
+    blocks = _Blocks(computer.depth)
     errors: dict[str, list] = collections.defaultdict(list)
     records_per_file: collections.Counter = collections.Counter()
     truncated: list = []
     seen_ids: dict = {}
-    b = config.batch_size
+    boundaries = plan.boundaries
 
-    def deduped():  # in order: the first position of an id wins
+    def assign(lengths, context, ids) -> tuple[list, list]:
+        """Gives a chunk's examples their batch and slot, in reading order
+        (the main thread's only per-chunk work with the data).
+
+        Returns `(order, fills, full)`: the chunk's examples by bucket, fills
+        [(block, first row, rows)] for `_fill`,
+        and the batches the chunk completes, in the order of the example
+        completing them (as if examples joined one by one).
+        """
+        order, spans = _by_bucket(lengths, boundaries)
+        lengths = lengths[order]
+        context = {n: _take(v, rl, order) for n, (v, rl) in context.items()}
+        offsets = {n: np.cumsum(rl) - rl for n, (_, rl) in context.items()}
+        ids = None if ids is None else ids[order]
+        fills, full = [], []
+        for bid, start, stop in spans:
+            while start < stop:
+                batch = open_batches.get(bid)
+                if batch is None:
+                    batch = open_batches[bid] = _OpenBatch(bid, config.batch_size)
+                end = min(stop, start + batch.room())
+                fills += batch.add(
+                    lengths[start:end],
+                    {
+                        n: (
+                            v[offsets[n][start] : offsets[n][end - 1] + rl[end - 1]],
+                            rl[start:end],
+                        )  # fmt: skip
+                        for n, (v, rl) in context.items()
+                    },
+                    None if ids is None else ids[start:end],
+                    blocks,
+                )
+                if not batch.room():
+                    full.append((end - 1, batch))
+                    del open_batches[bid]
+                start = end
+        full.sort(key=lambda f: order[f[0]])
+        return order, fills, [batch for _, batch in full]
+
+    def assigned():  # main thread, in order: the first position of an id wins
         for chunk, read_errors, nbytes, result in _checked_chunks(
             files, decoder, record_spec, policy
         ):
-            yield (
-                chunk,
-                read_errors,
-                nbytes,
-                _dedupe(record_spec, result, files, seen_ids),
-            )
+            checked = _dedupe(record_spec, result, files, seen_ids)
+            valid, _, _, decoded, rows = checked
+            work, full = None, []
+            if valid:
+                lengths = np.asarray([v[1] for v in valid], np.int64)
+                context = {
+                    n: _take(v, rl, rows) for n, (v, rl) in decoded.context.items()
+                }
+                ids = None if decoded.ids is None else decoded.ids[rows]
+                order, fills, full = assign(lengths, context, ids)
+                work = (decoded, rows, lengths, order, fills)
+            yield chunk, read_errors, nbytes, checked, full, work
 
-    def with_features(item):  # one layer call per chunk (thread pool)
-        valid, _, _, decoded, rows = item[3]
-        if not valid:
-            return item, None
-        lengths = np.asarray([v[1] for v in valid], np.int64)
-        return item, _Segment(
-            computer.flat_rows(decoded, rows, lengths),
-            lengths,
-            {n: _take(v, rl, rows) for n, (v, rl) in decoded.context.items()},
-            None if decoded.ids is None else decoded.ids[rows],
-        )
+    def features_of(item):  # one layer call per chunk (thread pool)
+        if item[5] is not None:
+            decoded, rows, lengths, order, fills = item[5]
+            _fill(computer.flat_rows(decoded, rows, lengths), lengths, order, fills)
+        return item
 
     try:
-        for (chunk, read_errors, nbytes, checked), chunk_rows in _ordered_map(
-            with_features, deduped(), _FEATURE_THREADS
+        # A batch completed by chunk k's examples holds examples of chunks
+        # <= k only: all filled once chunk k's features are (results in order).
+        for chunk, read_errors, nbytes, checked, full, work in _ordered_map(
+            features_of, assigned(), _FEATURE_THREADS
         ):
             for e in read_errors:
                 errors[e.reason.value].append(e)
                 records_per_file[e.position[0]] += 1
-            valid, bad, cut, _, _ = checked
+            _, bad, cut, _, _ = checked
             truncated.extend(cut)
             for e in bad:
                 errors[e.reason.value].append(e)
             for position, _ in chunk:
                 records_per_file[position[0]] += 1
-            if chunk_rows is not None:
-                lengths = chunk_rows.lengths
-                seen_hist.update(lengths.tolist())
-                # The chunk's examples join their bucket's waiting ones (one
-                # sort of the chunk by bucket, then slice copies); every full
-                # batch is encoded, then written in the order of the example
-                # completing it.
-                order, spans = _by_bucket(lengths, plan.boundaries)
-                chunk_rows = chunk_rows.take(order)
-                offsets = chunk_rows.offsets()
-                ready = []
-                for bid, start, stop in spans:
-                    if bid not in waiting:
-                        waiting[bid] = _Waiting(chunk_rows)
-                    pending = waiting[bid]
-                    held = len(pending)
-                    pending.add(chunk_rows.range(start, stop, offsets))
-                    full = len(pending) // b
-                    if not full:
-                        continue
-                    view = pending.view()
-                    view_offsets = view.offsets()
-                    for i in range(full):
-                        last = start + (i + 1) * b - 1 - held  # in the chunk's order
-                        batch = view.range(i * b, (i + 1) * b, view_offsets)
-                        ready.append((int(order[last]), batch))
-                    pending.drop(full * b, view_offsets)  # the views stay valid
-                for _, batch in sorted(ready, key=lambda item: item[0]):
-                    encoded.append(encoders.submit(encode, batch))
-                write_encoded(_IN_FLIGHT)
+            if work is not None:
+                seen_hist.update(work[2].tolist())
+            for batch in full:
+                hand_over(batch)
             if report:
                 report.add(len(chunk) + len(read_errors), nbytes)
-        for bid in sorted(waiting):
-            if len(waiting[bid]):
-                encoded.append(encoders.submit(encode, waiting[bid].view()))
-        write_encoded(0)
+        for bid in sorted(open_batches):  # each bucket's short last batch
+            hand_over(open_batches[bid])
+        hand_over(None, 0)
         if report:
             report.done()
     finally:
-        encoders.shutdown(wait=True, cancel_futures=True)
+        writer.shutdown(wait=True, cancel_futures=True)
         for w in writers:
             w.close()
 

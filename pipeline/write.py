@@ -52,7 +52,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
-from pipeline import wire
+from pipeline import read, wire
 
 SHARDS_DIR = "shards"
 ERRORS_DIR = "errors"
@@ -82,48 +82,134 @@ def encode_batch(
       example_id: [B] ids, or None.
     """
     x = np.ascontiguousarray(sequence_input, dtype="<f4")
-    tensor = memoryview(x.reshape(-1)).cast("B")
-    parts = _record_parts(x.shape, sequence_length, context, example_id, tensor)
-    return b"".join(parts)
+    blocks = [x.reshape(-1)] if x.size else []
+    pieces = record_pieces(x.shape, sequence_length, context, example_id, blocks)
+    return b"".join(memoryview(p).cast("B") for p in pieces)
 
 
-def batch_record_buffer(
+def record_pieces(
     shape: tuple[int, int, int],
     sequence_length: np.ndarray,
     context: Mapping[str, tuple[np.ndarray, np.ndarray | None]],
-    example_id: Sequence[bytes] | None = None,
-) -> tuple[bytearray, np.ndarray]:
-    """The record of `encode_batch` with its `[B, T, D]` tensor still to fill.
-
-    Returns `(record, x)`: `x` is a float32 view of the tensor's bytes inside
-    `record`, all zeros (the padding). Writing the real steps into `x` builds
-    the record with one copy of the data, where an array then `encode_batch`
-    makes two, plus page faults on a fresh zeroed array per batch.
-    """
+    example_id: Sequence[bytes] | None,
+    blocks: list,
+) -> list:
+    """The bytes of `encode_batch` as pieces to write one after the other
+    (`RecordWriter.write`); `blocks`: the [B, T, D] tensor's float32 bytes, in
+    order, as any number of buffers (`padded_blocks`), never copied here."""
     hole = _Hole(4 * int(np.prod(shape)))
     parts = _record_parts(shape, sequence_length, context, example_id, hole)
-    record = bytearray(_size(parts))  # zeros
-    offset = 0
+    pieces = []
     for part in parts:
         if part is hole:
-            hole.offset = offset
+            pieces.extend(blocks)
         else:
-            record[offset : offset + len(part)] = part
-        offset += part.nbytes if part is hole else len(part)
-    x = np.frombuffer(record, "<f4", count=hole.nbytes // 4, offset=hole.offset)
-    return record, x.reshape(shape)
+            pieces.append(part)
+    return pieces
+
+
+def padded_blocks(
+    runs: Sequence[tuple[np.ndarray, np.ndarray]], t: int, depth: int
+) -> list:
+    """The bytes of a padded float32 [B, t, D] tensor, never held as one array.
+
+    Args:
+      runs: [(rows [sum(lengths), D] contiguous, lengths)]: examples' steps one
+        after the other, the batch's examples in order over all runs.
+      t: T, at least the longest example.
+      depth: D.
+
+    Returns:
+      Buffers to write in order: stretches of `rows` (examples as long as T
+      follow each other with no padding, so a run of them is one view) and,
+      after each shorter example, a view of one shared buffer of zeros.
+    """
+    row = 4 * depth
+    zeros = _zeros(row * t)
+    blocks = []
+    for rows, lengths in runs:
+        ends = np.cumsum(lengths)
+        start = 0
+        for k in np.flatnonzero(lengths < t).tolist():
+            end = int(ends[k])
+            if end > start:
+                blocks.append(rows[start:end])
+            blocks.append(zeros[: row * (t - int(lengths[k]))])
+            start = end
+        if len(rows) > start:
+            blocks.append(rows[start:])
+    return blocks
+
+
+def _zeros(nbytes: int) -> np.ndarray:
+    """`nbytes` zero bytes (one buffer, grown as needed, shared)."""
+    global _ZEROS
+    if len(_ZEROS) < nbytes:
+        _ZEROS = np.zeros(max(nbytes, 2 * len(_ZEROS)), np.uint8)
+    return _ZEROS[:nbytes]
+
+
+_ZEROS = np.zeros(0, np.uint8)
+
+
+class RecordWriter:
+    """A TFRecord file written record by record from pieces (`record_pieces`).
+
+    Local and uncompressed: framed here (`read.frame`, CRC over the pieces)
+    and written with `os.writev`, so a record's bytes go from the batch's
+    arrays to the file with no copy in between. Otherwise (gzip, remote
+    paths): `tf.io.TFRecordWriter` with the pieces joined.
+    """
+
+    def __init__(self, path: str, compression: str = "none"):
+        self._fd = None
+        self._tf = None
+        if compression == "none" and "://" not in path:
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        else:
+            self._tf = tf.io.TFRecordWriter(path, record_options(compression))
+
+    def write(self, pieces: list) -> None:
+        if self._tf is not None:
+            self._tf.write(b"".join(memoryview(p).cast("B") for p in pieces))
+            return
+        header, footer = read.frame(pieces)
+        _write_all(self._fd, [header, *pieces, footer])
+
+    def close(self) -> None:
+        if self._tf is not None:
+            self._tf.close()
+        elif self._fd is not None:
+            os.close(self._fd)
+        self._fd = self._tf = None
+
+
+_IOV_MAX = 1024  # buffers per writev call (Linux's IOV_MAX)
+
+
+def _write_all(fd: int, buffers: list) -> None:
+    """Writes every buffer in order (`os.writev` may write fewer bytes)."""
+    views = [memoryview(b).cast("B") for b in buffers]
+    i = 0
+    while i < len(views):
+        n = os.writev(fd, views[i : i + _IOV_MAX])
+        while i < len(views) and n >= len(views[i]):
+            n -= len(views[i])
+            i += 1
+        if n:
+            views[i] = views[i][n:]
 
 
 class _Hole:
     """Placeholder for the tensor bytes in `_record_parts` (size only)."""
 
     def __init__(self, nbytes: int):
-        self.nbytes, self.offset = nbytes, 0
+        self.nbytes = nbytes
 
 
 def _record_parts(shape, sequence_length, context, example_id, tensor) -> list:
-    """The record's byte strings in order; `tensor` (a memoryview or `_Hole`)
-    stands for the [B, T, D] float32 bytes."""
+    """The record's byte strings in order; `tensor` (a `_Hole`) stands for the
+    [B, T, D] float32 bytes."""
     feature = {
         "sequence_input": _feature(1, [_tag_len(1, tensor.nbytes), tensor]),
         "shape": _int64_field(np.asarray(shape, np.int64)),

@@ -133,6 +133,11 @@ def test_flat_rows_give_the_padded_batch_bytes_with_one_trace(strings_as_tensors
         x = c.flat_rows(decoded, rows, lengths)
         assert x.shape == (int(lengths.sum()), 9)
         context = {k: v for k, v in decoded.context.items()}
-        record, stats = c.rows_record(x, lengths, context, decoded.ids[rows])
+        # The tfdata engine's record: the examples' steps in two runs (as from
+        # two blocks), the padding added as shared zeros, never one array.
+        half = int(lengths[: n // 2].sum())
+        runs = [(x[:half], lengths[: n // 2]), (x[half:], lengths[n // 2 :])]
+        pieces, stats = c.record_pieces(runs, lengths, context, decoded.ids[rows])
+        record = b"".join(memoryview(p).cast("B") for p in pieces)
         assert (record, stats) == c.batch_record(checked.valid)
     assert c.traces == {"flat": 1, "padded": 1}

@@ -32,7 +32,7 @@ def failing_features(monkeypatch):
     calls = {"n": 0}
     original = features.FeatureComputer.batch_record
 
-    original_rows = features.FeatureComputer.rows_record  # the tfdata engine's
+    original_pieces = features.FeatureComputer.record_pieces  # the tfdata engine's
 
     def fail_third():
         calls["n"] += 1
@@ -43,12 +43,12 @@ def failing_features(monkeypatch):
         fail_third()
         return original(self, members)
 
-    def rows_record(self, *args):
+    def record_pieces(self, *args):
         fail_third()
-        return original_rows(self, *args)
+        return original_pieces(self, *args)
 
     monkeypatch.setattr(features.FeatureComputer, "batch_record", batch_record)
-    monkeypatch.setattr(features.FeatureComputer, "rows_record", rows_record)
+    monkeypatch.setattr(features.FeatureComputer, "record_pieces", record_pieces)
     return calls
 
 
@@ -69,7 +69,7 @@ def test_failed_overwrite_keeps_the_previous_run(dataset, tmp_path, monkeypatch)
     }
     monkeypatch.setattr(
         features.FeatureComputer,
-        "rows_record",
+        "record_pieces",
         lambda self, *a: (_ for _ in ()).throw(RuntimeError("injected")),
     )
     with pytest.raises(RuntimeError, match="injected"):

@@ -1,10 +1,10 @@
 """The tfdata engine's chunking does not show in its output.
 
 Records are read, validated and featurized in chunks, and examples wait for a
-full batch in per-bucket growable buffers. Tiny chunks exercise every path on
-the small dataset (batches made of many chunks, buffers growing and shifting,
-several batches of a bucket completed by one chunk with the default size): the
-bytes must equal a run with the default chunk size.
+full batch in blocks of rows. Tiny chunks and blocks exercise every path on the
+small dataset (batches made of many chunks and blocks, examples longer than a
+block, several batches of a bucket completed by one chunk with the default
+size): the bytes must equal a run with the default sizes.
 """
 
 import numpy as np
@@ -29,6 +29,7 @@ def _run(dataset, out):
 def test_chunk_sizes_do_not_change_the_bytes(dataset, tmp_path, monkeypatch):
     default = _run(dataset, tmp_path / "default")
     monkeypatch.setattr(tfdata_engine, "_CHUNK", 7)
+    monkeypatch.setattr(tfdata_engine, "_BLOCK_BYTES", 64)  # a few steps a block
     small = _run(dataset, tmp_path / "small")
     assert small.metadata["counts"] == default.metadata["counts"]
     assert default.metadata["counts"]["batches"] > 3
@@ -67,34 +68,42 @@ def test_lengths_pass_tfdata_and_reader_paths_agree(tmp_path):
     assert sum(fast.values()) < 40  # ids seen once; long ones left out
 
 
-def test_waiting_views_survive_later_adds_and_drops():
-    """Batches are built on a record thread from views of a bucket's buffers
-    while the main thread goes on adding and dropping examples."""
-
-    def segment(first, n):
-        lengths = np.arange(first, first + n, dtype=np.int64) % 3 + 1
-        steps = int(lengths.sum())  # every row distinct
-        x = (1000 * first + np.arange(2 * steps, dtype=np.float32)).reshape(steps, 2)
-        ctx = {"c": (np.arange(first, first + n, dtype=np.int64), np.ones(n, np.int64))}
-        ids = np.array([f"id{i}".encode() for i in range(first, first + n)], object)
-        return tfdata_engine._Segment(x, lengths, ctx, ids)
-
-    def copied(seg):
-        return (seg.x.copy(), seg.lengths.copy(), seg.context["c"][0].copy(),
-                seg.ids.copy())  # fmt: skip
-
-    waiting = tfdata_engine._Waiting(segment(0, 1))
-    first = segment(0, 5)
-    waiting.add(first.range(0, 5, first.offsets()))
-    view = waiting.view()
-    batch = view.range(0, 3, view.offsets())
-    before = copied(batch)
-    waiting.drop(3, view.offsets())
-    for start in (5, 9):  # in place while there is room, then grown
-        more = segment(start, 4)
-        waiting.add(more.range(0, 4, more.offsets()))
-    waiting.drop(2, waiting.view().offsets())
-    for a, b in zip(before, copied(batch), strict=True):
-        np.testing.assert_array_equal(a, b)
-    assert len(waiting) == 8
-    assert waiting.view().ids.tolist() == [f"id{i}".encode() for i in range(5, 13)]
+def test_open_batches_hold_each_example_once_in_blocks(monkeypatch):
+    """Examples get rows of blocks in order (a batch spans blocks; an example
+    longer than a block gets its own); `_fill` copies a chunk's rows there in
+    bucket order; written blocks are reused, never while a batch holds them."""
+    monkeypatch.setattr(tfdata_engine, "_BLOCK_BYTES", 4 * 2 * 5)  # 5 rows, D=2
+    blocks = tfdata_engine._Blocks(2)
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 8, size=12).astype(np.int64)
+    rows = np.arange(2 * lengths.sum(), dtype=np.float32).reshape(-1, 2)
+    starts = np.cumsum(lengths) - lengths
+    order = np.concatenate([np.arange(0, 12, 2), np.arange(1, 12, 2)])  # 2 buckets
+    batches, fills = [], []
+    for members in (order[:6], order[6:]):
+        batch = tfdata_engine._OpenBatch(0, 8)
+        ctx = {"c": (members.astype(np.int64), np.ones(6, np.int64))}
+        fills += batch.add(lengths[members], ctx, None, blocks)
+        batches.append(batch)
+    tfdata_engine._fill(rows, lengths, order, fills)
+    held = {id(b) for batch in batches for b in batch.blocks()}
+    assert len(held) > 2 and all(
+        len(b) >= 5 for batch in batches for b in batch.blocks()
+    )
+    for batch, members in zip(batches, (order[:6], order[6:]), strict=True):
+        runs, got_lengths, context, ids = batch.contents()
+        assert got_lengths.tolist() == lengths[members].tolist() and ids is None
+        steps = np.concatenate([r for r, _ in runs])
+        want = np.concatenate(
+            [
+                rows[s : s + n]
+                for s, n in zip(starts[members], lengths[members], strict=True)
+            ]
+        )
+        np.testing.assert_array_equal(steps, want)
+        assert context["c"][0].tolist() == members.tolist()
+    for block in batches[0].blocks():
+        blocks.put(block)
+    again = blocks.get(1)
+    assert id(again) in {id(b) for b in batches[0].blocks()}
+    assert id(again) not in {id(b) for b in batches[1].blocks()}
