@@ -155,17 +155,17 @@ _ZEROS = np.zeros(0, np.uint8)
 class RecordWriter:
     """A TFRecord file written record by record from pieces (`record_pieces`).
 
-    Local and uncompressed: framed here (`read.frame`, CRC over the pieces)
-    and written with `os.writev`, so a record's bytes go from the batch's
-    arrays to the file with no copy in between. Otherwise (gzip, remote
-    paths): `tf.io.TFRecordWriter` with the pieces joined.
+    Local and uncompressed (POSIX): framed here (`read.frame`, CRC over the
+    pieces) and written with `os.writev`, so a record's bytes go from the
+    batch's arrays to the file with no copy in between. Otherwise (gzip,
+    remote paths): `tf.io.TFRecordWriter` with the pieces joined.
     """
 
     def __init__(self, path: str, compression: str = "none"):
         self._fd = None
         self._tf = None
-        if compression == "none" and "://" not in path:
-            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        if compression == "none" and "://" not in path and hasattr(os, "writev"):
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         else:
             self._tf = tf.io.TFRecordWriter(path, record_options(compression))
 
