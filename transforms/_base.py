@@ -224,9 +224,7 @@ class StepRows(NamedTuple):
     positions: tf.Tensor  # int64 [N]
     per_step: int  # entries per step: the column's width (numeric) or 1 (ids)
     valid: tf.Tensor | None  # a further scalar bool condition, or None
-    # float32 [N / per_step, output_width], or a callable building it when the
-    # rows are used (a tensor is built for every batch: only if it cannot fail)
-    values: Any
+    values: Any  # Callable[[], float32 [N / per_step, output_width]]
     padding: float  # the column's value at absent steps
 
 

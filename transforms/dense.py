@@ -528,9 +528,7 @@ class IndicatorColumn(_base.SequenceDenseColumn):
                 positions=cache.segments(self.categorical_column),
                 per_step=1,
                 valid=None,
-                # Built before the layer picks its layout (valid for any ids):
-                # it runs next to the full-steps check instead of after it.
-                values=tf.one_hot(ids.ids, num_buckets, dtype=tf.float32),
+                values=lambda: tf.one_hot(ids.ids, num_buckets, dtype=tf.float32),
                 padding=0.0,
             )
 

@@ -428,10 +428,7 @@ class SequenceFeatures(keras.layers.Layer):
                 for column, rows in zip(self._feature_columns, step_rows, strict=True)
             ]
         )
-        values = [
-            rows.values if isinstance(rows.values, tf.Tensor) else rows.values()
-            for rows in step_rows
-        ]
+        values = [rows.values() for rows in step_rows]
         values = tf.concat(values, 1) if len(values) > 1 else values[0]
         splits = tf.concat([tf.zeros([1], tf.int64), tf.cumsum(sequence_length)], 0)
         return values, padding, splits
