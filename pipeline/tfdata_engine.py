@@ -6,10 +6,10 @@ threads: files are read by `read.read_file` (so damage becomes dead letters);
 each chunk of records is decoded and validated in one vectorized call
 (`validate.validate_decoded`, parsed once); the main thread drops duplicate
 ids and gives each example its batch and rows in a block (`_OpenBatch`,
-`_Blocks`: 1 MiB of rows, reused), with no data copied; a pool of two threads
+`_Blocks`: 256 KiB of rows, reused), with no data copied; a pool of two threads
 computes each chunk's features in one layer call as flat rows [steps, D]
 (`FeatureComputer.flat_rows`) and copies them, sorted by bucket, into those
-rows (`_fill`: one gather and a slice copy per batch); a writer thread writes
+rows (`_fill`: one gather per run of a batch, into its block); a writer thread writes
 full batches in order, each record from views of the blocks plus shared zeros
 for the padding (`write.padded_blocks`, `write.RecordWriter`): a step is
 copied once between the layer and the file.
@@ -42,8 +42,8 @@ from pipeline.validate import ErrorRecord, Reason
 _CHUNK = 1024
 _AHEAD = 4  # chunks a stage's thread runs ahead
 _FEATURE_THREADS = 2  # chunks whose features are computed at once
-_IN_FLIGHT = 16  # full batches waiting for the writer thread
-_BLOCK_BYTES = 1 << 20  # the unit of memory for examples waiting for a batch
+_IN_FLIGHT = 8  # full batches waiting for the writer thread
+_BLOCK_BYTES = 1 << 18  # the unit of memory for examples waiting for a batch
 
 
 def _read_all(files: Sequence[str]):
@@ -245,7 +245,7 @@ class _OpenBatch:
 
 
 class _Blocks:
-    """Blocks of rows [R, D] (1 MiB) where batches being filled keep their
+    """Blocks of rows [R, D] (`_BLOCK_BYTES`) where batches being filled keep their
     examples' steps, reused once a batch is written: memory follows what
     waits (plus at most a block per batch), and steps are copied into pages
     already in memory (a fresh array faults in a zeroed page every 4 KiB,
