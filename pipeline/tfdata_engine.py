@@ -8,11 +8,11 @@ each chunk of records is decoded and validated in one vectorized call
 ids and gives each example its batch and rows in a block (`_OpenBatch`,
 `_Blocks`: 256 KiB of rows, reused), with no data copied; a pool of two threads
 computes each chunk's features in one layer call as flat rows [steps, D]
-(`FeatureComputer.flat_rows`) and copies them, sorted by bucket, into those
-rows (`_fill`: one gather per run of a batch, into its block); a writer thread writes
-full batches in order, each record from views of the blocks plus shared zeros
-for the padding (`write.padded_blocks`, `write.RecordWriter`): a step is
-copied once between the layer and the file.
+(`FeatureComputer.flat_rows`) and gathers them, sorted by bucket, into those
+rows (`_fill`); a writer thread writes full batches in order, each record
+from views of the blocks plus shared zeros for the padding
+(`write.padded_blocks`, `write.RecordWriter`): a step is copied once between
+the layer and the file.
 
 Order: batches are written in the order of the example completing them, as if
 examples joined their bucket's batch one by one; remainders are flushed at the
