@@ -64,15 +64,19 @@ def _take_steps(values, step_splits: np.ndarray, steps: np.ndarray):
     return values[index], splits
 
 
-def _sparse_steps(values, step_splits: np.ndarray) -> tf.SparseTensor:
-    """A ragged feature list's steps as examples of one step: `[steps, 1, K]`
-    (indices built with numpy: TF's Pack of three int64 columns costs more)."""
-    counts = np.diff(step_splits)
-    indices = np.zeros((len(values), 3), np.int64)
-    step_of = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
-    indices[:, 0] = step_of
-    indices[:, 2] = np.arange(len(values), dtype=np.int64) - step_splits[:-1][step_of]
-    return tf.SparseTensor(indices, values, [len(counts), 1, counts.max(initial=0)])
+def _sparse_steps(values: tf.Tensor, step_splits: tf.Tensor) -> tf.SparseTensor:
+    """A ragged feature list's steps as examples of one step: `[steps, 1, K]`.
+    Built in the graph: in numpy (about 1.2 GB of int64 indices at 200k
+    examples) it held the GIL that the engine's other threads wait for."""
+    steps = tf.shape(step_splits, out_type=tf.int64)[0] - 1
+    counts = step_splits[1:] - step_splits[:-1]
+    step_of = tf.repeat(tf.range(steps), counts)
+    within = tf.range(tf.shape(values, out_type=tf.int64)[0]) - tf.gather(
+        step_splits, step_of
+    )
+    indices = tf.stack([step_of, tf.zeros_like(step_of), within], axis=1)
+    width = tf.reduce_max(tf.concat([counts, [0]], 0))
+    return tf.SparseTensor(indices, values, tf.stack([steps, 1, width]))
 
 
 def id_feature_of(context: Mapping[str, object], id_feature: str | None) -> str | None:
@@ -154,12 +158,7 @@ class FeatureComputer:
         def selected(values, step_splits):
             return tf.RaggedTensor.from_row_splits(values, step_splits, validate=False)
 
-        flat_signature = {
-            key: tf.SparseTensorSpec([None, 1, None], sequence_spec[key].dtype)
-            for key in keys
-        }
-
-        @tf.function(input_signature=[flat_signature])
+        @tf.function(input_signature=[steps_signature])
         def compute_flat(feats):
             # Every step becomes an example of one step: columns compute a step
             # from its own values only, so the rows are the padded output's
@@ -168,7 +167,7 @@ class FeatureComputer:
             # SparseTensor input: the layer reads (row, step, slot) from the
             # indices, where ragged input costs row-id computations per level.
             self.traces["flat"] += 1
-            x, _ = layer(feats)
+            x, _ = layer({key: _sparse_steps(*parts) for key, parts in feats.items()})
             short = 1 - tf.minimum(tf.shape(x)[1], 1)  # no step at all: T == 0
             x = tf.pad(x, [[0, 0], [0, short], [0, 0]])
             return tf.reshape(x[:, :1, :], [-1, depth])
@@ -227,8 +226,7 @@ class FeatureComputer:
                 for key in self._keys
             }
             if kind == "flat":
-                flat = {key: _sparse_steps(*parts) for key, parts in feats.items()}
-                return self._compute_flat(flat).numpy()
+                return self._compute_flat(feats).numpy()
             return self._compute_padded(feats, lengths[padded]).numpy()
 
         if total and not padded.any():  # the common case: the layer's own array
