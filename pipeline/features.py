@@ -231,7 +231,7 @@ class FeatureComputer:
 
         if total and not padded.any():  # the common case: the layer's own array
             return layer_rows(None, "flat")
-        out = np.empty((total, self._layer.output_width), np.float32)
+        out = np.empty((total, self.depth), np.float32)
         for use, kind in ((~padded_step, "flat"), (padded_step, "padded")):
             if use.any():
                 out[use] = layer_rows(use, kind)

@@ -188,8 +188,8 @@ class _OpenBatch:
     this process. The record is written from views of those rows plus shared
     zeros for the padding (`write.padded_blocks`, `write.RecordWriter`)."""
 
-    def __init__(self, bucket_id: int, size: int):
-        self.bucket_id, self.size, self.n = bucket_id, size, 0
+    def __init__(self, size: int):
+        self.size, self.n = size, 0
         self.parts: list[tuple[np.ndarray, int, np.ndarray]] = []  # block, row, lengths
         self._block: np.ndarray | None = None  # the block being filled
         self._used = 0  # its rows given out
@@ -494,34 +494,34 @@ def run_engine(
     seen_ids: dict = {}
     boundaries = plan.boundaries
 
-    def assign(lengths, context, ids) -> tuple[list, list]:
-        """Gives a chunk's examples their batch and slot, in reading order
-        (the main thread's only per-chunk work with the data).
+    def assign(lengths, decoded, rows) -> tuple[np.ndarray, list, list]:
+        """Gives a chunk's examples (`rows` of `decoded`, their `lengths`) their
+        batch and rows in its blocks, in reading order (the main thread's only
+        per-chunk work with the data).
 
-        Returns `(order, fills, full)`: the chunk's examples by bucket, fills
-        [(block, first row, rows)] for `_fill`,
-        and the batches the chunk completes, in the order of the example
-        completing them (as if examples joined one by one).
+        Returns `(order, fills, full)`: the examples by bucket, fills
+        [(block, first row, rows)] for `_fill`, and the batches the chunk
+        completes, in the order of the example completing them (as if examples
+        joined one by one).
         """
         order, spans = _by_bucket(lengths, boundaries)
         lengths = lengths[order]
-        context = {n: _take(v, rl, order) for n, (v, rl) in context.items()}
-        offsets = {n: np.cumsum(rl) - rl for n, (_, rl) in context.items()}
-        ids = None if ids is None else ids[order]
+        taken = rows[order]
+        context = {n: _take(v, rl, taken) for n, (v, rl) in decoded.context.items()}
+        # Example i's context values: v[at[n][i] : at[n][i + 1]].
+        at = {n: np.concatenate([[0], np.cumsum(rl)]) for n, (_, rl) in context.items()}
+        ids = None if decoded.ids is None else decoded.ids[taken]
         fills, full = [], []
         for bid, start, stop in spans:
             while start < stop:
                 batch = open_batches.get(bid)
                 if batch is None:
-                    batch = open_batches[bid] = _OpenBatch(bid, config.batch_size)
+                    batch = open_batches[bid] = _OpenBatch(config.batch_size)
                 end = min(stop, start + batch.room())
                 fills += batch.add(
                     lengths[start:end],
                     {
-                        n: (
-                            v[offsets[n][start] : offsets[n][end - 1] + rl[end - 1]],
-                            rl[start:end],
-                        )  # fmt: skip
+                        n: (v[at[n][start] : at[n][end]], rl[start:end])
                         for n, (v, rl) in context.items()
                     },
                     None if ids is None else ids[start:end],
@@ -543,11 +543,7 @@ def run_engine(
             work, full = None, []
             if valid:
                 lengths = np.asarray([v[1] for v in valid], np.int64)
-                context = {
-                    n: _take(v, rl, rows) for n, (v, rl) in decoded.context.items()
-                }
-                ids = None if decoded.ids is None else decoded.ids[rows]
-                order, fills, full = assign(lengths, context, ids)
+                order, fills, full = assign(lengths, decoded, rows)
                 work = (decoded, rows, lengths, order, fills)
             yield chunk, read_errors, nbytes, checked, full, work
 

@@ -97,15 +97,28 @@ def record_pieces(
     """The bytes of `encode_batch` as pieces to write one after the other
     (`RecordWriter.write`); `blocks`: the [B, T, D] tensor's float32 bytes, in
     order, as any number of buffers (`padded_blocks`), never copied here."""
-    hole = _Hole(4 * int(np.prod(shape)))
-    parts = _record_parts(shape, sequence_length, context, example_id, hole)
-    pieces = []
-    for part in parts:
-        if part is hole:
-            pieces.extend(blocks)
-        else:
-            pieces.append(part)
-    return pieces
+    tensor = [_tag_len(1, 4 * int(np.prod(shape))), *blocks]
+    feature = {
+        "sequence_input": _feature(1, tensor),
+        "shape": _int64_field(np.asarray(shape, np.int64)),
+        "sequence_length": _int64_field(np.asarray(sequence_length, np.int64)),
+    }
+    if example_id is not None:
+        feature["example_id"] = _bytes_field(list(example_id))
+    for name, (values, row_lengths) in context.items():
+        feature[name] = _values_field(values)
+        if row_lengths is not None:
+            feature[f"{name}/row_lengths"] = _int64_field(np.asarray(row_lengths))
+    # The bytes of `tf.train.Example(...).SerializeToString(deterministic=True)`
+    # (map entries sorted by key, packed int64/float lists), written directly:
+    # a proto message would copy the [B, T, D] bytes twice.
+    entries = []
+    for key in _key_order(tuple(sorted(feature))):
+        encoded = key.encode()
+        entry = [_tag_len(1, len(encoded)), encoded, *feature[key]]
+        entries.append(_tag_len(1, _size(entry)))
+        entries.extend(entry)
+    return [_tag_len(1, _size(entries)), *entries]
 
 
 def padded_blocks(
@@ -198,39 +211,6 @@ def _write_all(fd: int, buffers: list) -> None:
             i += 1
         if n:
             views[i] = views[i][n:]
-
-
-class _Hole:
-    """Placeholder for the tensor bytes in `_record_parts` (size only)."""
-
-    def __init__(self, nbytes: int):
-        self.nbytes = nbytes
-
-
-def _record_parts(shape, sequence_length, context, example_id, tensor) -> list:
-    """The record's byte strings in order; `tensor` (a `_Hole`) stands for the
-    [B, T, D] float32 bytes."""
-    feature = {
-        "sequence_input": _feature(1, [_tag_len(1, tensor.nbytes), tensor]),
-        "shape": _int64_field(np.asarray(shape, np.int64)),
-        "sequence_length": _int64_field(np.asarray(sequence_length, np.int64)),
-    }
-    if example_id is not None:
-        feature["example_id"] = _bytes_field(list(example_id))
-    for name, (values, row_lengths) in context.items():
-        feature[name] = _values_field(values)
-        if row_lengths is not None:
-            feature[f"{name}/row_lengths"] = _int64_field(np.asarray(row_lengths))
-    # The bytes of `tf.train.Example(...).SerializeToString(deterministic=True)`
-    # (map entries sorted by key, packed int64/float lists), written directly:
-    # a proto message would copy the [B, T, D] bytes twice.
-    entries = []
-    for key in _key_order(tuple(sorted(feature))):
-        encoded = key.encode()
-        entry = [_tag_len(1, len(encoded)), encoded, *feature[key]]
-        entries.append(_tag_len(1, _size(entry)))
-        entries.extend(entry)
-    return [_tag_len(1, _size(entries)), *entries]
 
 
 @functools.lru_cache(maxsize=64)

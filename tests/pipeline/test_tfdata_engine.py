@@ -81,7 +81,7 @@ def test_open_batches_hold_each_example_once_in_blocks(monkeypatch):
     order = np.concatenate([np.arange(0, 12, 2), np.arange(1, 12, 2)])  # 2 buckets
     batches, fills = [], []
     for members in (order[:6], order[6:]):
-        batch = tfdata_engine._OpenBatch(0, 8)
+        batch = tfdata_engine._OpenBatch(8)
         ctx = {"c": (members.astype(np.int64), np.ones(6, np.int64))}
         fills += batch.add(lengths[members], ctx, None, blocks)
         batches.append(batch)
