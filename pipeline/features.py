@@ -48,35 +48,35 @@ def save_embedding_weights(directory: str, weights: Mapping[str, np.ndarray]) ->
     return paths
 
 
-def _take_steps(values, step_splits: np.ndarray, steps: np.ndarray):
-    """(values, step_splits) of the steps `steps` of a ragged feature list
-    (values: a numpy array or a tf.Tensor, see `decode.Decoder`)."""
-    n = len(step_splits) - 1
-    if len(steps) == n and (n == 0 or (steps[0] == 0 and (np.diff(steps) == 1).all())):
-        return values, step_splits  # every step, in order (the common case)
-    counts = step_splits[steps + 1] - step_splits[steps]
-    splits = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    index = np.repeat(step_splits[steps] - splits[:-1], counts) + np.arange(
-        splits[-1], dtype=np.int64
+def ragged_index(starts: np.ndarray, lengths: np.ndarray, rows: np.ndarray):
+    """Indices of the values of rows `rows` of a ragged array whose rows start
+    at `starts` and hold `lengths` values."""
+    taken = lengths[rows]
+    first = np.cumsum(taken) - taken
+    return np.repeat(starts[rows] - first, taken) + np.arange(
+        int(taken.sum()), dtype=np.int64
     )
+
+
+def _take_rows(values, step_splits: np.ndarray, row_splits: np.ndarray, rows):
+    """(values, step_splits, row_splits) of the rows `rows` of a decoded feature
+    list (values: a numpy array or a tf.Tensor, see `decode.Decoder`)."""
+    m = len(row_splits) - 1
+    if len(rows) == m and (m == 0 or (rows[0] == 0 and (np.diff(rows) == 1).all())):
+        return values, step_splits, row_splits  # every row, in order (the usual)
+    steps = np.diff(row_splits)
+    step_index = ragged_index(row_splits[:-1], steps, rows)
+    counts = np.diff(step_splits)
+    value_index = ragged_index(step_splits[:-1], counts, step_index)
     if isinstance(values, tf.Tensor):
-        return tf.gather(values, index), splits
-    return values[index], splits
-
-
-def _sparse_steps(values: tf.Tensor, step_splits: tf.Tensor) -> tf.SparseTensor:
-    """A ragged feature list's steps as examples of one step: `[steps, 1, K]`.
-    Built in the graph: in numpy (about 1.2 GB of int64 indices at 200k
-    examples) it held the GIL that the engine's other threads wait for."""
-    steps = tf.shape(step_splits, out_type=tf.int64)[0] - 1
-    counts = step_splits[1:] - step_splits[:-1]
-    step_of = tf.repeat(tf.range(steps), counts)
-    within = tf.range(tf.shape(values, out_type=tf.int64)[0]) - tf.gather(
-        step_splits, step_of
+        values = tf.gather(values, value_index)
+    else:
+        values = values[value_index]
+    return (
+        values,
+        np.concatenate([[0], np.cumsum(counts[step_index])]).astype(np.int64),
+        np.concatenate([[0], np.cumsum(steps[rows])]).astype(np.int64),
     )
-    indices = tf.stack([step_of, tf.zeros_like(step_of), within], axis=1)
-    width = tf.reduce_max(tf.concat([counts, [0]], 0))
-    return tf.SparseTensor(indices, values, tf.stack([steps, 1, width]))
 
 
 def id_feature_of(context: Mapping[str, object], id_feature: str | None) -> str | None:
@@ -138,53 +138,36 @@ class FeatureComputer:
             return x, lengths, out_ctx
 
         self._compute = compute
-        self.traces = {"flat": 0, "padded": 0}  # tf.function traces (1 each)
+        self.traces = {"rows": 0}  # tf.function traces (1)
         self._fixed = {
             name
             for name, f in self._context.items()
             if isinstance(f, tf.io.FixedLenFeature)
         }
-        keys = sorted(sequence_spec)
-        self._keys = keys
-        steps_signature = {
+        self._keys = sorted(sequence_spec)
+        rows_signature = {
             key: (
                 tf.TensorSpec([None], sequence_spec[key].dtype),
                 tf.TensorSpec([None], tf.int64),
+                tf.TensorSpec([None], tf.int64),
             )
-            for key in keys
+            for key in self._keys
         }
-        depth = layer.output_width
 
-        def selected(values, step_splits):
-            return tf.RaggedTensor.from_row_splits(values, step_splits, validate=False)
-
-        @tf.function(input_signature=[steps_signature])
-        def compute_flat(feats):
-            # Every step becomes an example of one step: columns compute a step
-            # from its own values only, so the rows are the padded output's
-            # steps (same numbers), with no padding. Steps where a feature list
-            # is empty would give that column length 0: they take compute_padded.
-            # SparseTensor input: the layer reads (row, step, slot) from the
-            # indices, where ragged input costs row-id computations per level.
-            self.traces["flat"] += 1
-            x, _ = layer({key: _sparse_steps(*parts) for key, parts in feats.items()})
-            short = 1 - tf.minimum(tf.shape(x)[1], 1)  # no step at all: T == 0
-            x = tf.pad(x, [[0, 0], [0, short], [0, 0]])
-            return tf.reshape(x[:, :1, :], [-1, depth])
-
-        @tf.function(input_signature=[steps_signature, tf.TensorSpec([None], tf.int64)])
-        def compute_padded(feats, lengths):
-            self.traces["padded"] += 1
+        @tf.function(input_signature=[rows_signature])
+        def compute_rows(feats):
+            # The layer's present steps, unpadded (`step_rows`): each step's
+            # row once, whatever the chunk's longest sequence.
+            self.traces["rows"] += 1
             inputs = {
-                key: tf.RaggedTensor.from_row_lengths(
-                    selected(*parts), lengths, validate=False
+                key: tf.RaggedTensor.from_nested_row_splits(
+                    values, [row_splits, step_splits], validate=False
                 )
-                for key, parts in feats.items()
+                for key, (values, step_splits, row_splits) in feats.items()
             }
-            x, _ = layer(inputs)
-            return tf.boolean_mask(x, tf.sequence_mask(lengths, tf.shape(x)[1]))
+            return layer.step_rows(inputs)[0]
 
-        self._compute_flat, self._compute_padded = compute_flat, compute_padded
+        self._compute_rows = compute_rows
 
     @property
     def depth(self) -> int:
@@ -192,10 +175,8 @@ class FeatureComputer:
         return self._layer.output_width
 
     def flat_rows(self, decoded, rows: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        """Features of decoded records, unpadded: float32 [sum(lengths), D].
-
-        One layer call for the records whose steps all hold a value in every
-        feature list, one (padded) for the others, if any.
+        """Features of decoded records, unpadded: float32 [sum(lengths), D],
+        from one `SequenceFeatures.step_rows` call.
 
         Args:
           decoded: A `decode.DecodedBatch`.
@@ -203,38 +184,13 @@ class FeatureComputer:
           lengths: int64 [N] their validated lengths (first steps kept).
         """
         rows = np.asarray(rows, np.int64)
-        lengths = np.asarray(lengths, np.int64)
-        total = int(lengths.sum())
-        first = np.cumsum(lengths) - lengths
-        example = np.repeat(np.arange(len(lengths)), lengths)
-        within = np.arange(total, dtype=np.int64) - first[example]
-        steps, empty = {}, np.zeros(total, bool)
-        for key in self._keys:
-            values, step_splits, row_splits = decoded.features[key]
-            steps[key] = row_splits[rows][example] + within
-            empty |= (step_splits[steps[key] + 1] - step_splits[steps[key]]) == 0
-        padded = np.zeros(len(lengths), bool)
-        padded[example[empty]] = True
-        padded_step = padded[example]
-
-        def layer_rows(use: np.ndarray | None, kind: str) -> np.ndarray:
-            feats = {
-                key: _take_steps(
-                    *decoded.features[key][:2],
-                    steps[key] if use is None else steps[key][use],
-                )
-                for key in self._keys
-            }
-            if kind == "flat":
-                return self._compute_flat(feats).numpy()
-            return self._compute_padded(feats, lengths[padded]).numpy()
-
-        if total and not padded.any():  # the common case: the layer's own array
-            return layer_rows(None, "flat")
-        out = np.empty((total, self.depth), np.float32)
-        for use, kind in ((~padded_step, "flat"), (padded_step, "padded")):
-            if use.any():
-                out[use] = layer_rows(use, kind)
+        feats = {key: _take_rows(*decoded.features[key], rows) for key in self._keys}
+        out = self._compute_rows(feats).numpy()
+        if len(out) != int(np.sum(lengths)):
+            raise RuntimeError(
+                f"SequenceFeatures gave {len(out)} steps for validated lengths "
+                f"summing to {int(np.sum(lengths))} (a bug, not a data fault)"
+            )
         return out
 
     def record_pieces(

@@ -164,20 +164,10 @@ def _dedupe(spec, result, files, seen: dict):
     return valid, errors, checked.truncated, decoded, rows
 
 
-def _ragged_index(starts: np.ndarray, lengths: np.ndarray, rows: np.ndarray):
-    """Indices of the values of rows `rows` of a ragged array whose rows start
-    at `starts` and hold `lengths` values."""
-    taken = lengths[rows]
-    first = np.cumsum(taken) - taken
-    return np.repeat(starts[rows] - first, taken) + np.arange(
-        int(taken.sum()), dtype=np.int64
-    )
-
-
 def _take(values: np.ndarray, row_lengths: np.ndarray, rows: np.ndarray):
     """Rows `rows` of a ragged (values, row_lengths) pair, as the same pair."""
     starts = np.cumsum(row_lengths) - row_lengths
-    index = _ragged_index(starts, row_lengths, rows)
+    index = features.ragged_index(starts, row_lengths, rows)
     return np.take(values, index, axis=0), row_lengths[rows]  # 10x `values[index]`
 
 
@@ -278,7 +268,7 @@ def _fill(rows: np.ndarray, lengths: np.ndarray, order: np.ndarray, fills: list)
     runs of rows, one per fill [(block, first row, rows)], in that order. One
     gather per fill, straight into the block (no array of the sorted rows)."""
     starts = np.cumsum(lengths) - lengths
-    index = _ragged_index(starts, lengths, order)
+    index = features.ragged_index(starts, lengths, order)
     at = 0
     for block, first, count in fills:
         # mode="clip": the indices are valid; "raise" would buffer `out`.

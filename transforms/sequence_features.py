@@ -419,6 +419,93 @@ class SequenceFeatures(keras.layers.Layer):
             return self._tables[self._table_index[column.table_name]].value
         return None
 
+    @tf.autograph.experimental.do_not_convert  # static Python only (as `call`)
+    def step_rows(self, features: dict) -> tuple[tf.Tensor, tf.Tensor]:
+        """The output's present steps without the padding: `(rows float32
+        [S, D], sequence_length int64 [B])`, S = sum(sequence_length). Row
+        `sum(sequence_length[:b]) + t` holds `call(features)[0][b, t]`, bit for
+        bit, for every t < sequence_length[b].
+
+        For consumers that keep steps unpadded (the seqshards job writes each
+        step once, whatever the batch's longest sequence): no `[B, T, D]`
+        buffer. Traced, with RaggedTensor inputs `[B, (T), (K)]` whose every
+        step holds one id (categorical columns) or prod(shape) numbers
+        (numeric columns) in every feature, as parsed and validated sequences
+        do, the columns' step rows are concatenated; that condition is checked
+        per call on the row partitions (no per-value positions). Other inputs,
+        a batch failing the check, and eager calls go through `call` and drop
+        the padding (its errors, e.g. columns disagreeing on lengths).
+        """
+        self.build()
+        fast = self._ragged_step_rows(features)
+        if fast is None:
+            return self._unpadded_call(features)
+        full, rows, sequence_length = fast
+        return tf.cond(
+            full,
+            lambda: (rows(), sequence_length),
+            lambda: self._unpadded_call(features),
+        )
+
+    def _unpadded_call(self, features):
+        x, sequence_length = self.call(features)
+        mask = tf.sequence_mask(sequence_length, tf.shape(x, out_type=tf.int64)[1])
+        return tf.boolean_mask(x, mask), sequence_length
+
+    def _ragged_step_rows(self, features):
+        """`(full, rows, sequence_length)` for `step_rows`' fast path, or None
+        when the inputs or columns have no such path: `full` the scalar check,
+        `rows()` the concatenated step rows `[S, D]`."""
+        if tf.executing_eagerly() or not isinstance(features, dict):
+            return None
+        keys = {}  # feature key -> entries per step, over the columns reading it
+        for column in self._feature_columns:
+            spec = column.parse_example_spec
+            if len(spec) != 1:
+                return None
+            (key,) = spec
+            value = features.get(key)
+            if not (
+                isinstance(value, tf.RaggedTensor)
+                and value.shape.rank == 3
+                and value.ragged_rank == 2
+            ):
+                return None
+            keys.setdefault(key, set())
+        cache = _base.InputCache(features, self._lookups)
+        parts = [
+            column.parts(cache, self._state(column)) for column in self._feature_columns
+        ]
+        if any(p.dtype != tf.float32 for p in parts):
+            return None
+        step_rows = [p.step_rows() for p in parts]
+        if any(r is None for r in step_rows):
+            return None
+        for column, rows in zip(self._feature_columns, step_rows, strict=True):
+            keys[next(iter(column.parse_example_spec))].add(rows.per_step)
+        if any(len(per_step) != 1 for per_step in keys.values()):
+            return None
+        conditions = [rows.valid for rows in step_rows if rows.valid is not None]
+        first = None
+        for key, (per_step,) in sorted(keys.items()):
+            value = features[key].with_row_splits_dtype(tf.int64)
+            counts = value.values.row_lengths()
+            conditions.append(tf.reduce_all(tf.equal(counts, per_step)))
+            splits = value.row_splits
+            if first is None:
+                first = splits
+                continue
+            n = tf.minimum(tf.size(first), tf.size(splits))
+            conditions.append(tf.equal(tf.size(first), tf.size(splits)))
+            conditions.append(tf.reduce_all(tf.equal(first[:n], splits[:n])))
+        full = tf.reduce_all(tf.stack(conditions))
+
+        def rows():
+            values = [r.values() for r in step_rows]
+            return tf.concat(values, 1) if len(values) > 1 else values[0]
+
+        return full, rows, first[1:] - first[:-1]
+
     def _step_rows(self, step_rows, sequence_length):
         """The rows `[S, D]` of the present steps (S = sum of lengths, each
         row's steps in turn), the padding row `[D]` and the row splits `[B+1]`."""
