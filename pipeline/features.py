@@ -6,7 +6,10 @@ Place in the flow: bucket -> **features** -> write. `FeatureComputer` builds the
 `tf.io.parse_sequence_example` (specs from `make_parse_example_spec`), applies the
 layer, trims T to the longest example and zeroes every step t >= length (the
 reference pads numeric columns with their default_value; seqshards pads with 0).
-Shared by both engines; the Beam DoFn builds it in `setup()`.
+Shared by both engines; the Beam DoFn builds it in `setup()`. The tfdata engine
+instead computes a whole decoded chunk's steps unpadded, [steps, D], with the
+layer's `step_rows` (`flat_rows`), and adds the padding as it writes
+(`record_pieces`).
 """
 
 from __future__ import annotations

@@ -274,8 +274,14 @@ _BYTES_PREFIX = tuple(bytes((0x0A, n)) for n in range(128))
 
 
 def _varints(values: np.ndarray) -> bytes:
-    """Protobuf varints of int64 values (negatives as 10-byte two's complement)."""
-    v = np.asarray(values, np.int64).ravel().view(np.uint64)
+    """Protobuf varints of int64 values (negatives as 10-byte two's complement).
+
+    Values in [0, 128) (labels, short lengths) are their own one-byte varints;
+    otherwise ten numpy passes over [N, 10] groups."""
+    v = np.asarray(values, np.int64).ravel()
+    if not len(v) or (v.min() >= 0 and v.max() < 128):
+        return v.astype(np.uint8).tobytes()
+    v = v.view(np.uint64)
     shifts = np.arange(0, 70, 7, dtype=np.uint64)
     groups = ((v[:, None] >> shifts) & np.uint64(0x7F)).astype(np.uint8)
     nonzero = (v[:, None] >> shifts) != 0
