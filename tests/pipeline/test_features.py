@@ -6,7 +6,7 @@ import tensorflow as tf
 from pipeline_data import COLUMNS_PY, make_record
 
 import transforms
-from pipeline import features
+from pipeline import features, write
 
 
 def computer(columns=None, context=None):
@@ -140,4 +140,10 @@ def test_flat_rows_give_the_padded_batch_bytes_with_one_trace(strings_as_tensors
         pieces, stats = c.record_pieces(runs, lengths, context, decoded.ids[rows])
         record = b"".join(memoryview(p).cast("B") for p in pieces)
         assert (record, stats) == c.batch_record(checked.valid)
+        # The padded layer call (`__call__`, [B, T, D]) gives the same bytes.
+        x_padded, padded_lengths, padded_context = c(records)
+        ids = [bytes(v) for v in padded_context["id"][0].tolist()]
+        assert record == write.encode_batch(
+            x_padded, padded_lengths, padded_context, ids
+        )
     assert c.traces == {"rows": 1}
