@@ -172,6 +172,11 @@ class FeatureComputer:
 
         self._compute_rows = compute_rows
 
+    def trace(self) -> None:
+        """Traces `flat_rows`' tf.function now (fixed input signature: the one
+        trace it takes), e.g. while another stage is busy."""
+        self._compute_rows.get_concrete_function()
+
     @property
     def depth(self) -> int:
         """D: the features of one step."""

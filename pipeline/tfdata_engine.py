@@ -376,6 +376,13 @@ def _reader_lengths(files, light: decode.RecordSpec):
         yield np.diff(decoded.features[key][2]), decoded.ids, records, nbytes
 
 
+def _trace(decoder: decode.Decoder, computer: features.FeatureComputer) -> None:
+    """Traces the engine's tf.functions ahead of their first chunk (their input
+    signatures are fixed: one trace each, the one they would take anyway)."""
+    decoder.parse.get_concrete_function()
+    computer.trace()
+
+
 def _fewer_collections(run):
     """Runs `run` with the GC's young generation collected every 50,000
     allocations instead of 700: the engine allocates many short-lived
@@ -428,11 +435,16 @@ def run_engine(
             else None
         )
 
-    histogram = {}
-    if config.bucket_boundaries == "auto":
-        histogram = _histogram(
-            files, record_spec, lambda: reporter("lengths pass"), policy
-        )
+    # Tracing the parser and the layer (~1 s of Python, no data needed) runs
+    # while the lengths pass keeps TF's threads busy.
+    with concurrent.futures.ThreadPoolExecutor(1) as tracer:
+        traced = tracer.submit(_trace, decoder, computer)
+        histogram = {}
+        if config.bucket_boundaries == "auto":
+            histogram = _histogram(
+                files, record_spec, lambda: reporter("lengths pass"), policy
+            )
+        traced.result()
     plan = bucket.make_plan(histogram, config.bucket_boundaries, config.batch_size)
     report = reporter("materialize")
 
