@@ -34,6 +34,8 @@ Usage:
   python bench/bench_features.py            # B=64 and B=1024, both layouts
   python bench/bench_features.py --quick    # a short run (~3-5 minutes on 2 busy cores)
   python bench/bench_features.py --interleave call   # alternate call by call
+  python bench/bench_features.py --rows sequence:call:64 --iterations 2000
+                                            # one row, more calls (an A/B)
 """
 
 from __future__ import annotations
@@ -234,7 +236,29 @@ def main(argv=None) -> int:
         default="block",
         help=f"call rows: alternate blocks of {BLOCK} calls (default) or single calls",
     )
+    parser.add_argument(
+        "--rows",
+        nargs="+",
+        metavar="LAYOUT:MODE:B",
+        help="time only these rows, e.g. sequence:call:64 (batches are the "
+        "full run's all the same)",
+    )
+    parser.add_argument(
+        "--iterations",
+        type=int,
+        help="calls per layer in each call row (default: 400 at B=64, 40 at "
+        "B=1024; --quick 80 and 12)",
+    )
     args = parser.parse_args(argv)
+    rows = None if args.rows is None else set(args.rows)
+    known = {
+        f"{layout}:{mode}:{b}"
+        for layout in ("sequence", "flat")
+        for mode in ("call", "tf.data")
+        for b in (64, 1024)
+    }
+    if rows is not None and not rows <= known:
+        parser.error(f"--rows: unknown {sorted(rows - known)}; known {sorted(known)}")
     warnings.filterwarnings("ignore")
     tf.get_logger().setLevel("ERROR")
     import tf_keras  # the reference; only imported by the benchmark and tests
@@ -246,6 +270,8 @@ def main(argv=None) -> int:
     )
     rng = np.random.default_rng(args.seed)
     budget = {64: 80, 1024: 12} if args.quick else {64: 400, 1024: 40}
+    if args.iterations is not None:
+        budget = dict.fromkeys(budget, args.iterations)
     dataset_timing = (
         {"min_seconds": 0.25, "rounds": 5}
         if args.quick
@@ -254,7 +280,9 @@ def main(argv=None) -> int:
     print(
         f"bench_features: {'quick' if args.quick else 'full'} run, "
         f"{os.cpu_count()} CPUs visible, TF {tf.__version__}, call rows "
-        f"interleaved by {args.interleave}, load average "
+        f"interleaved by {args.interleave}, "
+        + ("" if rows is None else f"rows {' '.join(sorted(rows))}, ")
+        + "load average "
         + " ".join(f"{x:.2f}" for x in os.getloadavg())
     )
     header = f"{'layout':<9} {'mode':<8} {'B':>5} {'batches':>7} {'reference ex/s':>15} {'ours ex/s':>11} {'ratio':>6} {'ex/s ratio':>10}"
@@ -273,6 +301,13 @@ def main(argv=None) -> int:
         fn_ref, fn_ours = tf.function(ref, **wrap), tf.function(ours, **wrap)
         for batch_size, iterations in budget.items():
             batches = [make_batch(rng, batch_size, layout) for _ in range(4)]
+            modes = [
+                mode
+                for mode in ("call", "tf.data")
+                if rows is None or f"{layout}:{mode}:{batch_size}" in rows
+            ]
+            if not modes:
+                continue  # its batches are drawn all the same (same rng state)
             for batch in batches:  # same output, bit for bit, before timing
                 (r_out, r_len), (o_out, o_len) = fn_ref(batch), fn_ours(batch)
                 np.testing.assert_array_equal(o_out.numpy(), r_out.numpy())
@@ -281,7 +316,7 @@ def main(argv=None) -> int:
                 fn_ref(batch), fn_ours(batch)
             traces = _tracing_counts(fn_ref, fn_ours)
             mean_b = np.mean([int(b["rating"].dense_shape[0]) for b in batches])
-            for mode in ("call", "tf.data"):
+            for mode in modes:
                 if mode == "call":
                     block = BLOCK if args.interleave == "block" else 1
                     t_ref, t_ours, ratio = time_pair(
