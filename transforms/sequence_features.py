@@ -224,6 +224,12 @@ def _count(positions, weights):
     )
 
 
+def _concat_values(step_rows) -> tf.Tensor:
+    """The columns' `StepRows` values side by side: the step rows `[S, D]`."""
+    values = [rows.values() for rows in step_rows]
+    return tf.concat(values, 1) if len(values) > 1 else values[0]
+
+
 def _full_steps(step_rows, sequence_length) -> tf.Tensor:
     """Scalar bool: every column's `StepRows` fill exactly the steps
     `t < sequence_length[b]` (see `_base.StepRows`)."""
@@ -458,7 +464,7 @@ class SequenceFeatures(keras.layers.Layer):
         `rows()` the concatenated step rows `[S, D]`."""
         if tf.executing_eagerly() or not isinstance(features, dict):
             return None
-        keys = {}  # feature key -> entries per step, over the columns reading it
+        column_keys = []  # the one feature key each column reads
         for column in self._feature_columns:
             spec = column.parse_example_spec
             if len(spec) != 1:
@@ -471,7 +477,7 @@ class SequenceFeatures(keras.layers.Layer):
                 and value.ragged_rank == 2
             ):
                 return None
-            keys.setdefault(key, set())
+            column_keys.append(key)
         cache = _base.InputCache(features, self._lookups)
         parts = [
             column.parts(cache, self._state(column)) for column in self._feature_columns
@@ -481,11 +487,12 @@ class SequenceFeatures(keras.layers.Layer):
         step_rows = [p.step_rows() for p in parts]
         if any(r is None for r in step_rows):
             return None
-        for column, rows in zip(self._feature_columns, step_rows, strict=True):
-            keys[next(iter(column.parse_example_spec))].add(rows.per_step)
+        keys: dict[str, set] = {}  # feature key -> entries per step of its columns
+        for key, column_rows in zip(column_keys, step_rows, strict=True):
+            keys.setdefault(key, set()).add(column_rows.per_step)
         if any(len(per_step) != 1 for per_step in keys.values()):
             return None
-        conditions = [rows.valid for rows in step_rows if rows.valid is not None]
+        conditions = [r.valid for r in step_rows if r.valid is not None]
         first = None
         for key, (per_step,) in sorted(keys.items()):
             value = features[key].with_row_splits_dtype(tf.int64)
@@ -499,12 +506,7 @@ class SequenceFeatures(keras.layers.Layer):
             conditions.append(tf.equal(tf.size(first), tf.size(splits)))
             conditions.append(tf.reduce_all(tf.equal(first[:n], splits[:n])))
         full = tf.reduce_all(tf.stack(conditions))
-
-        def rows():
-            values = [r.values() for r in step_rows]
-            return tf.concat(values, 1) if len(values) > 1 else values[0]
-
-        return full, rows, first[1:] - first[:-1]
+        return full, lambda: _concat_values(step_rows), first[1:] - first[:-1]
 
     def _step_rows(self, step_rows, sequence_length):
         """The rows `[S, D]` of the present steps (S = sum of lengths, each
@@ -515,8 +517,7 @@ class SequenceFeatures(keras.layers.Layer):
                 for column, rows in zip(self._feature_columns, step_rows, strict=True)
             ]
         )
-        values = [rows.values() for rows in step_rows]
-        values = tf.concat(values, 1) if len(values) > 1 else values[0]
+        values = _concat_values(step_rows)
         splits = tf.concat([tf.zeros([1], tf.int64), tf.cumsum(sequence_length)], 0)
         return values, padding, splits
 
