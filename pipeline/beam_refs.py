@@ -19,10 +19,13 @@ are rare and the first read already dead-lettered the damage.
 from __future__ import annotations
 
 import os
-import struct
 from collections.abc import Iterable, Sequence
 
 from pipeline import read, validate
+
+# Read-ahead of the header walk: the walk seeks from header to header, inside
+# the buffer for records smaller than it (no system call per record).
+_WALK_BUFFER = 1 << 20
 
 
 def by_reference(record: tuple) -> tuple:
@@ -68,9 +71,14 @@ class RecordFetcher:
         if f is None:
             path = self._files[file_index]
             f = read.open_file(path)
-            offsets, complete = header_offsets(f)
+            walk = f
+            if hasattr(f, "fileno"):  # local: walk the headers through a buffer
+                walk = open(f.fileno(), "rb", buffering=_WALK_BUFFER, closefd=False)
+            with walk:
+                offsets, complete = header_offsets(walk)
             if complete:
-                self._offsets[file_index] = offsets
+                # offsets[i + 1] - offsets[i]: record i with its framing.
+                self._offsets[file_index] = [*offsets, read.file_size(path)]
             else:
                 f.seek(0)
                 self._damaged[file_index] = {
@@ -100,11 +108,12 @@ class RecordFetcher:
         if damaged is not None:
             data = damaged[record_index]
         else:
-            offset = self._offsets[file_index][record_index]
-            (length,) = struct.unpack("<Q", self._read_at(f, offset, 8))
-            body = self._read_at(f, offset + 12, length + 4)
-            data = body[:length]
-            if read.masked_crc32c(data) != read.CRC.unpack(body[length:])[0]:
+            offsets = self._offsets[file_index]
+            offset = offsets[record_index]
+            framed = self._read_at(f, offset, offsets[record_index + 1] - offset)
+            length = len(framed) - 16  # the walk checked the header
+            data = framed[12 : 12 + length]
+            if read.masked_crc32c(data) != read.CRC.unpack_from(framed, 12 + length)[0]:
                 raise RuntimeError(
                     f"Input file {self._files[file_index]!r} changed while the job "
                     f"ran: record {record_index} no longer matches its CRC."
