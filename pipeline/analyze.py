@@ -535,16 +535,17 @@ def build_analysis(
         | "Read" >> read.ReadRecords()
     )
     checked = read_out.records | "Validate" >> validate.ValidateRecords(
-        record_spec, _policy(config), files
+        record_spec, _policy(config), files, blocks=True
     )
-    valid = checked[validate.VALID]  # (position, length, bytes)
+    valid = checked[validate.VALID]  # blocks.Block per chunk, with the bytes
     if record_spec.id_feature is not None:
         valid = (
             valid
             | "DropDuplicateIds"
             >> validate.DropDuplicateIds(checked[validate.IDS], files)
         )[validate.VALID]
-    results = valid | "Analyze" >> AnalyzeValues(record_spec, requests)
+    members = valid | "Members" >> beam.FlatMap(lambda block: block.members())
+    results = members | "Analyze" >> AnalyzeValues(record_spec, requests)
     _ = (
         p
         | "AssetsSeed" >> beam.Create([None])

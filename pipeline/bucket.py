@@ -156,16 +156,25 @@ def num_subkeys(count: int, batch_size: int) -> int:
     return max(1, count // (batch_size * SUBKEY_BATCHES))
 
 
+def subkeys(positions: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Stable (process-independent) sub-keys: int64 [k], record i's in
+    [0, n[i]), from its position `positions[i]` = (file, record) (a 64-bit
+    mix of both: records of one file spread over all sub-keys)."""
+    positions = np.asarray(positions, np.int64).reshape(-1, 2).astype(np.uint64)
+    with np.errstate(over="ignore"):  # uint64 arithmetic wraps: mod 2**64
+        x = ((positions[:, 0] & np.uint64(0xFFFFFFFF)) << np.uint64(40)) ^ (
+            positions[:, 1] & np.uint64(0xFFFFFFFFFF)
+        )
+        x = x * np.uint64(0x9E3779B97F4A7C15)
+        x ^= x >> np.uint64(31)
+        x = x * np.uint64(0xBF58476D1CE4E5B9)
+        x ^= x >> np.uint64(29)
+    return (x % np.asarray(n, np.uint64)).astype(np.int64)
+
+
 def subkey(position: tuple[int, int], n: int) -> int:
-    """A stable (process-independent) sub-key in [0, n) for a record position."""
-    if n == 1:
-        return 0
-    x = ((position[0] & 0xFFFFFFFF) << 40) ^ (position[1] & 0xFFFFFFFFFF)
-    x = (x * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
-    x ^= x >> 31
-    x = (x * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-    x ^= x >> 29
-    return int(x % n)
+    """`subkeys` of one position."""
+    return int(subkeys(np.asarray([position]), np.asarray([n]))[0])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -274,8 +283,7 @@ def simulate_batches(
         idx = idx[np.lexsort((pos[idx, 1], pos[idx, 0]))]  # sorted by position
         n = plan.subkeys[b] if b < len(plan.subkeys) else 1
         if n > 1:
-            pairs = pos[idx].tolist()  # Python ints: subkey's arithmetic is 64-bit
-            subs = np.asarray([subkey((f, r), n) for f, r in pairs])
+            subs = subkeys(pos[idx], np.full(len(idx), n))
             parts, rest = [], []
             for s in range(n):
                 members = idx[subs == s]  # stays sorted by position
@@ -325,6 +333,8 @@ def default_num_shards(total_input_bytes: int, *, target_bytes: int = 256 << 20)
 
 import apache_beam as beam  # noqa: E402
 
+from pipeline.blocks import Block  # noqa: E402
+
 REMAINDER = "remainder"
 
 
@@ -335,12 +345,15 @@ def batch_keys_of(members_sorted, bucket: int, phase: int, sub: int, batch_size:
 
 
 class FormBatches(beam.PTransform):
-    """(position, length, bytes) -> (batch_key, [members sorted by position]).
+    """`blocks.Block`s of valid records -> (batch_key, [members sorted by
+    position]), members `(position, length, bytes | None)`.
 
     Keys `(bucket, sub)` spread each bucket over `plan.subkeys[bucket]` sub-keys
-    (no hot key); each group yields its full batches (key `(bucket, 0, sub, i)`)
-    and sends its remainder (< B) to a per-bucket regroup that yields key
-    `(bucket, 1, 0, i)` batches: only a bucket's last batch can be short.
+    (no hot key; a record's sub-key comes from its position, `subkeys`); each
+    group yields its full batches (key `(bucket, 0, sub, i)`) and sends its
+    remainder (< B) to a per-bucket regroup that yields key `(bucket, 1, 0, i)`
+    batches: only a bucket's last batch can be short. Blocks, split by key,
+    are what is shuffled (one element per block and key, not per record).
     """
 
     def __init__(self, plan):
@@ -351,7 +364,7 @@ class FormBatches(beam.PTransform):
         plan = beam.pvalue.AsSingleton(self._plan)
         grouped = (
             valid
-            | "KeyBySubBucket" >> beam.Map(_sub_bucket_key, plan=plan)
+            | "KeyBySubBucket" >> beam.FlatMap(_by_sub_bucket, plan=plan)
             | "GroupSubBuckets" >> beam.GroupByKey()
         )
         full = grouped | "ChunkSubBuckets" >> beam.ParDo(
@@ -365,25 +378,31 @@ class FormBatches(beam.PTransform):
         return (full.full, rest) | "AllBatches" >> beam.Flatten()
 
 
-def _sub_bucket_key(record, plan):
-    position, length, _ = record
-    b = assign_bucket(length, plan.boundaries)
-    return (b, subkey(position, plan.subkeys[b])), record
+def _by_sub_bucket(block, plan):
+    """A block -> ((bucket, sub), its records of that key) per key present."""
+    buckets = assign_buckets(block.lengths, plan.boundaries)
+    width = max(plan.subkeys)
+    keys = buckets * width + subkeys(
+        block.positions, np.asarray(plan.subkeys, np.int64)[buckets]
+    )
+    order = np.argsort(keys, kind="stable")
+    present, starts = np.unique(keys[order], return_index=True)
+    for key, part in zip(present.tolist(), np.split(order, starts[1:]), strict=True):
+        yield (key // width, key % width), block.take(part)
 
 
 class _ChunkDoFn(beam.DoFn):
     def process(self, item, plan):
-        (b, sub), members = item
-        members = sorted(members, key=lambda m: m[0])
+        (b, sub), parts = item
+        members = Block.concat(parts).sorted().members()
         for key, part in batch_keys_of(members, b, 0, sub, plan.batch_size):
             if len(part) == plan.batch_size:
                 yield key, part
             else:
-                for member in part:
-                    yield beam.pvalue.TaggedOutput(REMAINDER, (b, member))
+                yield beam.pvalue.TaggedOutput(REMAINDER, (b, Block.of(part)))
 
 
 def _chunk_remainder(item, plan):
-    b, members = item
-    members = sorted(members, key=lambda m: m[0])
+    b, parts = item
+    members = Block.concat(parts).sorted().members()
     yield from batch_keys_of(members, b, 1, 0, plan.batch_size)

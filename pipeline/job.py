@@ -25,6 +25,7 @@ from apache_beam.runners.runner import PipelineState
 import transforms
 from pipeline import (
     beam_refs,
+    blocks,
     bucket,
     decode,
     features,
@@ -57,10 +58,11 @@ class MaterializeSequenceFeatures(beam.PTransform):
     With an id feature in `context`, records repeating an example id are
     `duplicate_id` dead letters (the one at the smallest position is kept).
 
-    With `chunked=True` and `files` (positions index `files`, as `read.ReadRecords`
-    gives them), valid records travel through the grouping steps by reference,
-    `(position, length, None)`, and are read back by file offset where their
-    batch is computed (`beam_refs`): the shuffles move tens of bytes per record.
+    Valid records travel through the grouping steps as `blocks.Block`s (one
+    element per chunk and key, not per record). With `chunked=True` and `files`
+    (positions index `files`, as `read.ReadRecords` gives them) the blocks hold
+    no bytes: records are read back by file offset where their batch is
+    computed (`beam_refs`), so the shuffles move 24 bytes per record.
     `embedding_files` ({column: .npy path}) replace `embedding_weights` where
     the features run (nothing big is pickled into the DoFn).
     """
@@ -102,14 +104,17 @@ class MaterializeSequenceFeatures(beam.PTransform):
                 | "Chunk" >> beam.BatchElements(min_batch_size=64, max_batch_size=512)
             )
         record_spec = decode.record_spec(self._columns, self._context, self._id_feature)
-        checked = chunks | "Validate" >> validate.ValidateRecords(
-            record_spec, self._policy, self._files
-        )
-        valid = checked[validate.VALID]  # (position, length, bytes)
-        errors = checked[validate.ERRORS]
+        # Positions name records of `files`: bytes dropped, read back later.
         by_reference = self._chunked and bool(self._files)
-        if by_reference:  # positions name records of `files`: bytes read back later
-            valid = valid | "ByReference" >> beam.Map(beam_refs.by_reference)
+        checked = chunks | "Validate" >> validate.ValidateRecords(
+            record_spec,
+            self._policy,
+            self._files,
+            blocks=True,
+            by_reference=by_reference,
+        )
+        valid = checked[validate.VALID]  # blocks.Block per chunk
+        errors = checked[validate.ERRORS]
         if record_spec.id_feature is not None:
             deduped = valid | "DropDuplicateIds" >> validate.DropDuplicateIds(
                 checked[validate.IDS], self._files
@@ -123,8 +128,8 @@ class MaterializeSequenceFeatures(beam.PTransform):
             errors = (errors, duplicates) | "AllInvalid" >> beam.Flatten()
         histogram = (
             valid
-            | "Lengths" >> beam.Map(lambda r: r[1])
-            | "Histogram" >> beam.combiners.Count.PerElement()
+            | "Lengths" >> beam.FlatMap(blocks.histogram)
+            | "Histogram" >> beam.CombinePerKey(sum)
         )
         boundaries, batch_size = self._boundaries, self._batch_size
         plan = (

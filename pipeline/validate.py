@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import zlib
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -35,6 +36,7 @@ from apache_beam.metrics import Metrics
 from google.protobuf.message import DecodeError
 
 from pipeline import wire
+from pipeline.blocks import Block
 from pipeline.decode import DecodedBatch, Decoder, RecordSpec
 
 NAMESPACE = "seqshards"
@@ -405,26 +407,50 @@ def validate_decoded(
 
 
 class ValidateRecords(beam.PTransform):
-    """Chunks of (position, bytes) -> outputs `.valid` (position, length, bytes),
-    `.errors` (ErrorRecord), `.ids` ((id, position) of valid records, when the
-    spec has an id feature) and `.truncated` (positions of truncated records)."""
+    """Chunks of (position, bytes) -> outputs `.valid`, `.errors` (ErrorRecord),
+    `.ids` (when the spec has an id feature) and `.truncated` (positions of
+    truncated records).
+
+    Per record (default): `.valid` holds `(position, length, bytes)` and `.ids`
+    `(id, position)` of each valid record. With `blocks=True` (what the job's
+    grouping steps take, see blocks.py): one `blocks.Block` of a chunk's valid
+    records on `.valid` (without their bytes when `by_reference`) and one
+    `(ids, positions)` pair per chunk on `.ids`.
+    """
 
     def __init__(
-        self, spec: RecordSpec, policy: Policy = Policy(), files: Sequence[str] = ()
+        self,
+        spec: RecordSpec,
+        policy: Policy = Policy(),
+        files: Sequence[str] = (),
+        *,
+        blocks: bool = False,
+        by_reference: bool = False,
     ):
         super().__init__()
         self._spec, self._policy, self._files = spec, policy, tuple(files)
+        self._blocks, self._by_reference = blocks, by_reference
 
     def expand(self, chunks):  # [(position, bytes)] -> valid | errors | ids | ...
-        do_fn = _ValidateDoFn(self._spec, self._policy, self._files)
+        do_fn = _ValidateDoFn(
+            self._spec, self._policy, self._files, self._blocks, self._by_reference
+        )
         return chunks | "Check" >> beam.ParDo(do_fn).with_outputs(
             ERRORS, IDS, TRUNCATED, main=VALID
         )
 
 
 class _ValidateDoFn(beam.DoFn):
-    def __init__(self, spec: RecordSpec, policy: Policy, files: Sequence[str]):
+    def __init__(
+        self,
+        spec: RecordSpec,
+        policy: Policy,
+        files: Sequence[str],
+        blocks: bool = False,
+        by_reference: bool = False,
+    ):
         self._spec, self._policy, self._files = spec, policy, files
+        self._blocks, self._by_reference = blocks, by_reference
         self._decoder = None
 
     def setup(self):
@@ -434,10 +460,20 @@ class _ValidateDoFn(beam.DoFn):
         checked = validate_chunk(
             self._decoder, self._spec, chunk, self._policy, self._files
         )
-        yield from checked.valid
-        if self._spec.id_feature is not None:
-            for (position, _, _), ident in zip(checked.valid, checked.ids, strict=True):
-                yield beam.pvalue.TaggedOutput(IDS, (ident, position))
+        has_ids = self._spec.id_feature is not None
+        if self._blocks:
+            if checked.valid:
+                block = Block.of(checked.valid, keep_bytes=not self._by_reference)
+                yield block
+                if has_ids:
+                    yield beam.pvalue.TaggedOutput(IDS, (checked.ids, block.positions))
+        else:
+            yield from checked.valid
+            if has_ids:
+                for (position, _, _), ident in zip(
+                    checked.valid, checked.ids, strict=True
+                ):
+                    yield beam.pvalue.TaggedOutput(IDS, (ident, position))
         for position in checked.truncated:
             yield beam.pvalue.TaggedOutput(TRUNCATED, position)
         for error in checked.errors:
@@ -454,23 +490,51 @@ def later_duplicates(item):
         yield position, (ident, positions[0])
 
 
-class DropDuplicateIds(beam.PTransform):
-    """Valid records -> outputs `.valid` and `.errors` (`duplicate_id`): of the
-    records sharing an example id, the one at the smallest position is kept.
+# Groups the ids are spread over to find duplicates (by a stable hash of the id).
+ID_GROUPS = 16
 
-    Only `(id, position)` pairs are shuffled; the positions of the duplicates
-    reach the filter as a side input (its size is the number of duplicates).
+
+def _ids_by_group(item, groups: int):
+    """A chunk's `(ids, positions)` -> `(group, (ids, positions))` per group."""
+    ids, positions = item
+    of_id = np.asarray([zlib.crc32(ident) % groups for ident in ids], np.int64)
+    for group in np.unique(of_id).tolist():
+        index = np.flatnonzero(of_id == group)
+        yield group, ([ids[i] for i in index.tolist()], positions[index])
+
+
+def _later_duplicates_in_group(item):
+    """`(group, [(ids, positions)])` -> `later_duplicates` of its repeated ids."""
+    _, parts = item
+    seen: dict[bytes, list] = {}
+    for ids, positions in parts:
+        for ident, position in zip(ids, positions.tolist(), strict=True):
+            seen.setdefault(ident, []).append(position)
+    for ident, positions in seen.items():
+        if len(positions) > 1:
+            yield from later_duplicates((ident, positions))
+
+
+class DropDuplicateIds(beam.PTransform):
+    """Valid `blocks.Block`s -> outputs `.valid` (Blocks) and `.errors`
+    (`duplicate_id`): of the records sharing an example id, the one at the
+    smallest position is kept.
+
+    Only ids and positions are shuffled, a chunk's in one element per id group
+    (`ID_GROUPS`); the positions of the duplicates reach the filter as a side
+    input (its size is the number of duplicates).
     """
 
     def __init__(self, ids, files: Sequence[str] = ()):
         super().__init__()
-        self._ids, self._files = ids, tuple(files)  # ids: PCollection (id, position)
+        self._ids, self._files = ids, tuple(files)  # ids: (ids, positions) per chunk
 
-    def expand(self, valid):  # (position, length, bytes) -> valid | errors
+    def expand(self, valid):  # Blocks -> valid | errors
         duplicates = (
             self._ids
+            | "ByIdGroup" >> beam.FlatMap(_ids_by_group, groups=ID_GROUPS)
             | "GroupIds" >> beam.GroupByKey()
-            | "LaterDuplicates" >> beam.FlatMap(later_duplicates)
+            | "LaterDuplicates" >> beam.FlatMap(_later_duplicates_in_group)
         )
         return valid | "Drop" >> beam.ParDo(
             _DropDuplicatesDoFn(self._files),
@@ -482,13 +546,22 @@ class _DropDuplicatesDoFn(beam.DoFn):
     def __init__(self, files):
         self._files = files
 
-    def process(self, member, duplicates):
-        duplicate = duplicates.get(tuple(member[0]))
-        if duplicate is None:
-            yield member
+    def process(self, block, duplicates):
+        if not duplicates:
+            yield block
             return
-        ident, first = duplicate
-        Metrics.counter(NAMESPACE, f"errors_{Reason.DUPLICATE_ID.value}").inc()
-        yield beam.pvalue.TaggedOutput(
-            ERRORS, duplicate_error(member, ident, first, self._files)
+        found = np.asarray(
+            [tuple(p) in duplicates for p in block.positions.tolist()], bool
         )
+        if not found.any():
+            yield block
+            return
+        counter = Metrics.counter(NAMESPACE, f"errors_{Reason.DUPLICATE_ID.value}")
+        for member in block.take(found).members():
+            ident, first = duplicates[member[0]]
+            counter.inc()
+            yield beam.pvalue.TaggedOutput(
+                ERRORS, duplicate_error(member, ident, first, self._files)
+            )
+        if not found.all():
+            yield block.take(~found)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from pipeline import bucket
+from pipeline.blocks import Block
 
 
 def lognormal_hist(n=200_000, seed=0):
@@ -96,6 +97,30 @@ def test_default_num_shards():
     assert bucket.default_num_shards((256 << 20) + 1) == 2
 
 
+def _subkey_in_python_ints(position, n):
+    """`bucket.subkeys`' definition, in Python's unbounded ints."""
+    x = ((position[0] & 0xFFFFFFFF) << 40) ^ (position[1] & 0xFFFFFFFFFF)
+    x = (x * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    x ^= x >> 31
+    x = (x * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    x ^= x >> 29
+    return x % n
+
+
+def test_subkeys_equal_their_definition_in_python_ints():
+    """numpy's wrapping uint64 arithmetic gives the same sub-keys (so batches do
+    not change with the implementation), bare-bytes positions (-1, crc32) and
+    huge indices included."""
+    rng = np.random.default_rng(3)
+    positions = [(-1, 2**32 - 1), (2**31 - 1, 2**40 + 5), (0, 0), (7, 123456)]
+    positions += [tuple(p) for p in rng.integers(0, 2**33, size=(200, 2)).tolist()]
+    n = rng.integers(1, 50, len(positions))
+    got = bucket.subkeys(np.asarray(positions), n).tolist()
+    assert got == [
+        _subkey_in_python_ints(p, int(k)) for p, k in zip(positions, n, strict=True)
+    ]
+
+
 def test_form_batches_spreads_buckets_over_subkeys():
     import apache_beam as beam
     from apache_beam.testing.test_pipeline import TestPipeline
@@ -138,7 +163,8 @@ def test_form_batches_spreads_buckets_over_subkeys():
         plan_pc = p | "Plan" >> beam.Create([plan])
         batches = (
             p
-            | "Members" >> beam.Create(members)
+            | "Blocks"
+            >> beam.Create([Block.of(members[i : i + 7]) for i in range(0, 120, 7)])
             | "Form" >> bucket.FormBatches(plan_pc)
         )
         assert_that(batches, check)
