@@ -454,7 +454,9 @@ class _ValidateDoFn(beam.DoFn):
         self._decoder = None
 
     def setup(self):
-        self._decoder = Decoder(self._spec)
+        # String values stay tensors: validation never reads them (no Python
+        # bytes object per value).
+        self._decoder = Decoder(self._spec, strings_as_tensors=True)
 
     def process(self, chunk):
         checked = validate_chunk(
