@@ -20,6 +20,7 @@ are rare and the first read already dead-lettered the damage.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable, Sequence
 
 from pipeline import read, validate
@@ -60,8 +61,13 @@ class RecordFetcher:
         self._open: dict[int, object] = {}
         self._offsets: dict[int, list[int]] = {}
         self._damaged: dict[int, dict[int, bytes]] = {}
+        self._lock = threading.Lock()
 
     def _file(self, file_index: int):
+        with self._lock:  # threads of one worker share the fetcher
+            return self._file_locked(file_index)
+
+    def _file_locked(self, file_index: int):
         f = self._open.get(file_index)
         if f is None:
             path = self._files[file_index]
@@ -87,8 +93,9 @@ class RecordFetcher:
     def _read_at(self, f, offset: int, size: int) -> bytes:
         if hasattr(f, "fileno"):  # local file: one pread, no seek
             return os.pread(f.fileno(), size, offset)
-        f.seek(offset)
-        return f.read(size)
+        with self._lock:
+            f.seek(offset)
+            return f.read(size)
 
     def fetch(self, position: tuple[int, int]) -> bytes:
         """The validated bytes of the valid record at `position`.

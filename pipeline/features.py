@@ -273,6 +273,8 @@ class FeatureComputer:
 import apache_beam as beam  # noqa: E402
 from apache_beam.metrics import Metrics  # noqa: E402
 
+from pipeline import overlap  # noqa: E402
+
 NAMESPACE = "seqshards"
 
 
@@ -322,6 +324,10 @@ def load_embedding_weights(paths: Mapping[str, str]) -> dict[str, np.ndarray]:
 
 
 class _FeaturesDoFn(beam.DoFn):
+    """One batch per element, computed on threads (`overlap.Overlapped`: one
+    batch's Python, reading records back and encoding, runs while another's
+    parse and layer do); results come out in input order."""
+
     def __init__(
         self,
         columns,
@@ -337,6 +343,7 @@ class _FeaturesDoFn(beam.DoFn):
         self._files, self._policy = tuple(files), policy
         self._embedding_files = dict(embedding_files or {})
         self._computer = self._fetcher = None
+        self._overlap = overlap.Overlapped(self._compute)
         self._written = Metrics.counter(NAMESPACE, "records_written")
         self._batches = Metrics.counter(NAMESPACE, "batches")
         self._padding = Metrics.counter(NAMESPACE, "padding_steps")
@@ -353,15 +360,31 @@ class _FeaturesDoFn(beam.DoFn):
         self._fetcher = beam_refs.RecordFetcher(
             self._files, self._policy or validate.Policy()
         )
+        self._overlap.open()
 
-    def process(self, item):
+    def start_bundle(self):
+        self._overlap.start()
+
+    def _compute(self, item):  # on a pool thread
         key, members = item
         record, stats = self._computer.batch_record(self._fetcher.fill(members))
-        self._written.inc(stats.examples)
+        return key, record, stats
+
+    def _emit(self, result):  # on the bundle's thread (metrics live there)
+        self._written.inc(result[2].examples)
         self._batches.inc()
-        self._padding.inc(stats.padded_steps)
-        yield key, record, stats
+        self._padding.inc(result[2].padded_steps)
+        return result
+
+    def process(self, item):
+        for result in self._overlap.submit(item):
+            yield self._emit(result)
+
+    def finish_bundle(self):
+        for result in self._overlap.drain():
+            yield overlap.in_global_window(self._emit(result))
 
     def teardown(self):
+        self._overlap.close()
         if self._fetcher is not None:
             self._fetcher.close()

@@ -35,7 +35,7 @@ import tensorflow as tf
 from apache_beam.metrics import Metrics
 from google.protobuf.message import DecodeError
 
-from pipeline import wire
+from pipeline import overlap, wire
 from pipeline.blocks import Block
 from pipeline.decode import DecodedBatch, Decoder, RecordSpec
 
@@ -441,6 +441,10 @@ class ValidateRecords(beam.PTransform):
 
 
 class _ValidateDoFn(beam.DoFn):
+    """One chunk per element, validated on threads (`overlap.Overlapped`: the
+    next chunk is read and checked while one's parse runs); outputs come out
+    in input order."""
+
     def __init__(
         self,
         spec: RecordSpec,
@@ -452,16 +456,35 @@ class _ValidateDoFn(beam.DoFn):
         self._spec, self._policy, self._files = spec, policy, files
         self._blocks, self._by_reference = blocks, by_reference
         self._decoder = None
+        self._overlap = overlap.Overlapped(self._check)
 
     def setup(self):
         # String values stay tensors: validation never reads them (no Python
         # bytes object per value).
         self._decoder = Decoder(self._spec, strings_as_tensors=True)
+        self._overlap.open()
 
-    def process(self, chunk):
-        checked = validate_chunk(
+    def start_bundle(self):
+        self._overlap.start()
+
+    def _check(self, chunk):  # on a pool thread
+        return validate_chunk(
             self._decoder, self._spec, chunk, self._policy, self._files
         )
+
+    def process(self, chunk):
+        for checked in self._overlap.submit(chunk):
+            yield from self._outputs(checked)
+
+    def finish_bundle(self):
+        for checked in self._overlap.drain():
+            for output in self._outputs(checked):
+                yield overlap.in_global_window(output)
+
+    def teardown(self):
+        self._overlap.close()
+
+    def _outputs(self, checked):  # on the bundle's thread (metrics live there)
         has_ids = self._spec.id_feature is not None
         if self._blocks:
             if checked.valid:

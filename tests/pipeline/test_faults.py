@@ -61,9 +61,10 @@ def flaky(monkeypatch, tmp_path):
     write_shard = write._write_shard
 
     def make_flaky(cls, kind, key_of):
-        process = cls.process
+        process, start = cls.process, cls.start_bundle
 
         def start_bundle(self):
+            start(self)
             self._first_of_bundle = True
 
         def flaky_process(self, element):
