@@ -10,7 +10,9 @@ another's ops do (the tfdata engine's threads do the same).
 
 Results come back in submission order, on the bundle's thread (Beam's
 metrics and outputs belong there); an element's exception is raised there
-too, failing the bundle as a synchronous DoFn would.
+too, failing the bundle as a synchronous DoFn would. A result leaves with the
+window of the element being processed then (or, from `finish_bundle`, the
+global window): for the job's data, all in the global window (a batch job).
 """
 
 from __future__ import annotations
