@@ -77,6 +77,18 @@ class Block:
         ]
 
 
+def by_key(keys: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """`(key, indices of the records with that key)` per distinct key, keys
+    ascending, indices in their original order (how blocks are split by
+    bucket or by id group before a shuffle)."""
+    keys = np.asarray(keys, np.int64)
+    if not len(keys):
+        return []
+    order = np.argsort(keys, kind="stable")
+    present, starts = np.unique(keys[order], return_index=True)
+    return list(zip(present.tolist(), np.split(order, starts[1:]), strict=True))
+
+
 def histogram(block: Block) -> list[tuple[int, int]]:
     """`(length, count)` pairs of a block (to sum per length)."""
     lengths, counts = np.unique(block.lengths, return_counts=True)

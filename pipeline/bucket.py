@@ -333,6 +333,7 @@ def default_num_shards(total_input_bytes: int, *, target_bytes: int = 256 << 20)
 
 import apache_beam as beam  # noqa: E402
 
+from pipeline import blocks  # noqa: E402
 from pipeline.blocks import Block  # noqa: E402
 
 REMAINDER = "remainder"
@@ -385,21 +386,20 @@ def _by_sub_bucket(block, plan):
     keys = buckets * width + subkeys(
         block.positions, np.asarray(plan.subkeys, np.int64)[buckets]
     )
-    order = np.argsort(keys, kind="stable")
-    present, starts = np.unique(keys[order], return_index=True)
-    for key, part in zip(present.tolist(), np.split(order, starts[1:]), strict=True):
+    for key, part in blocks.by_key(keys):
         yield (key // width, key % width), block.take(part)
 
 
 class _ChunkDoFn(beam.DoFn):
     def process(self, item, plan):
         (b, sub), parts = item
-        members = Block.concat(parts).sorted().members()
-        for key, part in batch_keys_of(members, b, 0, sub, plan.batch_size):
-            if len(part) == plan.batch_size:
-                yield key, part
-            else:
-                yield beam.pvalue.TaggedOutput(REMAINDER, (b, Block.of(part)))
+        block = Block.concat(parts).sorted()
+        full = len(block) - len(block) % plan.batch_size
+        members = block.take(np.arange(full)).members()
+        yield from batch_keys_of(members, b, 0, sub, plan.batch_size)
+        if full < len(block):
+            rest = block.take(np.arange(full, len(block)))
+            yield beam.pvalue.TaggedOutput(REMAINDER, (b, rest))
 
 
 def _chunk_remainder(item, plan):

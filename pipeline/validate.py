@@ -35,7 +35,7 @@ import tensorflow as tf
 from apache_beam.metrics import Metrics
 from google.protobuf.message import DecodeError
 
-from pipeline import overlap, wire
+from pipeline import blocks, overlap, wire
 from pipeline.blocks import Block
 from pipeline.decode import DecodedBatch, Decoder, RecordSpec
 
@@ -522,9 +522,8 @@ ID_GROUPS = 16
 def _ids_by_group(item, groups: int):
     """A chunk's `(ids, positions)` -> `(group, (ids, positions))` per group."""
     ids, positions = item
-    of_id = np.asarray([zlib.crc32(ident) % groups for ident in ids], np.int64)
-    for group in np.unique(of_id).tolist():
-        index = np.flatnonzero(of_id == group)
+    of_id = [zlib.crc32(ident) % groups for ident in ids]
+    for group, index in blocks.by_key(of_id):
         yield group, ([ids[i] for i in index.tolist()], positions[index])
 
 

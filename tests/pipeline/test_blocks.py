@@ -32,3 +32,9 @@ def test_take_by_index_and_mask_and_concat():
 
 def test_histogram_counts_lengths():
     assert blocks.histogram(Block.of(MEMBERS)) == [(1, 1), (3, 2), (7, 1)]
+
+
+def test_by_key_groups_indices_in_order():
+    got = [(k, i.tolist()) for k, i in blocks.by_key([3, 1, 3, 0, 1])]
+    assert got == [(0, [3]), (1, [1, 4]), (3, [0, 2])]
+    assert blocks.by_key([]) == []
