@@ -535,7 +535,7 @@ def build_analysis(
         | "Read" >> read.ReadRecords()
     )
     checked = read_out.records | "Validate" >> validate.ValidateRecords(
-        record_spec, _policy(config), files, blocks=True
+        record_spec, _policy(config), files
     )
     valid = checked[validate.VALID]  # blocks.Block per chunk, with the bytes
     if record_spec.id_feature is not None:

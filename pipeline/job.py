@@ -110,7 +110,6 @@ class MaterializeSequenceFeatures(beam.PTransform):
             record_spec,
             self._policy,
             self._files,
-            blocks=True,
             by_reference=by_reference,
         )
         valid = checked[validate.VALID]  # blocks.Block per chunk

@@ -411,11 +411,9 @@ class ValidateRecords(beam.PTransform):
     `.ids` (when the spec has an id feature) and `.truncated` (positions of
     truncated records).
 
-    Per record (default): `.valid` holds `(position, length, bytes)` and `.ids`
-    `(id, position)` of each valid record. With `blocks=True` (what the job's
-    grouping steps take, see blocks.py): one `blocks.Block` of a chunk's valid
-    records on `.valid` (without their bytes when `by_reference`) and one
-    `(ids, positions)` pair per chunk on `.ids`.
+    `.valid` holds one `blocks.Block` of a chunk's valid records (what the
+    grouping steps take, see blocks.py; without their bytes when
+    `by_reference`), `.ids` one `(ids, positions)` pair per such block.
     """
 
     def __init__(
@@ -424,17 +422,14 @@ class ValidateRecords(beam.PTransform):
         policy: Policy = Policy(),
         files: Sequence[str] = (),
         *,
-        blocks: bool = False,
         by_reference: bool = False,
     ):
         super().__init__()
         self._spec, self._policy, self._files = spec, policy, tuple(files)
-        self._blocks, self._by_reference = blocks, by_reference
+        self._by_reference = by_reference
 
     def expand(self, chunks):  # [(position, bytes)] -> valid | errors | ids | ...
-        do_fn = _ValidateDoFn(
-            self._spec, self._policy, self._files, self._blocks, self._by_reference
-        )
+        do_fn = _ValidateDoFn(self._spec, self._policy, self._files, self._by_reference)
         return chunks | "Check" >> beam.ParDo(do_fn).with_outputs(
             ERRORS, IDS, TRUNCATED, main=VALID
         )
@@ -450,11 +445,10 @@ class _ValidateDoFn(beam.DoFn):
         spec: RecordSpec,
         policy: Policy,
         files: Sequence[str],
-        blocks: bool = False,
         by_reference: bool = False,
     ):
         self._spec, self._policy, self._files = spec, policy, files
-        self._blocks, self._by_reference = blocks, by_reference
+        self._by_reference = by_reference
         self._decoder = None
         self._overlap = overlap.Overlapped(self._check)
 
@@ -485,20 +479,11 @@ class _ValidateDoFn(beam.DoFn):
         self._overlap.close()
 
     def _outputs(self, checked):  # on the bundle's thread (metrics live there)
-        has_ids = self._spec.id_feature is not None
-        if self._blocks:
-            if checked.valid:
-                block = Block.of(checked.valid, keep_bytes=not self._by_reference)
-                yield block
-                if has_ids:
-                    yield beam.pvalue.TaggedOutput(IDS, (checked.ids, block.positions))
-        else:
-            yield from checked.valid
-            if has_ids:
-                for (position, _, _), ident in zip(
-                    checked.valid, checked.ids, strict=True
-                ):
-                    yield beam.pvalue.TaggedOutput(IDS, (ident, position))
+        if checked.valid:
+            block = Block.of(checked.valid, keep_bytes=not self._by_reference)
+            yield block
+            if self._spec.id_feature is not None:
+                yield beam.pvalue.TaggedOutput(IDS, (checked.ids, block.positions))
         for position in checked.truncated:
             yield beam.pvalue.TaggedOutput(TRUNCATED, position)
         for error in checked.errors:

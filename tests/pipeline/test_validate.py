@@ -105,7 +105,9 @@ def test_validate_records_transform(spec):
             | "Make" >> beam.Create([[((0, 0), good), ((0, 1), empty)]])
             | "Validate" >> validate.ValidateRecords(spec)
         )
-        positions = out.valid | "Pos" >> beam.Map(lambda v: v[0])
+        positions = out.valid | "Pos" >> beam.FlatMap(
+            lambda block: [m[0] for m in block.members()]
+        )
         reasons = out.errors | "Reason" >> beam.Map(lambda e: e.reason)
         assert_that(positions, equal_to([(0, 0)]), label="OneValid")
         assert_that(reasons, equal_to([Reason.EMPTY_SEQUENCE]), label="OneError")
