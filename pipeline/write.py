@@ -34,7 +34,10 @@ renamed into place only after metadata.json is written. Replacing an existing
 DIR (--overwrite) swaps the two directories in one step on Linux (renameat2
 RENAME_EXCHANGE); elsewhere it takes two renames. Each file is written under a
 temporary name and renamed to its deterministic final name, so a retried or
-duplicated bundle rewrites the same file with the same bytes (idempotent).
+duplicated bundle rewrites the same file with the same bytes (idempotent). The
+Beam job's intermediate piece files (batch records waiting for their shard,
+see `WriteShards`) are named per bundle attempt instead: a retry writes new
+ones, and the whole pieces directory is deleted before the rename.
 A killed run leaves DIR untouched and a `DIR.staging-*` directory, safe to
 delete.
 """
@@ -46,7 +49,6 @@ import ctypes
 import functools
 import json
 import os
-import shutil
 import sys
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -58,7 +60,7 @@ from pipeline import read, wire
 
 SHARDS_DIR = "shards"
 ERRORS_DIR = "errors"
-# Per-batch files of the Beam engine, concatenated into shards, then removed.
+# Piece files of the Beam engine (batch records), copied into shards, then removed.
 PIECES_DIR = "_pieces"
 EMBEDDINGS_DIR = "embeddings"
 METADATA_FILE = "metadata.json"
@@ -496,14 +498,20 @@ class WriteShards(beam.PTransform):
     """(batch_key, record, BatchStats) -> shard files; returns shard info dicts
     `{index, file, batches, examples}` (one per shard, empty shards included).
 
-    Each batch is written at once, by the worker that computed it, to a piece file
-    named by its batch key (fused with the features step: no step ever holds a
-    shard's records, which would be hundreds of MB in one element). Only the small
-    `(key, piece)` list is gathered; shard i then concatenates, in key order, the
-    pieces of the batches of rank r with r % N == i (TFRecord framing is per
-    record, so concatenation is a valid file). Piece names are deterministic and
-    every file is written under a temporary name, so a retried bundle rewrites
-    the same bytes. `remove_pieces` deletes the pieces once all shards exist.
+    Each batch is written at once, by the worker that computed it, into a piece
+    file (fused with the features step: no step ever holds a shard's records,
+    which would be hundreds of MB in one element). Only the small
+    `(key, examples, piece)` references are gathered; shard i then copies, in key
+    order, the pieces of the batches of rank r with r % N == i (TFRecord framing
+    is per record, so the copies make a valid file). A piece is a byte range of
+    a piece file: uncompressed, a bundle's batches share one file (creating a
+    file per batch cost more than writing it, on local disks and object stores
+    alike); gzip, a batch has a file of its own (one gzip member, as
+    `write_records` writes it). A retried bundle writes new piece files (named
+    per attempt) and its failed attempt's references are discarded with its
+    outputs, and shards are written under a temporary name: the shards' bytes
+    do not depend on retries. `remove_pieces` deletes the pieces once all
+    shards exist.
     """
 
     def __init__(self, directory: str, num_shards: int, compression: str = "none"):
@@ -516,11 +524,7 @@ class WriteShards(beam.PTransform):
         return (
             batches
             | "WritePieces"
-            >> beam.Map(
-                _write_piece,
-                directory=self._directory,
-                compression=self._compression,
-            )
+            >> beam.ParDo(_WritePiecesDoFn(self._directory, self._compression))
             | "AllPieces" >> beam.combiners.ToList()
             | "AssignShards" >> beam.FlatMap(_shard_pieces, n=n)
             | "SpreadShards" >> beam.Reshuffle()
@@ -528,21 +532,47 @@ class WriteShards(beam.PTransform):
         )
 
 
-def _piece_path(directory: str, key) -> str:
-    name = "-".join(str(int(k)) for k in key)
-    return f"{directory}/{PIECES_DIR}/{name}.tfrecord"
+class _WritePiecesDoFn(beam.DoFn):
+    """(batch_key, record, BatchStats) -> (batch_key, examples, piece), piece =
+    `(path, offset, size)`: where the batch's framed record is (see WriteShards)."""
 
+    def __init__(self, directory: str, compression: str = "none"):
+        self._directory, self._compression = directory, compression
+        self._writer = None
 
-def _write_piece(batch, directory, compression="none"):
-    key, record, stats = batch
-    write_records(_piece_path(directory, key), [record], compression)
-    return key, stats.examples
+    def start_bundle(self):
+        self._writer, self._path, self._offset = None, None, 0
+
+    def process(self, batch):
+        key, record, stats = batch
+        if self._compression != "none":
+            name = "-".join(str(int(k)) for k in key)
+            path = f"{self._directory}/{PIECES_DIR}/{name}.tfrecord"
+            write_records(path, [record], self._compression)
+            yield key, stats.examples, (path, 0, None)  # None: the whole file
+            return
+        if self._writer is None:
+            self._path = f"{self._directory}/{PIECES_DIR}/{uuid.uuid4().hex}.tfrecord"
+            self._writer = RecordWriter(self._path)
+        self._writer.write([record])
+        size = len(record) + read.HEADER.size + read.CRC.size
+        yield key, stats.examples, (self._path, self._offset, size)
+        self._offset += size
+
+    def finish_bundle(self):
+        self.teardown()  # the file is complete before the bundle's outputs count
+
+    def teardown(self):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
 
 def _shard_pieces(pieces, n):
-    """[(key, examples)] -> (shard index, [(key, examples)] in key order), per shard."""
+    """[(key, examples, piece)] -> (shard index, [(key, examples, piece)] in key
+    order), per shard."""
     shards = [[] for _ in range(n)]
-    for rank, piece in enumerate(sorted(pieces)):
+    for rank, piece in enumerate(sorted(pieces, key=lambda p: p[0])):
         shards[rank % n].append(piece)
     yield from enumerate(shards)
 
@@ -552,45 +582,53 @@ def _write_shard(item, directory, n):
     rel = f"{SHARDS_DIR}/{shard_name(index, n)}"
     path = f"{directory}/{rel}"
     tmp = _temporary(path)
-    concatenate([_piece_path(directory, key) for key, _ in pieces], tmp)
+    concatenate([piece for _, _, piece in pieces], tmp)
     tf.io.gfile.rename(tmp, path, overwrite=True)
     return {
         "index": index,
         "file": rel,
         "batches": len(pieces),
-        "examples": int(sum(examples for _, examples in pieces)),
+        "examples": int(sum(examples for _, examples, _ in pieces)),
     }
 
 
-def concatenate(sources: Sequence[str], path: str) -> None:
-    """Writes the files `sources`, one after the other, as the file `path`
-    (an empty one for no sources). Local files are copied by the kernel
-    (`os.sendfile`: no read into Python, no GFile buffers); remote ones
-    through `tf.io.gfile`."""
-    if "://" in path or any("://" in source for source in sources):
+def concatenate(sources: Sequence[tuple[str, int, int | None]], path: str) -> None:
+    """Writes the byte ranges `sources` ((file, offset, size), size None: to the
+    end of the file), one after the other, as the file `path` (an empty one for
+    no sources). Local files are copied by the kernel (`os.sendfile`: no read
+    into Python, no GFile buffers); remote ones through `tf.io.gfile`."""
+    if "://" in path or any("://" in source for source, _, _ in sources):
         with tf.io.gfile.GFile(path, "wb") as out:
             out.write(b"")  # GFile creates the file lazily
-            for source in sources:
+            for source, offset, size in sources:
                 with tf.io.gfile.GFile(source, "rb") as f:
-                    out.write(f.read())
+                    f.seek(offset)
+                    out.write(f.read(-1 if size is None else size))
         return
     with open(path, "wb") as out:
-        for source in sources:
+        for source, offset, size in sources:
             with open(source, "rb") as f:
-                _copy(f, out)
+                _copy(f, out, offset, size)
 
 
-def _copy(src, dst) -> None:
-    """Appends file `src` to file `dst` (both open, binary)."""
+def _copy(src, dst, offset: int = 0, size: int | None = None) -> None:
+    """Appends `size` bytes of file `src` from `offset` (size None: to its end)
+    to file `dst` (both open, binary)."""
+    end = os.fstat(src.fileno()).st_size if size is None else offset + size
     if hasattr(os, "sendfile") and sys.platform.startswith("linux"):
-        size, offset = os.fstat(src.fileno()).st_size, 0
-        while offset < size:
-            sent = os.sendfile(dst.fileno(), src.fileno(), offset, size - offset)
+        while offset < end:
+            sent = os.sendfile(dst.fileno(), src.fileno(), offset, end - offset)
             if not sent:
                 raise OSError(f"{src.name!r} shrank while it was copied")
             offset += sent
         return
-    shutil.copyfileobj(src, dst, 1 << 20)
+    src.seek(offset)
+    while offset < end:
+        data = src.read(min(1 << 20, end - offset))
+        if not data:
+            raise OSError(f"{src.name!r} shrank while it was copied")
+        dst.write(data)
+        offset += len(data)
 
 
 def remove_pieces(directory: str) -> None:

@@ -138,12 +138,25 @@ def test_the_default_runner_does_not_retry_and_leaves_no_output(
     assert not out.exists() and not glob.glob(f"{out}.staging-*")
 
 
-def test_rewriting_pieces_and_shards_is_idempotent(tmp_path):
+def _write_pieces(batches, directory, compression="none"):
+    """The pieces DoFn over one bundle of `batches`: their references."""
+    do_fn = write._WritePiecesDoFn(directory, compression)
+    do_fn.start_bundle()
+    pieces = [piece for batch in batches for piece in do_fn.process(batch)]
+    do_fn.finish_bundle()
+    return pieces
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip"])
+def test_rewriting_pieces_and_shards_is_idempotent(tmp_path, compression):
     (tmp_path / "shards").mkdir()
     (tmp_path / write.PIECES_DIR).mkdir()
     batches = [((0, 0, 0, i), b"record-%d" % i, _Stats(2)) for i in (2, 0, 1)]
-    pieces = [write._write_piece(b, str(tmp_path)) for b in batches]
-    assert [write._write_piece(b, str(tmp_path)) for b in batches] == pieces  # retry
+    pieces = _write_pieces(batches, str(tmp_path), compression)
+    retried = _write_pieces(batches, str(tmp_path), compression)  # a retried bundle
+    files = {path for _, _, (path, _, _) in pieces}
+    # Uncompressed: one file per bundle attempt, a byte range per batch.
+    assert len(files) == (1 if compression == "none" else 3)
     (shard,) = [s for s in write._shard_pieces(pieces, 1)]
     first = write._write_shard(shard, str(tmp_path), 1)
     path = tmp_path / "shards" / "part-00000-of-00001.tfrecord"
@@ -151,19 +164,24 @@ def test_rewriting_pieces_and_shards_is_idempotent(tmp_path):
     (path.parent / ".part-00000-of-00001.tfrecord.tmp-dead").write_bytes(b"partial")
     assert write._write_shard(shard, str(tmp_path), 1) == first  # a retry
     assert path.read_bytes() == data
+    (retried_shard,) = [s for s in write._shard_pieces(retried, 1)]
+    assert write._write_shard(retried_shard, str(tmp_path), 1) == first
+    assert path.read_bytes() == data  # from the retried bundle's pieces: the same
     assert first == {
         "index": 0,
         "file": "shards/part-00000-of-00001.tfrecord",
         "batches": 3,
         "examples": 6,
     }
-    records = [r.numpy() for r in tf.data.TFRecordDataset(str(path))]
+    options = write.record_options(compression)
+    records = [r.numpy() for r in tf.data.TFRecordDataset(str(path), options and "GZIP")]
     assert records == [b"record-0", b"record-1", b"record-2"]  # in key order
 
 
 def test_pieces_go_to_shards_round_robin_in_key_order():
-    pieces = [((0, 0, 0, i), 1) for i in range(5)]
-    shards = dict(write._shard_pieces(pieces, 2))
+    pieces = [((0, 0, 0, i), 1, ("p", 10 * i, 10)) for i in (3, 1, 4, 0, 2)]
+    pieces.sort(key=lambda p: p[0])
+    shards = dict(write._shard_pieces(pieces[::-1], 2))
     assert shards == {0: [pieces[0], pieces[2], pieces[4]], 1: [pieces[1], pieces[3]]}
     assert dict(write._shard_pieces([], 2)) == {0: [], 1: []}  # empty shards too
 
