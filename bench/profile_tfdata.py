@@ -214,6 +214,8 @@ def main(argv: list[str] | None = None) -> dict:
     print("| the whole run's threads | CPU s | share |")
     print("|---|---|---|")
     for group, seconds in sorted(threads.items(), key=lambda g: -g[1]):
+        if seconds < 0.005:
+            continue
         print(f"| {group} | {seconds:.2f} | {100 * seconds / cpu:.0f} % |")
     return {"stages_cpu": clock.cpu, "stages_wall": clock.wall, "wall": wall,
             "cpu": cpu, "threads": threads}  # fmt: skip
