@@ -1,23 +1,13 @@
 """Tests for bench/gen_data.py: determinism, prefix property, wire-format fidelity."""
 
 import ast
-import importlib.util
 import pathlib
 
 import numpy as np
 import pytest
+from bench_modules import BENCH, load
 
-BENCH = pathlib.Path(__file__).resolve().parents[2] / "bench"
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-gen_data = _load("gen_data")
+gen_data = load("gen_data")
 
 
 def _read_dir(path):

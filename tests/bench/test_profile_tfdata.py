@@ -1,24 +1,14 @@
 """bench/profile_tfdata.py on a small dataset: every stage timed, the whole run split
 by thread, and the bound printed."""
 
-import importlib.util
-import pathlib
-
-BENCH = pathlib.Path(__file__).resolve().parents[2] / "bench"
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from bench_modules import load
 
 
 def test_profile_times_each_stage_and_splits_the_run_by_thread(tmp_path, capsys):
-    _load("gen_data").write_dataset(
+    load("gen_data").write_dataset(
         str(tmp_path / "data"), num_examples=600, num_shards=2, seed=3
     )
-    report = _load("profile_tfdata").main(
+    report = load("profile_tfdata").main(
         ["--input", str(tmp_path / "data" / "data-*.tfrecord")]
     )
     stages = ["lengths pass", "trace", "read", "validate", "features"]

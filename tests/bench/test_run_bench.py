@@ -1,24 +1,13 @@
 """Tests for the benchmark harness (bench/run_bench.py, bench/measure.py); no engines run."""
 
-import importlib.util
 import json
 import os
-import pathlib
 import subprocess
 import sys
 
-BENCH = pathlib.Path(__file__).resolve().parents[2] / "bench"
+from bench_modules import BENCH, load
 
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-run_bench = _load("run_bench")
+run_bench = load("run_bench")
 
 
 def _measure(tmp_path, body):
@@ -118,7 +107,7 @@ def test_measure_names_the_innermost_error_of_a_remote_traceback(tmp_path):
 
 
 def test_count_tfrecords_walks_the_framing_and_rejects_truncation(tmp_path):
-    gen_data = _load("gen_data")
+    gen_data = load("gen_data")
     path = tmp_path / "x.tfrecord"
     path.write_bytes(b"".join(gen_data.tfrecord_frame(b"a" * k) for k in (0, 5, 300)))
     assert run_bench.count_tfrecords(path) == 3
