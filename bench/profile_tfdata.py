@@ -71,13 +71,14 @@ def profile_stages(files, columns_py: str, clock: _Clock) -> int:
     """Runs the stages one after another (see the module docstring); returns
     the number of valid records."""
     spec = config.load_columns(columns_py, allow_python=True)
-    record_spec = decode.record_spec(spec.columns, spec.context, "id")
-    policy = validate.Policy(None, "truncate", "dead_letter")
+    id_feature = config.JobConfig.id_feature  # the job's defaults, as run_bench's
+    record_spec = decode.record_spec(spec.columns, spec.context, id_feature)
+    policy = validate.Policy()
     with clock("lengths pass"):
         tfdata_engine._histogram(files, record_spec, lambda: None, policy)
     decoder = decode.Decoder(record_spec, strings_as_tensors=True)
     weights = features.build_embedding_weights(spec.columns)
-    computer = features.FeatureComputer(spec.columns, spec.context, weights, "id")
+    computer = features.FeatureComputer(spec.columns, spec.context, weights, id_feature)
     with clock("trace"):
         tfdata_engine._trace(decoder, computer)
     valid = 0
@@ -88,6 +89,8 @@ def profile_stages(files, columns_py: str, clock: _Clock) -> int:
                 chunk, _ = next(chunks, (None, None))
             if chunk is None:
                 break
+            if not chunk:  # only damaged records (read errors)
+                continue
             with clock("validate"):
                 checked, decoded, rows = validate.validate_decoded(
                     decoder, record_spec, chunk, policy, files
