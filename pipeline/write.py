@@ -191,12 +191,17 @@ class RecordWriter:
         else:
             self._tf = tf.io.TFRecordWriter(path, record_options(compression))
 
-    def write(self, pieces: list) -> None:
+    def write(self, pieces: list) -> int:
+        """Writes one record; returns the bytes it takes in the file (framing
+        included, uncompressed)."""
         if self._tf is not None:
-            self._tf.write(join_pieces(pieces))
-            return
+            record = join_pieces(pieces)
+            self._tf.write(record)
+            return read.HEADER.size + len(record) + read.CRC.size
         header, footer = read.frame(pieces)
-        _write_all(self._fd, [header, *pieces, footer])
+        buffers = [header, *pieces, footer]
+        _write_all(self._fd, buffers)
+        return sum(memoryview(b).nbytes for b in buffers)
 
     def close(self) -> None:
         if self._tf is not None:
@@ -538,10 +543,11 @@ class _WritePiecesDoFn(beam.DoFn):
 
     def __init__(self, directory: str, compression: str = "none"):
         self._directory, self._compression = directory, compression
-        self._writer = None
+        self._writer, self._path, self._offset = None, None, 0
 
     def start_bundle(self):
-        self._writer, self._path, self._offset = None, None, 0
+        self._close()  # (a failed bundle's file, if teardown did not run)
+        self._path, self._offset = None, 0
 
     def process(self, batch):
         key, record, stats = batch
@@ -554,15 +560,17 @@ class _WritePiecesDoFn(beam.DoFn):
         if self._writer is None:
             self._path = f"{self._directory}/{PIECES_DIR}/{uuid.uuid4().hex}.tfrecord"
             self._writer = RecordWriter(self._path)
-        self._writer.write([record])
-        size = len(record) + read.HEADER.size + read.CRC.size
+        size = self._writer.write([record])
         yield key, stats.examples, (self._path, self._offset, size)
         self._offset += size
 
     def finish_bundle(self):
-        self.teardown()  # the file is complete before the bundle's outputs count
+        self._close()  # the file is complete before the bundle's outputs count
 
     def teardown(self):
+        self._close()
+
+    def _close(self):
         if self._writer is not None:
             self._writer.close()
             self._writer = None
@@ -600,15 +608,29 @@ def concatenate(sources: Sequence[tuple[str, int, int | None]], path: str) -> No
     if "://" in path or any("://" in source for source, _, _ in sources):
         with tf.io.gfile.GFile(path, "wb") as out:
             out.write(b"")  # GFile creates the file lazily
-            for source, offset, size in sources:
-                with tf.io.gfile.GFile(source, "rb") as f:
-                    f.seek(offset)
-                    out.write(f.read(-1 if size is None else size))
+            for f, offset, size in _opened(sources, tf.io.gfile.GFile):
+                f.seek(offset)
+                out.write(f.read(-1 if size is None else size))
         return
     with open(path, "wb") as out:
+        for f, offset, size in _opened(sources, open):
+            _copy(f, out, offset, size)
+
+
+def _opened(sources, opener):
+    """`(open file, offset, size)` per range of `sources`, a file opened once
+    for consecutive ranges of it (a bundle's batches share one piece file)."""
+    f, name = None, None
+    try:
         for source, offset, size in sources:
-            with open(source, "rb") as f:
-                _copy(f, out, offset, size)
+            if source != name:
+                if f is not None:
+                    f.close()
+                f, name = opener(source, "rb"), source
+            yield f, offset, size
+    finally:
+        if f is not None:
+            f.close()
 
 
 def _copy(src, dst, offset: int = 0, size: int | None = None) -> None:
