@@ -61,11 +61,14 @@ def _mask(crc: int) -> int:
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
-def frame(pieces: list) -> tuple[bytes, bytes]:
+def frame(pieces: list, nbytes: int | None = None) -> tuple[bytes, bytes]:
     """TFRecord framing of one record given as pieces (bytes or contiguous numpy
-    arrays, written one after the other): `(header, footer)` to write before
-    and after them. The record is never joined into one buffer."""
-    length = struct.pack("<Q", sum(memoryview(p).nbytes for p in pieces))
+    arrays, written one after the other; `nbytes` in all, if known): `(header,
+    footer)` to write before and after them. The record is never joined into
+    one buffer."""
+    if nbytes is None:
+        nbytes = sum(memoryview(p).nbytes for p in pieces)
+    length = struct.pack("<Q", nbytes)
     if _crc32c_extend is None:  # pragma: no cover - without google-crc32c
         crc = _crc32c(b"".join(bytes(memoryview(p).cast("B")) for p in pieces))
     else:

@@ -47,6 +47,7 @@ from __future__ import annotations
 import base64
 import ctypes
 import functools
+import itertools
 import json
 import os
 import sys
@@ -86,7 +87,7 @@ def encode_batch(
       example_id: [B] ids, or None.
     """
     x = np.ascontiguousarray(sequence_input, dtype="<f4")
-    blocks = [x.reshape(-1)] if x.size else []
+    blocks = Pieces([x.reshape(-1)] if x.size else [], x.nbytes)
     pieces = record_pieces(x.shape, sequence_length, context, example_id, blocks)
     return join_pieces(pieces)
 
@@ -96,17 +97,34 @@ def join_pieces(pieces: Sequence) -> bytes:
     return b"".join(memoryview(p).cast("B") for p in pieces)
 
 
+class Pieces(list):
+    """Buffers to write one after the other, with their total size in bytes
+    (`nbytes`), counted as they are put together: a batch record is tens to
+    hundreds of pieces (two per example shorter than T), and summing their
+    sizes again at each level of the message and for the framing cost more
+    than building them."""
+
+    __slots__ = ("nbytes",)
+
+    def __init__(self, pieces=(), nbytes: int | None = None):
+        super().__init__(pieces)
+        self.nbytes = _size(self) if nbytes is None else nbytes
+
+
 def record_pieces(
     shape: tuple[int, int, int],
     sequence_length: np.ndarray,
     context: Mapping[str, tuple[np.ndarray, np.ndarray | None]],
     example_id: Sequence[bytes] | None,
-    blocks: list,
-) -> list:
+    blocks: Pieces,
+) -> Pieces:
     """The bytes of `encode_batch` as pieces to write one after the other
     (`RecordWriter.write`); `blocks`: the [B, T, D] tensor's float32 bytes, in
     order, as any number of buffers (`padded_blocks`), never copied here."""
-    tensor = [_tag_len(1, 4 * int(np.prod(shape))), *blocks]
+    nbytes = 4 * int(np.prod(shape))
+    if blocks.nbytes != nbytes:
+        raise ValueError(f"{blocks.nbytes} tensor bytes for shape {shape}")
+    tensor = _prefixed(_tag_len(1, nbytes), blocks)
     feature = {
         "sequence_input": _feature(1, tensor),
         "shape": _int64_field(np.asarray(shape, np.int64)),
@@ -121,18 +139,20 @@ def record_pieces(
     # The bytes of `tf.train.Example(...).SerializeToString(deterministic=True)`
     # (map entries sorted by key, packed int64/float lists), written directly:
     # a proto message would copy the [B, T, D] bytes twice.
-    entries = []
+    entries = Pieces()
     for key in _key_order(tuple(sorted(feature))):
         encoded = key.encode()
-        entry = [_tag_len(1, len(encoded)), encoded, *feature[key]]
-        entries.append(_tag_len(1, _size(entry)))
+        entry = _prefixed(_tag_len(1, len(encoded)) + encoded, feature[key])
+        head = _tag_len(1, entry.nbytes)
+        entries.append(head)
         entries.extend(entry)
-    return [_tag_len(1, _size(entries)), *entries]
+        entries.nbytes += len(head) + entry.nbytes
+    return _prefixed(_tag_len(1, entries.nbytes), entries)
 
 
 def padded_blocks(
     runs: Sequence[tuple[np.ndarray, np.ndarray]], t: int, depth: int
-) -> list:
+) -> Pieces:
     """The bytes of a padded float32 [B, t, D] tensor, never held as one array.
 
     Args:
@@ -148,8 +168,9 @@ def padded_blocks(
     """
     row = 4 * depth
     zeros = _zeros(row * t)
-    blocks = []
+    blocks = Pieces()
     for rows, lengths in runs:
+        blocks.nbytes += row * t * len(lengths)
         ends = np.cumsum(lengths)
         start = 0
         for k in np.flatnonzero(lengths < t).tolist():
@@ -191,17 +212,18 @@ class RecordWriter:
         else:
             self._tf = tf.io.TFRecordWriter(path, record_options(compression))
 
-    def write(self, pieces: list) -> int:
-        """Writes one record; returns the bytes it takes in the file (framing
-        included, uncompressed)."""
+    def write(self, pieces: Sequence) -> int:
+        """Writes one record (`Pieces`, or any buffers); returns the bytes it
+        takes in the file (framing included, uncompressed)."""
         if self._tf is not None:
             record = join_pieces(pieces)
             self._tf.write(record)
             return read.HEADER.size + len(record) + read.CRC.size
-        header, footer = read.frame(pieces)
-        buffers = [header, *pieces, footer]
-        _write_all(self._fd, buffers)
-        return sum(memoryview(b).nbytes for b in buffers)
+        pieces = pieces if isinstance(pieces, Pieces) else Pieces(pieces)
+        header, footer = read.frame(pieces, pieces.nbytes)
+        nbytes = len(header) + pieces.nbytes + len(footer)
+        _write_all(self._fd, [header, *pieces, footer], nbytes)
+        return nbytes
 
     def close(self) -> None:
         if self._tf is not None:
@@ -214,17 +236,23 @@ class RecordWriter:
 _IOV_MAX = 1024  # buffers per writev call (Linux's IOV_MAX)
 
 
-def _write_all(fd: int, buffers: list) -> None:
-    """Writes every buffer in order (`os.writev` may write fewer bytes)."""
+def _write_all(fd: int, buffers: list, nbytes: int) -> None:
+    """Writes every buffer (`nbytes` in all) in order: one `os.writev` call
+    as a rule, more when it writes fewer bytes or there are many buffers."""
+    written = os.writev(fd, buffers) if len(buffers) <= _IOV_MAX else 0
+    if written == nbytes:
+        return
     views = [memoryview(b).cast("B") for b in buffers]
-    i = 0
-    while i < len(views):
-        n = os.writev(fd, views[i : i + _IOV_MAX])
+    i, n = 0, written
+    while True:
         while i < len(views) and n >= len(views[i]):
             n -= len(views[i])
             i += 1
+        if i == len(views):
+            return
         if n:
             views[i] = views[i][n:]
+        n = os.writev(fd, views[i : i + _IOV_MAX])
 
 
 @functools.lru_cache(maxsize=64)
@@ -259,6 +287,11 @@ def _size(parts) -> int:
     return sum(len(p) if isinstance(p, bytes) else p.nbytes for p in parts)
 
 
+def _prefixed(head: bytes, body: Pieces) -> Pieces:
+    """`head` then `body`'s pieces."""
+    return Pieces([head, *body], len(head) + body.nbytes)
+
+
 _varint = wire.encode_varint
 
 
@@ -266,21 +299,24 @@ def _tag_len(number: int, length: int) -> bytes:
     return _varint((number << 3) | 2) + _varint(length)
 
 
-def _feature(kind: int, body: list) -> list:
+def _feature(kind: int, body: Sequence) -> Pieces:
     """A `Feature` message (oneof `kind`: 1 bytes, 2 float, 3 int64 list) as the
     value field (2) of a map entry: [tag+length, payload parts...]."""
-    inner = [_tag_len(kind, _size(body)), *body] if body else [_tag_len(kind, 0)]
-    return [_tag_len(2, _size(inner)), *inner]
+    body = body if isinstance(body, Pieces) else Pieces(body)
+    inner = _prefixed(_tag_len(kind, body.nbytes), body)
+    return _prefixed(_tag_len(2, inner.nbytes), inner)
 
 
-def _bytes_field(values) -> list:
-    pieces = []
-    for v in values:
-        n = len(v)
-        pieces.append(_BYTES_PREFIX[n] if n < 128 else _tag_len(1, n))
-        pieces.append(v)
-    body = b"".join(pieces)
-    return _feature(1, [body] if body else [])
+def _bytes_field(values: Sequence[bytes]) -> Pieces:
+    lengths = list(map(len, values))
+    if not lengths:
+        return _feature(1, [])
+    if max(lengths) < 128:  # most ids and strings: a 2-byte prefix each
+        prefixes = map(_BYTES_PREFIX.__getitem__, lengths)
+    else:
+        prefixes = (_BYTES_PREFIX[n] if n < 128 else _tag_len(1, n) for n in lengths)
+    pairs = zip(prefixes, values, strict=True)
+    return _feature(1, [b"".join(itertools.chain.from_iterable(pairs))])
 
 
 # Tag and one-byte length of a short bytes value (most ids and strings).
@@ -305,7 +341,7 @@ def _varints(values: np.ndarray) -> bytes:
     return groups[k < count[:, None]].tobytes()
 
 
-def _int64_field(values: np.ndarray) -> list:
+def _int64_field(values: np.ndarray) -> Pieces:
     values = np.asarray(values, np.int64).ravel()
     if not len(values):
         return _feature(3, [])
@@ -313,7 +349,7 @@ def _int64_field(values: np.ndarray) -> list:
     return _feature(3, [_tag_len(1, len(packed)), packed])
 
 
-def _values_field(values: np.ndarray) -> list:
+def _values_field(values: np.ndarray) -> Pieces:
     values = np.asarray(values)
     if values.dtype.kind in "iub":
         return _int64_field(values.astype(np.int64))
@@ -322,7 +358,7 @@ def _values_field(values: np.ndarray) -> list:
             return _feature(2, [])
         packed = np.ascontiguousarray(values, "<f4").tobytes()
         return _feature(2, [_tag_len(1, len(packed)), packed])
-    return _bytes_field([bytes(v) for v in values.tolist()])
+    return _bytes_field(list(map(bytes, values.tolist())))
 
 
 TMP_MARK = ".tmp-"
