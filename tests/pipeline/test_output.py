@@ -217,3 +217,24 @@ def test_record_writer_writes_records_given_as_pieces(tmp_path, compression):
     kind = "GZIP" if compression == "gzip" else ""
     got = list(tf.data.TFRecordDataset(path, kind).as_numpy_iterator())
     assert got == [b"".join(bytes(memoryview(p).cast("B")) for p in r) for r in records]
+
+
+def test_record_writer_survives_short_writes(tmp_path, monkeypatch):
+    """`os.writev` may write fewer bytes than asked (signals, pipes, full
+    disks retried): the writer goes on from the first byte not written."""
+    real_writev = os.writev
+
+    def short_writev(fd, buffers):  # at most 7 bytes a call
+        data = b"".join(bytes(memoryview(b).cast("B")) for b in buffers)[:7]
+        return real_writev(fd, [data])
+
+    monkeypatch.setattr(os, "writev", short_writev)
+    rows = np.arange(60, dtype=np.float32).reshape(20, 3)
+    records = [[b"head", rows[:5], b"", rows[5:]], [b"x" * 100]]
+    path = str(tmp_path / "out.tfrecord")
+    writer = write.RecordWriter(path)
+    sizes = [writer.write(pieces) for pieces in records]
+    writer.close()
+    got = list(tf.data.TFRecordDataset(path).as_numpy_iterator())
+    assert got == [b"".join(bytes(memoryview(p).cast("B")) for p in r) for r in records]
+    assert sum(sizes) == os.path.getsize(path)
