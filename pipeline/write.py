@@ -213,8 +213,9 @@ class RecordWriter:
             self._tf = tf.io.TFRecordWriter(path, record_options(compression))
 
     def write(self, pieces: Sequence) -> int:
-        """Writes one record (`Pieces`, or any buffers); returns the bytes it
-        takes in the file (framing included, uncompressed)."""
+        """Writes one record given as pieces (`Pieces`, or a list of bytes and
+        contiguous numpy arrays, as `read.frame` takes them); returns the bytes
+        it takes in the file (framing included, uncompressed)."""
         if self._tf is not None:
             record = join_pieces(pieces)
             self._tf.write(record)
