@@ -1,13 +1,49 @@
 """seqshards pipeline: SequenceExample TFRecords -> padded, length-bucketed shards.
 
-Data flow: read -> decode -> validate -> bucket -> features -> write -> metadata,
-on Beam (`job.py`) or tf.data (`tfdata_engine.py`); `reader.py` reads the output.
+Data flow: read -> decode -> validate -> bucket -> features -> write -> metadata
+(`pipeline.stages`), on Beam (`pipeline.beam`) or tf.data (`pipeline.tfdata`),
+chosen by the driver (`pipeline.driver`); `pipeline.cli` is the command line,
+`pipeline.reader` reads the output. The module map is pipeline/README.md.
 
-`import pipeline` stays light: `load_dataset` / `load_metadata` import TensorFlow on
-first use, `MaterializeSequenceFeatures` imports Beam on first use.
+The API:
+  run(config, beam_argv=())          runs a job described by a `JobConfig`
+  JobConfig                          the job's options (the CLI's flags)
+  MaterializeSequenceFeatures        the job as a Beam PTransform
+  load_dataset(dir), load_metadata(dir)   read what a run wrote
+
+`import pipeline` stays light: each name imports what it needs on first use
+(TensorFlow for the readers and `run`, Beam only for the Beam engine and
+`MaterializeSequenceFeatures`).
 """
 
-__all__ = ["MaterializeSequenceFeatures", "load_dataset", "load_metadata"]
+from __future__ import annotations
+
+import importlib
+
+__all__ = [
+    "JobConfig",
+    "MaterializeSequenceFeatures",
+    "load_dataset",
+    "load_metadata",
+    "run",
+]
+
+# Lazily imported names: name -> module defining it.
+_LAZY = {
+    "JobConfig": "pipeline.stages.config",
+    "MaterializeSequenceFeatures": "pipeline.beam.job",
+}
+
+
+def run(config, beam_argv=()):
+    """Runs the job `config` (a `JobConfig`) and moves its output into place.
+
+    Returns a `driver.RunResult` (metadata, Beam result or None, seconds); see
+    `pipeline.driver.run`.
+    """
+    from pipeline import driver
+
+    return driver.run(config, beam_argv)
 
 
 def load_dataset(directory, shuffle_batches=False, seed=None):
@@ -25,8 +61,10 @@ def load_metadata(directory):
 
 
 def __getattr__(name):
-    if name == "MaterializeSequenceFeatures":
-        from pipeline.job import MaterializeSequenceFeatures
-
-        return MaterializeSequenceFeatures
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'pipeline' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -10,7 +10,7 @@ import json
 
 import tensorflow as tf
 
-from pipeline.metadata import FORMAT_VERSION
+from pipeline.stages.metadata import FORMAT_VERSION
 
 
 def load_metadata(directory: str) -> dict:

@@ -1,6 +1,6 @@
 """Figures of `seqshards stats` (stats.png) and `seqshards inspect` (inspect.png).
 
-Place in the flow: beside stats.py and inspect_output.py. matplotlib (the `plot`
+Place in the flow: beside `stats` and `inspect_output`. matplotlib (the `plot`
 extra) is imported on first use, with the Agg backend (no display needed).
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from pipeline import bucket
-from pipeline.stats import bucket_range
+from pipeline.stages import bucket
+from pipeline.stages.bucket import bucket_range
 
 
 def _pyplot():

@@ -24,16 +24,111 @@ Invariant checked before writing: examples_written + errors_total == examples_in
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 FORMAT_VERSION = 1
+METADATA_FILE = "metadata.json"
 # First offending positions kept per reason.
 MAX_ERROR_POSITIONS = 10
 
 
 class AccountingError(RuntimeError):
     """Raised when examples_written + errors != examples_in (never expected)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StaticInfo:
+    """Driver-side facts metadata.json needs (all JSON-able), handed to the engine."""
+
+    engine: str
+    layout: tuple
+    columns_file: dict
+    context: dict
+    id_feature: str | None
+    batch_size: int
+    input_pattern: str
+    files: tuple
+    embeddings: dict
+    compression: str = "none"
+    assets: tuple = ()
+
+    def metadata_args(self) -> dict:
+        """These facts as `metadata.build_metadata` keyword arguments (each
+        field is one of its parameters)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+@dataclasses.dataclass
+class Totals:
+    """What the batches written add up to (`add` each batch's `BatchStats`)."""
+
+    batches: int = 0
+    examples: int = 0
+    real_steps: int = 0
+    padded_steps: int = 0
+
+    def add(self, stats) -> None:
+        """Counts one batch (`features.BatchStats`: examples, real/padded steps)."""
+        self.batches += 1
+        self.examples += stats.examples
+        self.real_steps += stats.real_steps
+        self.padded_steps += stats.padded_steps
+
+    def merge(self, other: Totals) -> Totals:
+        """The totals of both (Beam combines partial totals)."""
+        return Totals(*(a + b for a, b in zip(self.row(), other.row(), strict=True)))
+
+    def row(self) -> tuple[int, int, int, int]:
+        return self.batches, self.examples, self.real_steps, self.padded_steps
+
+
+def assemble(
+    info: StaticInfo,
+    *,
+    boundaries: Sequence[int],
+    estimated_efficiency: float,
+    records_per_file: Mapping[int, int],
+    dead_letters: Iterable[Mapping],
+    totals: Totals,
+    shards: Sequence[Mapping[str, object]],
+    truncated_positions: Sequence[Sequence[int]],
+    truncated: int | None = None,
+) -> dict:
+    """metadata.json's dict from what an engine counted (both engines call it).
+
+    Args:
+      info: The driver's facts.
+      boundaries: The plan's bucket boundaries.
+      estimated_efficiency: The plan's padding-efficiency estimate.
+      records_per_file: file index -> records read (dead letters included).
+      dead_letters: `output.write_dead_letters` results, one per reason.
+      totals: The batches written.
+      shards: `output.shard_entry` per shard, in shard order.
+      truncated_positions: Positions of truncated records (at least the first
+        `MAX_ERROR_POSITIONS`); `truncated` their number (default: all given).
+
+    Raises:
+      AccountingError: see `build_metadata`.
+    """
+    dead_letters = list(dead_letters)
+    return build_metadata(
+        **info.metadata_args(),
+        boundaries=boundaries,
+        estimated_efficiency=estimated_efficiency,
+        records_per_file=records_per_file,
+        errors={e["reason"]: e["count"] for e in dead_letters},
+        error_positions={e["reason"]: e["positions"] for e in dead_letters},
+        examples_written=totals.examples,
+        batches=totals.batches,
+        real_steps=totals.real_steps,
+        padded_steps=totals.padded_steps,
+        shards=shards,
+        errors_files=[e["file"] for e in dead_letters],
+        truncated_positions=truncated_positions,
+        truncated=truncated,
+    )
 
 
 def build_metadata(
@@ -152,7 +247,7 @@ def write_metadata(directory: str, metadata: Mapping) -> None:
     """Writes DIR/metadata.json (call last: its presence marks a complete run)."""
     import tensorflow as tf
 
-    with tf.io.gfile.GFile(f"{directory}/metadata.json", "w") as f:
+    with tf.io.gfile.GFile(f"{directory}/{METADATA_FILE}", "w") as f:
         f.write(dumps(metadata))
 
 

@@ -48,7 +48,7 @@ size, num_oov_buckets, default_value, dtype, analyze}, weighted {categorical,
 weight_key, dtype}, bucketized {source (a numeric column), boundaries}.
 `analyze: true` or `analyze: {top_k: N, frequency_threshold: M}` on a
 vocabulary_file whose `path` does not exist asks `--analyze` to compute it
-(pipeline/analyze.py: DIR/assets/<base name of path>); an existing file is used
+(pipeline/stages/analysis.py: DIR/assets/<base name of path>); an existing file is used
 as is. Relative paths (vocabulary files,
 checkpoints) are resolved against the spec file's directory. Initializer kinds:
 truncated_normal / random_normal {mean, stddev, seed}, random_uniform {minval,
@@ -76,6 +76,7 @@ import tensorflow as tf
 import yaml
 
 import transforms
+from pipeline.stages.analysis import StatsRequest, VocabularyRequest
 
 SPEC_VERSION = 1
 DENSE = "dense"  # may appear in `columns`
@@ -94,7 +95,7 @@ class Context:
     """What checkers may need besides the value."""
 
     base_dir: str  # directory of the spec file (relative paths)
-    analysis: Any = None  # analyze.Analysis: results of the analyze pass, or None
+    analysis: Any = None  # analysis.Analysis: results of the analyze pass, or None
     requests: list = dataclasses.field(default_factory=list)  # filled by builders
 
 
@@ -420,14 +421,12 @@ def _build_numeric(key, shape, default_value, dtype, normalizer, *, ctx, where):
         if how == "fixed":
             normalizer_fn = what
         else:
-            from pipeline import analyze
-
             if dtype != tf.float32:
                 raise ValueError(
                     f"normalizer: {what!r} is computed by --analyze over float32 "
                     f"values; got dtype {dtype.name}"
                 )
-            ctx.requests.append(analyze.StatsRequest(key, what, f"{where}.normalizer"))
+            ctx.requests.append(StatsRequest(key, what, f"{where}.normalizer"))
             if ctx.analysis is not None:
                 normalizer_fn = ctx.analysis.normalizer(key, what)
                 if normalizer_fn is None:
@@ -441,14 +440,12 @@ def _build_numeric(key, shape, default_value, dtype, normalizer, *, ctx, where):
 
 def _build_vocabulary_file(key, path, size, analyze, *, ctx, where, **kw):
     if analyze is not None and not tf.io.gfile.exists(path):
-        from pipeline import analyze as analyze_lib
-
         if size is not None:
             raise ValueError(
                 "`size` cannot be combined with `analyze` on a vocabulary file to "
                 "compute (bound it with analyze.top_k)"
             )
-        request = analyze_lib.VocabularyRequest(
+        request = VocabularyRequest(
             key,
             kw["dtype"].name,
             os.path.basename(path),

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from pipeline import config
+from pipeline.stages import config
 
 # Each sub-key of a bucket collects about this many batches before grouping.
 SUBKEY_BATCHES = 32
@@ -324,85 +324,14 @@ def chunk(items: Sequence, batch_size: int) -> list:
     return [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
 
 
+def bucket_range(boundaries: Sequence[int], b: int) -> str:
+    """Lengths of bucket `b`, e.g. "9-12" or "769+"."""
+    low = boundaries[b - 1] + 1 if b > 0 else 1
+    if b >= len(boundaries):
+        return f"{low}+"
+    return f"{low}-{boundaries[b]}" if boundaries[b] != low else f"{low}"
+
+
 def default_num_shards(total_input_bytes: int, *, target_bytes: int = 256 << 20) -> int:
     """Default `--num_shards`: one shard per `target_bytes` of input (>= 1)."""
     return max(1, math.ceil(total_input_bytes / target_bytes))
-
-
-# --- Beam wrapper -------------------------------------------------------------------
-
-import apache_beam as beam  # noqa: E402
-
-from pipeline import blocks  # noqa: E402
-from pipeline.blocks import Block  # noqa: E402
-
-REMAINDER = "remainder"
-
-
-def batch_keys_of(members_sorted, bucket: int, phase: int, sub: int, batch_size: int):
-    """Chunks sorted members; yields ((bucket, phase, sub, i), chunk)."""
-    for i, part in enumerate(chunk(members_sorted, batch_size)):
-        yield (bucket, phase, sub, i), part
-
-
-class FormBatches(beam.PTransform):
-    """`blocks.Block`s of valid records -> (batch_key, [members sorted by
-    position]), members `(position, length, bytes | None)`.
-
-    Keys `(bucket, sub)` spread each bucket over `plan.subkeys[bucket]` sub-keys
-    (no hot key; a record's sub-key comes from its position, `subkeys`); each
-    group yields its full batches (key `(bucket, 0, sub, i)`) and sends its
-    remainder (< B) to a per-bucket regroup that yields key `(bucket, 1, 0, i)`
-    batches: only a bucket's last batch can be short. Blocks, split by key,
-    are what is shuffled (one element per block and key, not per record).
-    """
-
-    def __init__(self, plan):
-        super().__init__()
-        self._plan = plan  # a singleton PCollection of BucketPlan
-
-    def expand(self, valid):
-        plan = beam.pvalue.AsSingleton(self._plan)
-        grouped = (
-            valid
-            | "KeyBySubBucket" >> beam.FlatMap(_by_sub_bucket, plan=plan)
-            | "GroupSubBuckets" >> beam.GroupByKey()
-        )
-        full = grouped | "ChunkSubBuckets" >> beam.ParDo(
-            _ChunkDoFn(), plan=plan
-        ).with_outputs(REMAINDER, main="full")
-        rest = (
-            full[REMAINDER]
-            | "GroupRemainders" >> beam.GroupByKey()
-            | "ChunkRemainders" >> beam.FlatMap(_chunk_remainder, plan=plan)
-        )
-        return (full.full, rest) | "AllBatches" >> beam.Flatten()
-
-
-def _by_sub_bucket(block, plan):
-    """A block -> ((bucket, sub), its records of that key) per key present."""
-    buckets = assign_buckets(block.lengths, plan.boundaries)
-    width = max(plan.subkeys)
-    keys = buckets * width + subkeys(
-        block.positions, np.asarray(plan.subkeys, np.int64)[buckets]
-    )
-    for key, part in blocks.by_key(keys):
-        yield (key // width, key % width), block.take(part)
-
-
-class _ChunkDoFn(beam.DoFn):
-    def process(self, item, plan):
-        (b, sub), parts = item
-        block = Block.concat(parts).sorted()
-        full = len(block) - len(block) % plan.batch_size
-        members = block.take(np.arange(full)).members()
-        yield from batch_keys_of(members, b, 0, sub, plan.batch_size)
-        if full < len(block):
-            rest = block.take(np.arange(full, len(block)))
-            yield beam.pvalue.TaggedOutput(REMAINDER, (b, rest))
-
-
-def _chunk_remainder(item, plan):
-    b, parts = item
-    members = Block.concat(parts).sorted().members()
-    yield from batch_keys_of(members, b, 1, 0, plan.batch_size)

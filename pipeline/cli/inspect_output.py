@@ -68,7 +68,8 @@ def scan(directory: str, metadata: Mapping) -> Scan:
     """Reads every batch of DIR (via `pipeline.reader`) into a bucket table."""
     import numpy as np
 
-    from pipeline import bucket, reader
+    from pipeline import reader
+    from pipeline.stages import bucket
 
     boundaries = metadata["bucket_boundaries"]
     rows: dict[int, BucketRow] = {}
@@ -122,8 +123,8 @@ def format_report(
     directory: str, metadata: Mapping, result: Scan, first_errors: Mapping
 ) -> str:
     """The text `seqshards inspect` prints."""
-    from pipeline import bucket
-    from pipeline.stats import bucket_range
+    from pipeline.stages import bucket
+    from pipeline.stages.bucket import bucket_range
 
     c = metadata["counts"]
     files = metadata.get("input", {}).get("files", [])
@@ -218,7 +219,7 @@ def _file_name(files: Sequence[Mapping], index: int) -> str:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    from pipeline import progress
+    from pipeline.stages import progress
 
     parser = argparse.ArgumentParser(
         prog="seqshards inspect",
@@ -247,7 +248,8 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = make_parser().parse_args(argv)
-    from pipeline import progress, reader
+    from pipeline import reader
+    from pipeline.stages import progress
 
     progress.configure_logging(args.verbosity or 0)
     metadata = reader.load_metadata(args.directory)
@@ -259,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.plot or args.output_plot:
         try:
-            from pipeline import plots
+            from pipeline.cli import plots
 
             path = plots.inspect_figure(
                 metadata, result, args.output_plot or DEFAULT_PLOT

@@ -1,12 +1,13 @@
 """Features: a batch of serialized SequenceExamples -> one batch record.
 
-Place in the flow: bucket -> **features** -> write. `FeatureComputer` builds the
+Place in the flow: bucket -> **features** -> batch_format -> output. `FeatureComputer` builds the
 `transforms.SequenceFeatures` layer and ONE `tf.function` (input signature
 `string [None]`, so no retracing per batch size or T) that parses the batch with
 `tf.io.parse_sequence_example` (specs from `make_parse_example_spec`), applies the
 layer, trims T to the longest example and zeroes every step t >= length (the
 reference pads numeric columns with their default_value; seqshards pads with 0).
-Shared by both engines; the Beam DoFn builds it in `setup()`. The tfdata engine
+Shared by both engines; the Beam DoFn (`pipeline.beam.features`) builds it
+in `setup()`. The tfdata engine
 instead computes a whole decoded chunk's steps unpadded, [steps, D], with the
 layer's `step_rows` (`flat_rows`), and adds the padding as it writes
 (`record_pieces`).
@@ -21,7 +22,8 @@ import numpy as np
 import tensorflow as tf
 
 import transforms
-from pipeline import decode, write
+from pipeline.stages import batch_format, decode, output
+from pipeline.stages.decode import id_feature_of
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,11 +46,20 @@ def save_embedding_weights(directory: str, weights: Mapping[str, np.ndarray]) ->
     """Saves DIR/embeddings/<column>.npy; returns {column: relative path}."""
     paths = {}
     for name, table in sorted(weights.items()):
-        rel = f"{write.EMBEDDINGS_DIR}/{name}.npy"
+        rel = f"{output.EMBEDDINGS_DIR}/{name}.npy"
         with tf.io.gfile.GFile(f"{directory}/{rel}", "wb") as f:
             np.save(f, np.asarray(table, np.float32))
         paths[name] = rel
     return paths
+
+
+def load_embedding_weights(paths: Mapping[str, str]) -> dict[str, np.ndarray]:
+    """{column: .npy path} (`save_embedding_weights` files) -> {column: table}."""
+    weights = {}
+    for name, path in paths.items():
+        with tf.io.gfile.GFile(path, "rb") as f:
+            weights[name] = np.load(f)
+    return weights
 
 
 def ragged_index(starts: np.ndarray, lengths: np.ndarray, rows: np.ndarray):
@@ -80,18 +91,6 @@ def _take_rows(values, step_splits: np.ndarray, row_splits: np.ndarray, rows):
         np.concatenate([[0], np.cumsum(counts[step_index])]).astype(np.int64),
         np.concatenate([[0], np.cumsum(steps[rows])]).astype(np.int64),
     )
-
-
-def id_feature_of(context: Mapping[str, object], id_feature: str | None) -> str | None:
-    """`id_feature` if CONTEXT has it as a scalar string FixedLenFeature, else None."""
-    feature = context.get(id_feature) if id_feature else None
-    if (
-        isinstance(feature, tf.io.FixedLenFeature)
-        and tf.as_dtype(feature.dtype) == tf.string
-        and list(feature.shape) in ([], [1])
-    ):
-        return id_feature
-    return None
 
 
 class FeatureComputer:
@@ -208,9 +207,9 @@ class FeatureComputer:
         context: Mapping[str, tuple[np.ndarray, np.ndarray]],
         example_id: np.ndarray | None,
     ) -> tuple[list, BatchStats]:
-        """One batch record, as pieces (`write.record_pieces`), from the
+        """One batch record, as pieces (`batch_format.record_pieces`), from the
         examples' steps (`flat_rows`), written as they are (no [B, T, D]
-        array: `write.padded_blocks` adds the padding).
+        array: `batch_format.padded_blocks` adds the padding).
 
         Args:
           runs: [(rows [n, D], their examples' lengths [k])]: the steps of the
@@ -229,8 +228,10 @@ class FeatureComputer:
         ids = None
         if self.id_feature is not None and example_id is not None:
             ids = [bytes(v) for v in example_id.tolist()]
-        blocks = write.padded_blocks(runs, t, self.depth)
-        pieces = write.record_pieces((b, t, self.depth), lengths, ctx, ids, blocks)
+        blocks = batch_format.padded_blocks(runs, t, self.depth)
+        pieces = batch_format.record_pieces(
+            (b, t, self.depth), lengths, ctx, ids, blocks
+        )
         real = int(lengths.sum())
         return pieces, BatchStats(b, real, b * t - real)
 
@@ -262,129 +263,7 @@ class FeatureComputer:
         example_id = None
         if self.id_feature is not None:
             example_id = [bytes(v) for v in context[self.id_feature][0].tolist()]
-        record = write.encode_batch(x, lengths, context, example_id)
+        record = batch_format.encode_batch(x, lengths, context, example_id)
         b, t = int(x.shape[0]), int(x.shape[1])
         real = int(lengths.sum())
         return record, BatchStats(b, real, b * t - real)
-
-
-# --- Beam wrapper -------------------------------------------------------------------
-
-import apache_beam as beam  # noqa: E402
-from apache_beam.metrics import Metrics  # noqa: E402
-
-from pipeline import overlap  # noqa: E402
-
-NAMESPACE = "seqshards"
-
-
-class ComputeFeatures(beam.PTransform):
-    """(batch_key, members) -> (batch_key, batch record bytes, BatchStats).
-
-    Members are `(position, length, bytes)`; with `files`, bytes may be None:
-    they are read back from the input files (`beam_refs.RecordFetcher`, length
-    `policy` applied again). `embedding_files` ({column: .npy path}) are loaded
-    where the DoFn runs instead of pickling `embedding_weights` into it.
-    """
-
-    def __init__(
-        self,
-        columns,
-        context,
-        embedding_weights,
-        id_feature,
-        *,
-        files=(),
-        policy=None,
-        embedding_files=None,
-    ):
-        super().__init__()
-        weights = {} if embedding_files else dict(embedding_weights or {})
-        self._do_fn = _FeaturesDoFn(
-            tuple(columns),
-            dict(context),
-            weights,
-            id_feature,
-            files=files,
-            policy=policy,
-            embedding_files=embedding_files,
-        )
-
-    def expand(self, batches):
-        return batches | "SequenceFeatures" >> beam.ParDo(self._do_fn)
-
-
-def load_embedding_weights(paths: Mapping[str, str]) -> dict[str, np.ndarray]:
-    """{column: .npy path} (`save_embedding_weights` files) -> {column: table}."""
-    weights = {}
-    for name, path in paths.items():
-        with tf.io.gfile.GFile(path, "rb") as f:
-            weights[name] = np.load(f)
-    return weights
-
-
-class _FeaturesDoFn(beam.DoFn):
-    """One batch per element, computed on threads (`overlap.Overlapped`: one
-    batch's Python, reading records back and encoding, runs while another's
-    parse and layer do); results come out in input order."""
-
-    def __init__(
-        self,
-        columns,
-        context,
-        embedding_weights,
-        id_feature,
-        files=(),
-        policy=None,
-        embedding_files=None,
-    ):
-        self._columns, self._context = columns, context
-        self._weights, self._id_feature = embedding_weights, id_feature
-        self._files, self._policy = tuple(files), policy
-        self._embedding_files = dict(embedding_files or {})
-        self._computer = self._fetcher = None
-        self._overlap = overlap.Overlapped(self._compute)
-        self._written = Metrics.counter(NAMESPACE, "records_written")
-        self._batches = Metrics.counter(NAMESPACE, "batches")
-        self._padding = Metrics.counter(NAMESPACE, "padding_steps")
-
-    def setup(self):
-        from pipeline import beam_refs, validate
-
-        weights = self._weights
-        if self._embedding_files:
-            weights = load_embedding_weights(self._embedding_files)
-        self._computer = FeatureComputer(
-            self._columns, self._context, weights, self._id_feature
-        )
-        self._fetcher = beam_refs.RecordFetcher(
-            self._files, self._policy or validate.Policy()
-        )
-        self._overlap.open()
-
-    def start_bundle(self):
-        self._overlap.start()
-
-    def _compute(self, item):  # on a pool thread
-        key, members = item
-        record, stats = self._computer.batch_record(self._fetcher.fill(members))
-        return key, record, stats
-
-    def _emit(self, result):  # on the bundle's thread (metrics live there)
-        self._written.inc(result[2].examples)
-        self._batches.inc()
-        self._padding.inc(result[2].padded_steps)
-        return result
-
-    def process(self, item):
-        for result in self._overlap.submit(item):
-            yield self._emit(result)
-
-    def finish_bundle(self):
-        for result in self._overlap.drain():
-            yield overlap.in_global_window(self._emit(result))
-
-    def teardown(self):
-        self._overlap.close()
-        if self._fetcher is not None:
-            self._fetcher.close()

@@ -1,4 +1,4 @@
-"""Validation: the closed `Reason` enum, per-batch checks, and `ValidateRecords`.
+"""Validation: the closed `Reason` enum, the error model, per-batch checks, ids.
 
 Place in the flow: read -> decode -> **validate** -> bucket -> features.
 A record is valid when it parses as a SequenceExample with the CONTEXT specs, every
@@ -17,33 +17,25 @@ on the serialized bytes before decoding, see wire.py) and `on_invalid` ("fail"
 raises `InvalidRecordError` for the first NaN/Inf or out-of-range id instead of
 dead-lettering it). Non-UTF-8 bytes are valid values (TF strings are bytes): a
 vocabulary column maps them to its default/OOV id like any other miss.
-Duplicate example ids are found later, over the whole input (`DUPLICATE_ID`,
-job.py / tfdata_engine.py): the record at the smallest position is kept.
+Duplicate example ids are found later, over the whole input (`DUPLICATE_ID`):
+both engines keep the record at the smallest position with `FirstIdWins`.
+The Beam wrappers (`ValidateRecords`, `DropDuplicateIds`) are in
+`pipeline.beam.validate`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-import zlib
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import NamedTuple
 
-import apache_beam as beam
 import numpy as np
 import tensorflow as tf
-from apache_beam.metrics import Metrics
 from google.protobuf.message import DecodeError
 
-from pipeline import blocks, overlap, wire
-from pipeline.blocks import Block
-from pipeline.decode import DecodedBatch, Decoder, RecordSpec
-
-NAMESPACE = "seqshards"
-VALID = "valid"
-ERRORS = "errors"
-IDS = "ids"
-TRUNCATED = "truncated"
+from pipeline.stages import tfrecord, wire
+from pipeline.stages.decode import DecodedBatch, Decoder, RecordSpec
 
 
 class Reason(str, enum.Enum):
@@ -87,6 +79,13 @@ class Policy:
     max_length: int | None = None
     on_long: str = "dead_letter"
     on_invalid: str = "dead_letter"
+
+    @classmethod
+    def of(cls, config) -> Policy:
+        """The policy a job's `JobConfig` asks for (`--max_sequence_length`,
+        `--on_long`, `--on_invalid`): one place, so both engines and both
+        analyze passes validate alike."""
+        return cls(config.max_sequence_length, config.on_long, config.on_invalid)
 
 
 class InvalidRecordError(ValueError):
@@ -282,6 +281,44 @@ def _missing_lists(data: bytes, keys: Sequence[str]) -> list[str] | Reason:
     return [key for key in keys if key not in present]
 
 
+def read_error(position: tuple[int, int], error: tfrecord.ReadError) -> ErrorRecord:
+    """The dead letter of a damaged stretch `tfrecord.read_file` reported."""
+    return ErrorRecord(Reason(error.reason), error.detail, position, error.data)
+
+
+class FirstIdWins:
+    """Of the records sharing an example id, keeps the one at the smallest position.
+
+    The one implementation of duplicate ids, for every pass: feed records in
+    position order (the order a single reader meets them; the Beam job sorts
+    each id group's positions first) and `first` says whether each is kept.
+    The ids seen stay in memory (one entry per distinct id).
+    """
+
+    def __init__(self):
+        self._first: dict[Hashable, object] = {}
+
+    def first(self, ident: Hashable, position) -> object | None:
+        """None if the record at `position` is the first with `ident` (kept),
+        else the position of that first record (this one is a duplicate).
+
+        Args:
+          ident: The example id.
+          position: Its sortable position, e.g. `(file_index, record_index)`;
+            records at equal positions are one record (all kept).
+        """
+        first = self._first.setdefault(ident, position)
+        return None if first == position else first
+
+    def keep(self, ids: Sequence, positions: Sequence) -> np.ndarray:
+        """`first` over a chunk: bool [N], True where the record is kept."""
+        return np.fromiter(
+            (self.first(i, p) is None for i, p in zip(ids, positions, strict=True)),
+            bool,
+            len(ids),
+        )
+
+
 def describe_position(position: tuple[int, int], files: Sequence[str] = ()) -> str:
     """`file 'path', record i` (or the file index when the paths are unknown)."""
     file_index, record_index = position
@@ -404,173 +441,3 @@ def validate_decoded(
     errors.sort(key=lambda e: e.position)
     checked = Checked(valid, errors, valid_ids, valid_truncated)
     return checked, decoded, np.asarray(valid_rows, np.int64)
-
-
-class ValidateRecords(beam.PTransform):
-    """Chunks of (position, bytes) -> outputs `.valid`, `.errors` (ErrorRecord),
-    `.ids` (when the spec has an id feature) and `.truncated` (positions of
-    truncated records).
-
-    `.valid` holds one `blocks.Block` of a chunk's valid records (what the
-    grouping steps take, see blocks.py; without their bytes when
-    `by_reference`), `.ids` one `(ids, positions)` pair per such block.
-    """
-
-    def __init__(
-        self,
-        spec: RecordSpec,
-        policy: Policy = Policy(),
-        files: Sequence[str] = (),
-        *,
-        by_reference: bool = False,
-    ):
-        super().__init__()
-        self._spec, self._policy, self._files = spec, policy, tuple(files)
-        self._by_reference = by_reference
-
-    def expand(self, chunks):  # [(position, bytes)] -> valid | errors | ids | ...
-        do_fn = _ValidateDoFn(self._spec, self._policy, self._files, self._by_reference)
-        return chunks | "Check" >> beam.ParDo(do_fn).with_outputs(
-            ERRORS, IDS, TRUNCATED, main=VALID
-        )
-
-
-class _ValidateDoFn(beam.DoFn):
-    """One chunk per element, validated on threads (`overlap.Overlapped`: the
-    next chunk is read and checked while one's parse runs); outputs come out
-    in input order."""
-
-    def __init__(
-        self,
-        spec: RecordSpec,
-        policy: Policy,
-        files: Sequence[str],
-        by_reference: bool = False,
-    ):
-        self._spec, self._policy, self._files = spec, policy, files
-        self._by_reference = by_reference
-        self._decoder = None
-        self._overlap = overlap.Overlapped(self._check)
-
-    def setup(self):
-        # String values stay tensors: validation never reads them (no Python
-        # bytes object per value).
-        self._decoder = Decoder(self._spec, strings_as_tensors=True)
-        self._overlap.open()
-
-    def start_bundle(self):
-        self._overlap.start()
-
-    def _check(self, chunk):  # on a pool thread
-        return validate_chunk(
-            self._decoder, self._spec, chunk, self._policy, self._files
-        )
-
-    def process(self, chunk):
-        for checked in self._overlap.submit(chunk):
-            yield from self._outputs(checked)
-
-    def finish_bundle(self):
-        for checked in self._overlap.drain():
-            for output in self._outputs(checked):
-                yield overlap.in_global_window(output)
-
-    def teardown(self):
-        self._overlap.close()
-
-    def _outputs(self, checked):  # on the bundle's thread (metrics live there)
-        if checked.valid:
-            block = Block.of(checked.valid, keep_bytes=not self._by_reference)
-            yield block
-            if self._spec.id_feature is not None:
-                yield beam.pvalue.TaggedOutput(IDS, (checked.ids, block.positions))
-        for position in checked.truncated:
-            yield beam.pvalue.TaggedOutput(TRUNCATED, position)
-        for error in checked.errors:
-            Metrics.counter(NAMESPACE, f"errors_{error.reason.value}").inc()
-            yield beam.pvalue.TaggedOutput(ERRORS, error)
-
-
-def later_duplicates(item):
-    """`(id, positions)` -> `(position, (id, first position))` for every position
-    but the smallest (equal positions cannot be told apart and are all kept)."""
-    ident, positions = item
-    positions = sorted({tuple(p) for p in positions})
-    for position in positions[1:]:
-        yield position, (ident, positions[0])
-
-
-# Groups the ids are spread over to find duplicates (by a stable hash of the id).
-ID_GROUPS = 16
-
-
-def _ids_by_group(item, groups: int):
-    """A chunk's `(ids, positions)` -> `(group, (ids, positions))` per group."""
-    ids, positions = item
-    of_id = [zlib.crc32(ident) % groups for ident in ids]
-    for group, index in blocks.by_key(of_id):
-        yield group, ([ids[i] for i in index.tolist()], positions[index])
-
-
-def _later_duplicates_in_group(item):
-    """`(group, [(ids, positions)])` -> `later_duplicates` of its repeated ids."""
-    _, parts = item
-    seen: dict[bytes, list] = {}
-    for ids, positions in parts:
-        for ident, position in zip(ids, positions.tolist(), strict=True):
-            seen.setdefault(ident, []).append(position)
-    for ident, positions in seen.items():
-        if len(positions) > 1:
-            yield from later_duplicates((ident, positions))
-
-
-class DropDuplicateIds(beam.PTransform):
-    """Valid `blocks.Block`s -> outputs `.valid` (Blocks) and `.errors`
-    (`duplicate_id`): of the records sharing an example id, the one at the
-    smallest position is kept.
-
-    Only ids and positions are shuffled, a chunk's in one element per id group
-    (`ID_GROUPS`); the positions of the duplicates reach the filter as a side
-    input (its size is the number of duplicates).
-    """
-
-    def __init__(self, ids, files: Sequence[str] = ()):
-        super().__init__()
-        self._ids, self._files = ids, tuple(files)  # ids: (ids, positions) per chunk
-
-    def expand(self, valid):  # Blocks -> valid | errors
-        duplicates = (
-            self._ids
-            | "ByIdGroup" >> beam.FlatMap(_ids_by_group, groups=ID_GROUPS)
-            | "GroupIds" >> beam.GroupByKey()
-            | "LaterDuplicates" >> beam.FlatMap(_later_duplicates_in_group)
-        )
-        return valid | "Drop" >> beam.ParDo(
-            _DropDuplicatesDoFn(self._files),
-            duplicates=beam.pvalue.AsDict(duplicates),
-        ).with_outputs(ERRORS, main=VALID)
-
-
-class _DropDuplicatesDoFn(beam.DoFn):
-    def __init__(self, files):
-        self._files = files
-
-    def process(self, block, duplicates):
-        if not duplicates:
-            yield block
-            return
-        found = np.asarray(
-            [tuple(p) in duplicates for p in block.positions.tolist()], bool
-        )
-        if not found.any():
-            yield block
-            return
-        counter = Metrics.counter(NAMESPACE, f"errors_{Reason.DUPLICATE_ID.value}")
-        for member in block.take(found).members():
-            ident, first = duplicates[member[0]]
-            counter.inc()
-            yield beam.pvalue.TaggedOutput(
-                ERRORS, duplicate_error(member, ident, first, self._files)
-            )
-        if not found.all():
-            yield block.take(~found)

@@ -9,7 +9,8 @@ input size is known, the share of input bytes read and an ETA.
 The CLI maps `-q/--quiet` (warnings only, no progress), the default (progress)
 and `-v/--verbose` (debug lines, Beam's INFO logs) onto logging levels with
 `configure_logging`. On the Beam engine `LogProgress` is a side branch of the
-read and features stages (fused with them: no data is materialized for it);
+read and features stages (fused with them: no data is materialized for it;
+`pipeline.beam.progress`);
 each worker logs its own lines (in-process runs print them on stderr; on
 Dataflow/Flink/Spark they are in the worker logs). The read line counts the
 well-framed records; damaged stretches appear in the final summary.
@@ -90,21 +91,6 @@ def configure_logging(verbosity: int = 0) -> None:
     beam_logger.propagate = verbosity < 1
 
 
-def one_worker(options) -> bool:
-    """Whether one in-process worker runs every stage (then its share is the job's).
-
-    Args:
-      options: The job's Beam `PipelineOptions`.
-    """
-    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
-
-    runner = options.view_as(StandardOptions).runner
-    direct = options.view_as(DirectOptions)
-    return runner in (None, "DirectRunner", "direct", "FnApiRunner") and (
-        direct.direct_num_workers == 1
-    )
-
-
 def _duration(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.1f} s"
@@ -178,46 +164,3 @@ def chunk_size(chunk) -> tuple[int, int]:
 def batch_size(batch) -> tuple[int, int]:
     """(examples, 0) of a features output `(key, record, BatchStats)`."""
     return batch[2].examples, 0
-
-
-# --- Beam wrapper -------------------------------------------------------------------
-
-import apache_beam as beam  # noqa: E402
-
-
-class LogProgress(beam.PTransform):
-    """A side branch that logs a stage's progress; outputs nothing.
-
-    Args:
-      label: Stage name in the lines ("read", "features").
-      measure: Picklable `element -> (count, bytes)` (`chunk_size`, `batch_size`).
-      total_bytes: Input size for the share and the ETA; pass it only when one
-        worker sees the whole input (the in-process runner), else None.
-      unit: What is counted.
-    """
-
-    def __init__(self, label, measure, *, total_bytes=None, unit="records"):
-        super().__init__()
-        self._args = (label, measure, total_bytes, unit)
-
-    def expand(self, pcoll):
-        return pcoll | "Log" >> beam.ParDo(_LogProgressDoFn(*self._args))
-
-
-class _LogProgressDoFn(beam.DoFn):
-    def __init__(self, label, measure, total_bytes, unit):
-        self._label, self._measure = label, measure
-        self._total_bytes, self._unit = total_bytes, unit
-        self._progress = None
-
-    def process(self, element):
-        if self._progress is None:  # the clock starts with the stage's first element
-            self._progress = Progress(
-                self._label, total_bytes=self._total_bytes, unit=self._unit
-            )
-        self._progress.add(*self._measure(element))
-        return ()
-
-    def teardown(self):
-        if self._progress is not None and self._progress.count:
-            self._progress.done(at_last_add=True)

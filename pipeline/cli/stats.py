@@ -1,7 +1,7 @@
 """`seqshards stats`: an input's lengths, feature presence and bucket choices.
 
 Place in the flow: before a run. Reads the input once (or a `--sample`) with the
-job's own stages (read.read_file -> decode/validate), so lengths and dead letters
+job's own stages (tfrecord.read_file -> decode/validate), so lengths and dead letters
 are exactly what the job would see; compares bucket choices (one bucket, auto,
 powers of two, the stock-TF reference list, `--bucket_boundaries`) by the
 padding efficiency of the batches the job would form (`bucket.simulate_batches`:
@@ -24,7 +24,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pipeline import config
+from pipeline.cli import flags
+from pipeline.stages import config
 
 # Hand-picked boundaries of the stock-TensorFlow baseline (bench/reference_pipeline.py).
 REFERENCE_BOUNDARIES = (8, 12, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 128,
@@ -89,7 +90,7 @@ class Choice:
 
     @property
     def efficiency(self) -> float:
-        from pipeline import bucket
+        from pipeline.stages import bucket
 
         return bucket.padding_efficiency(self.real_steps, self.padded_steps)
 
@@ -105,7 +106,7 @@ def collect(
     """Reads `files` once with the job's reader and validator.
 
     Args:
-      files: Input TFRecord files (sorted, as `read.match_files` returns them).
+      files: Input TFRecord files (sorted, as `tfrecord.match_files` returns them).
       spec: A `config.ColumnsSpec`.
       id_feature: The job's `--id_feature`: later records with an id already
         seen count as `duplicate_id` dead letters, as in the job.
@@ -119,11 +120,11 @@ def collect(
     import tensorflow as tf
     from google.protobuf.message import DecodeError
 
-    from pipeline import decode, progress, read, validate
+    from pipeline.stages import decode, progress, tfrecord, validate
 
     record_spec = decode.record_spec(spec.columns, spec.context, id_feature)
     decoder = decode.Decoder(record_spec)
-    seen: set = set()
+    first_ids = validate.FirstIdWins()
     per_file = None if sample is None else max(1, math.ceil(sample / len(files)))
     out = InputStats(files=list(files), sampled=sample is not None)
     errors: collections.Counter = collections.Counter()
@@ -131,7 +132,9 @@ def collect(
     context: collections.Counter = collections.Counter()
     lengths = []
     for file_index, path in enumerate(files):
-        for records, read_errors in read.read_file(path, file_index, chunk_size=512):
+        for records, read_errors in tfrecord.read_file(
+            path, file_index, chunk_size=512
+        ):
             read_in_chunk = len(records) + len(read_errors)
             if per_file is not None:  # positions count records and damage alike
                 records = [r for r in records if r[0][1] < per_file]
@@ -144,11 +147,13 @@ def collect(
                 for (position, length, _), ident in zip(
                     checked.valid, checked.ids, strict=True
                 ):
-                    if ident is not None:  # files in order: the first one is kept
-                        if ident in seen:
-                            errors[validate.Reason.DUPLICATE_ID.value] += 1
-                            continue
-                        seen.add(ident)
+                    # Files in order: the first one is kept.
+                    first = None
+                    if ident is not None:
+                        first = first_ids.first(ident, position)
+                    if first is not None:
+                        errors[validate.Reason.DUPLICATE_ID.value] += 1
+                        continue
                     out.positions.append(position)
                     lengths.append(length)
             for _, data in records:
@@ -205,7 +210,7 @@ def compare_choices(
     "powers of two", "reference" (`REFERENCE_BOUNDARIES`) and, if given, "yours"
     (`extra`).
     """
-    from pipeline import bucket
+    from pipeline.stages import bucket
 
     histogram = stats.histogram
     max_length = int(stats.lengths.max()) if len(stats.lengths) else 1
@@ -232,14 +237,6 @@ def _short(boundaries: Sequence[int], limit: int = 8) -> str:
     if len(items) > limit:
         items = items[: limit - 2] + ["...", items[-1]]
     return ",".join(items)
-
-
-def bucket_range(boundaries: Sequence[int], b: int) -> str:
-    """Lengths of bucket `b`, e.g. "9-12" or "769+"."""
-    low = boundaries[b - 1] + 1 if b > 0 else 1
-    if b >= len(boundaries):
-        return f"{low}+"
-    return f"{low}-{boundaries[b]}" if boundaries[b] != low else f"{low}"
 
 
 def format_report(
@@ -318,19 +315,19 @@ def format_report(
             f"  {'bucket':>6}  {'lengths':<10}{'examples':>9}{'batches':>9}"
             f"{'efficiency':>12}",
         ]
-        from pipeline import bucket
+        from pipeline.stages import bucket
 
         for b in auto.buckets:
             eff = bucket.padding_efficiency(b.real_steps, b.padded_steps)
             lines.append(
-                f"  {b.bucket:>6}  {bucket_range(auto.boundaries, b.bucket):<10}"
+                f"  {b.bucket:>6}  {bucket.bucket_range(auto.boundaries, b.bucket):<10}"
                 f"{b.examples:>9,}{b.batches:>9,}{eff:>12.4f}"
             )
     return "\n".join(lines)
 
 
 def make_parser() -> argparse.ArgumentParser:
-    from pipeline import progress
+    from pipeline.stages import progress
 
     parser = argparse.ArgumentParser(
         prog="seqshards stats",
@@ -339,16 +336,16 @@ def make_parser() -> argparse.ArgumentParser:
         "(padding efficiency of each) of SequenceExample TFRecords, before a run. "
         f"Writes {DEFAULT_PLOT} (needs matplotlib).",
     )
-    config.add_input_flags(parser)
+    flags.add_input_flags(parser)
     parser.add_argument(
         "--batch_size",
-        type=config.positive_int,
+        type=flags.positive_int,
         default=_job_default("batch_size"),
         help="Batch size B to evaluate (default: the job's, %(default)s).",
     )
     parser.add_argument(
         "--sample",
-        type=config.positive_int,
+        type=flags.positive_int,
         default=None,
         metavar="N",
         help="Read at most N records (the first N/F of each of the F "
@@ -393,7 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     extra = None
     if args.bucket_boundaries:
-        from pipeline import bucket
+        from pipeline.stages import bucket
 
         try:
             extra = bucket.parse_boundaries(args.bucket_boundaries)
@@ -402,21 +399,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         if extra == "auto":
             extra = None
     import transforms
-    from pipeline import progress, read
+    from pipeline.stages import progress, tfrecord
 
     progress.configure_logging(args.verbosity or 0)
     spec = load_spec(args.columns, args.columns_py)
-    files = read.match_files(args.input)
-    read.check_readable(files)
+    files = tfrecord.match_files(args.input)
+    tfrecord.check_readable(files)
     report = None
     if (args.verbosity or 0) >= 0:
-        report = progress.Progress("stats", total_bytes=sum(map(read.file_size, files)))
+        report = progress.Progress(
+            "stats", total_bytes=sum(map(tfrecord.file_size, files))
+        )
     stats = collect(
         files, spec, id_feature=args.id_feature, sample=args.sample, report=report
     )
     choices = compare_choices(stats, args.batch_size, extra)
     layout = transforms.column_layout(list(spec.columns))
-    from pipeline import decode
+    from pipeline.stages import decode
 
     record_spec = decode.record_spec(spec.columns, spec.context, args.id_feature)
     print(
@@ -435,7 +434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress.logger.warning("No valid examples: no figure written.")
         else:
             try:
-                from pipeline import plots
+                from pipeline.cli import plots
 
                 path = plots.stats_figure(stats, choices, args.output_plot)
             except ImportError:

@@ -12,7 +12,7 @@ length policy again, so it sees the very bytes validation saw.
 
 Offsets come from a walk over the length headers of a file (12 bytes per record,
 no data read). A file whose framing is damaged (a length header CRC mismatch, a
-truncated record) is read once with `read.iter_records` instead, which resyncs
+truncated record) is read once with `tfrecord.iter_records` instead, which resyncs
 exactly as the first read did, and its records are kept in memory: damaged files
 are rare and the first read already dead-lettered the damage.
 """
@@ -23,7 +23,9 @@ import os
 import threading
 from collections.abc import Iterable, Sequence
 
-from pipeline import read, validate
+import apache_beam as beam
+
+from pipeline.stages import tfrecord, validate
 
 # Read-ahead of the header walk: the walk seeks from header to header, inside
 # the buffer for records smaller than it (no system call per record).
@@ -46,8 +48,8 @@ def header_offsets(f) -> tuple[list[int], bool]:
             return offsets, True
         if len(header) < 12:
             return offsets, False
-        length, length_crc = read.HEADER.unpack(header)
-        if read.masked_crc32c(header[:8]) != length_crc:
+        length, length_crc = tfrecord.HEADER.unpack(header)
+        if tfrecord.masked_crc32c(header[:8]) != length_crc:
             return offsets, False
         offsets.append(offset)
         offset += 12 + length + 4
@@ -71,7 +73,7 @@ class RecordFetcher:
         f = self._open.get(file_index)
         if f is None:
             path = self._files[file_index]
-            f = read.open_file(path)
+            f = tfrecord.open_file(path)
             walk = f
             if hasattr(f, "fileno"):  # local: walk the headers through a buffer
                 walk = open(f.fileno(), "rb", buffering=_WALK_BUFFER, closefd=False)
@@ -79,13 +81,13 @@ class RecordFetcher:
                 offsets, complete = header_offsets(walk)
             if complete:
                 # offsets[i + 1] - offsets[i]: record i with its framing.
-                self._offsets[file_index] = [*offsets, read.file_size(path)]
+                self._offsets[file_index] = [*offsets, tfrecord.file_size(path)]
             else:
                 f.seek(0)
                 self._damaged[file_index] = {
                     index: data
-                    for index, data in read.iter_records(f)
-                    if not isinstance(data, read.ReadError)
+                    for index, data in tfrecord.iter_records(f)
+                    if not isinstance(data, tfrecord.ReadError)
                 }
             self._open[file_index] = f
         return f
@@ -115,7 +117,10 @@ class RecordFetcher:
             framed = self._read_at(f, offset, offsets[record_index + 1] - offset)
             length = len(framed) - 16  # the walk checked the header
             data = framed[12 : 12 + length]
-            if read.masked_crc32c(data) != read.CRC.unpack_from(framed, 12 + length)[0]:
+            if (
+                tfrecord.masked_crc32c(data)
+                != tfrecord.CRC.unpack_from(framed, 12 + length)[0]
+            ):
                 raise RuntimeError(
                     f"Input file {self._files[file_index]!r} changed while the job "
                     f"ran: record {record_index} no longer matches its CRC."
@@ -138,11 +143,6 @@ class RecordFetcher:
         for f in self._open.values():
             f.close()
         self._open.clear()
-
-
-# --- Beam wrapper -------------------------------------------------------------------
-
-import apache_beam as beam  # noqa: E402
 
 
 class FillErrorBytes(beam.PTransform):

@@ -1,44 +1,30 @@
-"""The Beam job: `MaterializeSequenceFeatures` and `build(p, ...)` / `run(config)`.
+"""The Beam job: `MaterializeSequenceFeatures`, `build(p, ...)` and `run(...)`.
 
 Place in the flow: composes read -> validate -> bucket -> features -> write ->
-metadata. Output goes to a staging directory renamed into place by `run` only
-after the pipeline finished and metadata.json was written (by the last step,
-which depends on every shard and dead-letter file through side inputs).
-
-The runner is the in-process FnApiRunner (what Beam's DirectRunner uses for batch
-jobs) unless `--runner` names another: Beam's DirectRunner would first try to
-download and start Prism, which fails offline.
+metadata, each step the Beam wrapper of its stage. The driver
+(`pipeline.driver`) prepares the run and hands over a staging directory; the
+last step writes metadata.json there (it depends on every shard and
+dead-letter file through side inputs), and the driver renames it into place.
+The runner is chosen by `runner.make_runner`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import time
 import zlib
 from collections.abc import Mapping, Sequence
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineState
 
-import transforms
-from pipeline import (
-    beam_refs,
-    blocks,
-    bucket,
-    decode,
-    features,
-    metadata,
-    progress,
-    read,
-    validate,
-    write,
-)
-from pipeline import config as config_lib
-from pipeline.validate import ErrorRecord
-
-NAMESPACE = "seqshards"
+from pipeline.beam import bucket, features, progress, read, refs, validate, write
+from pipeline.beam.runner import make_runner
+from pipeline.stages import blocks, decode, metadata, tfrecord
+from pipeline.stages import progress as progress_lines
+from pipeline.stages.bucket import make_plan
+from pipeline.stages.config import ColumnsSpec, JobConfig, columns_spec
+from pipeline.stages.features import build_embedding_weights
+from pipeline.stages.validate import Policy
 
 
 class MaterializeSequenceFeatures(beam.PTransform):
@@ -51,7 +37,7 @@ class MaterializeSequenceFeatures(beam.PTransform):
 
     Returns a dict of PCollections:
       "batches": (batch_key, batch record bytes, features.BatchStats), the record
-        format of `pipeline.write`;
+        format of `pipeline.stages.batch_format`;
       "errors": validate.ErrorRecord dead letters;
       "plan": a single bucket.BucketPlan (boundaries, batch size);
       "truncated": positions of the records cut to `policy.max_length` steps.
@@ -62,7 +48,7 @@ class MaterializeSequenceFeatures(beam.PTransform):
     element per chunk and key, not per record). With `chunked=True` and `files`
     (positions index `files`, as `read.ReadRecords` gives them) the blocks hold
     no bytes: records are read back by file offset where their batch is
-    computed (`beam_refs`), so the shuffles move 24 bytes per record.
+    computed (`refs`), so the shuffles move 24 bytes per record.
     `embedding_files` ({column: .npy path}) replace `embedding_weights` where
     the features run (nothing big is pickled into the DoFn).
     """
@@ -77,12 +63,12 @@ class MaterializeSequenceFeatures(beam.PTransform):
         embedding_weights: Mapping | None = None,
         id_feature: str | None = "id",
         chunked: bool = False,
-        policy: validate.Policy | None = None,
+        policy: Policy | None = None,
         files: Sequence[str] = (),
         embedding_files: Mapping[str, str] | None = None,
     ):
         super().__init__()
-        spec = config_lib.columns_spec(list(columns), dict(context or {}))
+        spec = columns_spec(list(columns), dict(context or {}))
         self._columns, self._context = spec.columns, spec.context
         self._batch_size, self._boundaries = batch_size, bucket_boundaries
         if embedding_files:  # loaded where features run: nothing big to pickle
@@ -90,9 +76,9 @@ class MaterializeSequenceFeatures(beam.PTransform):
         elif embedding_weights is not None:
             self._weights = dict(embedding_weights)
         else:
-            self._weights = features.build_embedding_weights(self._columns)
+            self._weights = build_embedding_weights(self._columns)
         self._id_feature, self._chunked = id_feature, chunked
-        self._policy, self._files = policy or validate.Policy(), tuple(files)
+        self._policy, self._files = policy or Policy(), tuple(files)
         self._embedding_files = dict(embedding_files or {})
 
     def expand(self, records):
@@ -121,7 +107,7 @@ class MaterializeSequenceFeatures(beam.PTransform):
             valid = deduped[validate.VALID]
             duplicates = deduped[validate.ERRORS]
             if by_reference:
-                duplicates = duplicates | "DuplicateBytes" >> beam_refs.FillErrorBytes(
+                duplicates = duplicates | "DuplicateBytes" >> refs.FillErrorBytes(
                     self._files, self._policy
                 )
             errors = (errors, duplicates) | "AllInvalid" >> beam.Flatten()
@@ -136,7 +122,7 @@ class MaterializeSequenceFeatures(beam.PTransform):
             | "PlanSeed" >> beam.Create([None])
             | "Plan"
             >> beam.Map(
-                lambda _, h: bucket.make_plan(dict(h), boundaries, batch_size),
+                lambda _, h: make_plan(dict(h), boundaries, batch_size),
                 h=beam.pvalue.AsList(histogram),
             )
         )
@@ -177,38 +163,16 @@ def _sum_stats(values):
     return tuple(total)
 
 
-@dataclasses.dataclass(frozen=True)
-class StaticInfo:
-    """Driver-side facts metadata.json needs (all JSON-able)."""
-
-    engine: str
-    layout: tuple
-    columns_file: dict
-    context: dict
-    id_feature: str | None
-    batch_size: int
-    input_pattern: str
-    files: tuple
-    embeddings: dict
-    compression: str = "none"
-    assets: tuple = ()
-
-    def metadata_args(self) -> dict:
-        """These facts as `metadata.build_metadata` keyword arguments (each
-        field is one of its parameters)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-
-
 def build(
     p: beam.Pipeline,
     *,
-    config: config_lib.JobConfig,
-    spec: config_lib.ColumnsSpec,
+    config: JobConfig,
+    spec: ColumnsSpec,
     files: Sequence[str],
     directory: str,
     num_shards: int,
     embedding_weights: Mapping,
-    info: StaticInfo,
+    info: metadata.StaticInfo,
 ) -> None:
     """Adds the whole job to `p`, writing into `directory` (the staging dir)."""
     read_out = (
@@ -224,9 +188,7 @@ def build(
         embedding_weights=embedding_weights,
         id_feature=config.id_feature,
         chunked=True,
-        policy=validate.Policy(
-            config.max_sequence_length, config.on_long, config.on_invalid
-        ),
+        policy=Policy.of(config),
         files=files,
         embedding_files={
             name: f"{directory}/{rel}" for name, rel in info.embeddings.items()
@@ -234,13 +196,15 @@ def build(
     )
     if config.progress:  # side branches: log lines, no output
         total = (
-            sum(map(read.file_size, files)) if progress.one_worker(p.options) else None
+            sum(map(tfrecord.file_size, files))
+            if progress.one_worker(p.options)
+            else None
         )
         _ = read_out.records | "ProgressRead" >> progress.LogProgress(
-            "read", progress.chunk_size, total_bytes=total
+            "read", progress_lines.chunk_size, total_bytes=total
         )
         _ = out["batches"] | "ProgressFeatures" >> progress.LogProgress(
-            "features", progress.batch_size, unit="examples"
+            "features", progress_lines.batch_size, unit="examples"
         )
     errors = (read_out[read.READ_ERRORS], out["errors"]) | "AllErrors" >> beam.Flatten()
     error_infos = errors | "WriteErrors" >> write.WriteErrors(directory, files)
@@ -299,25 +263,14 @@ def _write_metadata(
     truncated,
     truncated_first,
 ):
-    if not totals:
-        totals = (0, 0, 0, 0)
-    batches, examples, real, padded = totals
-    md = metadata.build_metadata(
-        **info.metadata_args(),
+    md = metadata.assemble(
+        info,
         boundaries=plan.boundaries,
         estimated_efficiency=plan.estimated_efficiency,
         records_per_file=counts,
-        errors={e["reason"]: e["count"] for e in error_infos},
-        error_positions={e["reason"]: e["positions"] for e in error_infos},
-        examples_written=examples,
-        batches=batches,
-        real_steps=real,
-        padded_steps=padded,
-        shards=[
-            {k: v for k, v in s.items() if k != "index"}
-            for s in sorted(shard_infos, key=lambda s: s["index"])
-        ],
-        errors_files=[e["file"] for e in error_infos],
+        dead_letters=error_infos,
+        totals=metadata.Totals(*(totals or (0, 0, 0, 0))),
+        shards=[entry for _, entry in sorted(shard_infos, key=lambda s: s[0])],
         truncated_positions=truncated_first,
         truncated=truncated,
     )
@@ -325,134 +278,21 @@ def _write_metadata(
     return md
 
 
-def make_runner(options: PipelineOptions):
-    """The runner `options` name; the in-process FnApiRunner for DirectRunner/None
-    (`direct_running_mode` and `direct_num_workers` apply), its data plane made
-    safe by `untimed_runner_data_plane`."""
-    name = options.view_as(StandardOptions).runner
-    if name in (None, "DirectRunner", "direct", "FnApiRunner"):
-        from apache_beam.runners.portability.fn_api_runner import fn_runner
-
-        untimed_runner_data_plane()
-        return fn_runner.FnApiRunner()
-    return name
-
-
-def untimed_runner_data_plane() -> None:
-    """Turns off the timed flush of the FnApiRunner's gRPC data plane (this process).
-
-    With gRPC workers (`--direct_running_mode=multi_processing` or
-    `multi_threading`) Beam's runner sends a stage's input through a
-    `TimeBasedBufferingClosableOutputStream` (`worker_handlers.
-    DATA_BUFFER_TIME_LIMIT_MS`, 1000 ms). Its flusher thread takes the buffer,
-    hands it to the send queue, then clears the buffer; while the queue is full
-    (100 MB) the handing-over blocks, the runner thread writes the next ~10 MB
-    chunk of the input into the buffer, and the clear drops it unsent. The
-    worker just sees fewer elements: at 200k records a run lost ~4k examples
-    in about one run out of three, with no error (tests/pipeline/
-    test_runner_data_plane.py reproduces it deterministically). With 0 the
-    streams buffer by size, flushed only by the thread that writes, so nothing
-    is lost. Batch jobs gain nothing from timed flushes.
-    """
-    from apache_beam.runners.portability.fn_api_runner import worker_handlers
-
-    worker_handlers.DATA_BUFFER_TIME_LIMIT_MS = 0
-
-
-@dataclasses.dataclass
-class RunResult:
-    """What `run` returns: the metadata, the Beam result (None for tfdata), time."""
-
-    metadata: dict
-    pipeline_result: object
-    seconds: float
-
-
-def prepare(config: config_lib.JobConfig):
-    """Checks everything that can fail before work starts; returns the pieces."""
-    spec = config_lib.load_job_columns(config)
-    files = read.match_files(config.input_pattern)
-    read.check_readable(files)
-    write.check_output_dir(config.output_dir, config.overwrite)
-    num_shards = config.num_shards or bucket.default_num_shards(
-        sum(read.file_size(f) for f in files)
-    )
-    return spec, files, num_shards
-
-
-def static_info(config, spec, files, embeddings, engine, assets=()) -> StaticInfo:
-    return StaticInfo(
-        engine=engine,
-        layout=tuple(transforms.column_layout(list(spec.columns))),
-        columns_file={"path": spec.path, "sha256": spec.sha256},
-        context=config_lib.context_spec_json(spec.context),
-        id_feature=features.id_feature_of(spec.context, config.id_feature),
-        batch_size=config.batch_size,
-        input_pattern=config.input_pattern,
-        files=tuple(files),
-        embeddings=dict(embeddings),
-        compression=config.compression,
-        assets=tuple(assets),
-    )
-
-
-def run(config: config_lib.JobConfig, beam_argv: Sequence[str] = ()) -> RunResult:
-    """Runs the job (engine per `config.engine`) and moves the output into place.
+def run(stages: Mapping, beam_argv: Sequence[str] = ()):
+    """Builds the job (`build(p, **stages)`) on the runner `beam_argv` names and
+    runs it to the end; returns Beam's `PipelineResult`.
 
     Raises:
-      FileNotFoundError: no input file / columns file.
-      FileExistsError: DIR exists, is not empty and `overwrite` is false.
+      RuntimeError: the pipeline ended in another state than DONE.
     """
-    start = time.time()
-    spec, files, num_shards = prepare(config)
-    staging = write.Staging(config.output_dir, config.overwrite)
-    try:
-        assets = []
-        if config.analyze:  # DIR/assets first; the columns then use them
-            from pipeline import analyze
-
-            spec = analyze.run(
-                config=config,
-                spec=spec,
-                files=files,
-                directory=staging.path,
-                beam_argv=beam_argv,
-            )
-            assets = analyze.asset_files(staging.path)
-        weights = features.build_embedding_weights(spec.columns)
-        embeddings = features.save_embedding_weights(staging.path, weights)
-        info = static_info(config, spec, files, embeddings, config.engine, assets)
-        stages = dict(
-            config=config,
-            spec=spec,
-            files=files,
-            directory=staging.path,
-            num_shards=num_shards,
-            embedding_weights=weights,
-            info=info,
-        )
-        if config.engine == "tfdata":
-            from pipeline import tfdata_engine
-
-            result = None
-            tfdata_engine.run_engine(**stages)
-        else:
-            options = PipelineOptions(list(beam_argv))
-            p = beam.Pipeline(runner=make_runner(options), options=options)
-            build(p, **stages)
-            result = p.run()
-            state = result.wait_until_finish()
-            if state != PipelineState.DONE:
-                raise RuntimeError(f"The Beam pipeline ended in state {state}")
-        import tensorflow as tf
-
-        with tf.io.gfile.GFile(f"{staging.path}/{write.METADATA_FILE}") as f:
-            md = json.load(f)
-        staging.commit()
-    except BaseException:
-        staging.abort()
-        raise
-    return RunResult(md, result, time.time() - start)
+    options = PipelineOptions(list(beam_argv))
+    p = beam.Pipeline(runner=make_runner(options), options=options)
+    build(p, **stages)
+    result = p.run()
+    state = result.wait_until_finish()
+    if state != PipelineState.DONE:
+        raise RuntimeError(f"The Beam pipeline ended in state {state}")
+    return result
 
 
-__all__ = ["MaterializeSequenceFeatures", "build", "run", "RunResult", "ErrorRecord"]
+__all__ = ["MaterializeSequenceFeatures", "build", "run"]

@@ -1,7 +1,7 @@
-"""Reading TFRecord files record by record, with positions and dead letters for damage.
+"""TFRecord files: framing and CRC, reading record by record with positions.
 
 Place in the flow: **read** -> decode/validate -> bucket -> features -> write.
-Shared by both engines. Every record carries its position `(file_index,
+Shared by both engines (the Beam wrapper is `pipeline.beam.read`). Every record carries its position `(file_index,
 record_index)`: `file_index` indexes the sorted list of matched input files,
 `record_index` counts the records of that file from 0 in reading order (a damaged
 stretch counts as one record).
@@ -24,13 +24,8 @@ import struct
 from collections.abc import Iterator
 from typing import BinaryIO, NamedTuple
 
-try:
-    from google_crc32c import extend as _crc32c_extend
-    from google_crc32c import value as _crc32c
-except ImportError:  # pragma: no cover - Beam's fallback (snappy / crcmod).
-    from apache_beam.io.tfrecordio import _default_crc32c_fn as _crc32c
-
-    _crc32c_extend = None  # frame() joins the pieces instead
+from google_crc32c import extend as _crc32c_extend
+from google_crc32c import value as _crc32c
 
 # Dead letters keep at most this many bytes of a damaged stretch.
 MAX_ERROR_BYTES = 1 << 20
@@ -69,12 +64,9 @@ def frame(pieces: list, nbytes: int | None = None) -> tuple[bytes, bytes]:
     if nbytes is None:
         nbytes = sum(memoryview(p).nbytes for p in pieces)
     length = struct.pack("<Q", nbytes)
-    if _crc32c_extend is None:  # pragma: no cover - without google-crc32c
-        crc = _crc32c(b"".join(bytes(memoryview(p).cast("B")) for p in pieces))
-    else:
-        crc = 0
-        for piece in pieces:
-            crc = _crc32c_extend(crc, piece)
+    crc = 0
+    for piece in pieces:
+        crc = _crc32c_extend(crc, piece)
     return length + CRC.pack(masked_crc32c(length)), CRC.pack(_mask(crc))
 
 
@@ -318,56 +310,3 @@ def write_tfrecords(path: str, records) -> None:
         for data in records:
             header, footer = frame([data])
             f.write(header + data + footer)
-
-
-# --- Beam wrapper -------------------------------------------------------------------
-
-import apache_beam as beam  # noqa: E402
-from apache_beam.metrics import Metrics  # noqa: E402
-
-NAMESPACE = "seqshards"
-COUNTS = "counts"
-READ_ERRORS = "read_errors"
-
-
-class ReadRecords(beam.PTransform):
-    """(file_index, path) -> chunks [(position, bytes)]; outputs `.read_errors`
-    (ErrorRecord) and `.counts` (file_index, records in the file)."""
-
-    def __init__(self, chunk_size: int = 512):
-        super().__init__()
-        self._chunk_size = chunk_size
-
-    def expand(self, files):  # (file_index, path)
-        return (
-            files
-            | "Spread" >> beam.Reshuffle()
-            | "ReadFile"
-            >> beam.ParDo(_ReadFileDoFn(self._chunk_size)).with_outputs(
-                READ_ERRORS, COUNTS, main="records"
-            )
-        )
-
-
-class _ReadFileDoFn(beam.DoFn):
-    def __init__(self, chunk_size):
-        self._chunk_size = chunk_size
-        self._read = Metrics.counter(NAMESPACE, "records_read")
-
-    def process(self, item):
-        from pipeline.validate import ErrorRecord, Reason
-
-        file_index, path = item
-        total = 0
-        for records, errors in read_file(path, file_index, chunk_size=self._chunk_size):
-            total += len(records) + len(errors)
-            self._read.inc(len(records) + len(errors))
-            if records:
-                yield records
-            for position, err in errors:
-                reason = Reason(err.reason)
-                Metrics.counter(NAMESPACE, f"errors_{reason.value}").inc()
-                yield beam.pvalue.TaggedOutput(
-                    READ_ERRORS, ErrorRecord(reason, err.detail, position, err.data)
-                )
-        yield beam.pvalue.TaggedOutput(COUNTS, (file_index, total))

@@ -1,7 +1,10 @@
 """The analyze pass (`--analyze`): vocabularies and normalization statistics.
 
 Place in the flow: config (the spec's requests) -> **analyze** -> DIR/assets ->
-spec rebuilt with the results -> materialize (job.py / tfdata_engine.py).
+spec rebuilt with the results -> materialize. This module holds the
+engine-neutral part (requests, accumulators, ranking, the assets); the passes
+are `pipeline.beam.analyze` and `pipeline.tfdata.analyze`, chosen by the
+driver (`pipeline.driver.analyze`).
 
 A declarative spec asks for analysis per column (spec.py): a vocabulary_file
 column with `analyze:` whose file does not exist yet (a `VocabularyRequest`),
@@ -40,17 +43,15 @@ from __future__ import annotations
 import dataclasses
 import fractions
 import heapq
-import itertools
 import json
 import math
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
 
-from pipeline import decode
+from pipeline.stages import decode
 
 ASSETS_DIR = "assets"
 STATS_FILE = "stats.json"
@@ -209,7 +210,7 @@ def vocabulary(ranked: Sequence[tuple], request: VocabularyRequest) -> list:
     return kept if request.top_k is None else kept[: request.top_k]
 
 
-def _limits(requests) -> dict[str, int | None]:
+def request_limits(requests) -> dict[str, int | None]:
     """Per key: how many ranked values the vocabularies of it need (None: all)."""
     limits: dict[str, int | None] = {}
     for r in requests:
@@ -332,250 +333,3 @@ def load_analysis(directory: str) -> Analysis:
     with tf.io.gfile.GFile(f"{directory}/{ASSETS_DIR}/{STATS_FILE}") as f:
         doc = json.load(f)
     return Analysis(directory, doc["numeric"], doc["vocabularies"])
-
-
-# --- engines -------------------------------------------------------------------------
-
-
-def _policy(config):
-    from pipeline import validate
-
-    return validate.Policy(
-        config.max_sequence_length, config.on_long, config.on_invalid
-    )
-
-
-def run_tfdata(*, config, spec, files: Sequence[str], directory: str, requests) -> dict:
-    """The pass in this process, over tfdata_engine's chunks and checks."""
-    from pipeline import progress, read, tfdata_engine
-
-    record_spec = decode.record_spec(spec.columns, spec.context, config.id_feature)
-    decoder = decode.Decoder(record_spec)
-    values = decode.Decoder(value_spec(record_spec, requests))
-    policy = _policy(config)
-    report = None
-    if config.progress:
-        total = sum(read.file_size(f) for f in files)
-        report = progress.Progress("analyze pass", total_bytes=total)
-    moments: dict[str, Moments] = {}
-    counts: dict[str, Counter] = {}
-    seen: dict = {}
-    for chunk, read_errors, nbytes, result in tfdata_engine._checked_chunks(
-        files, decoder, record_spec, policy
-    ):
-        valid = tfdata_engine._dedupe(record_spec, result, files, seen)[0]
-        if valid:
-            m, c = partial_results(values, [data for _, _, data in valid], requests)
-            for key, part in m.items():
-                moments[key] = moments.get(key, Moments()).merge(part)
-            for key, part in c.items():
-                counts.setdefault(key, Counter()).update(part)
-        if report:
-            report.add(len(chunk) + len(read_errors), nbytes)
-    if report:
-        report.done()
-    limits = _limits(requests)
-    ranked = {key: rank_values(counts.get(key, {}), limits[key]) for key in limits}
-    return write_assets(directory, requests, moments, ranked)
-
-
-def run(*, config, spec, files: Sequence[str], directory: str, beam_argv=()):
-    """Runs the pass for `spec.requests` on `config.engine`; returns the
-    `ColumnsSpec` rebuilt with its results (the spec itself if it asks nothing).
-    """
-    from pipeline import config as config_lib
-
-    requests = check_requests(spec.requests)
-    if not requests:
-        return spec
-    if config.engine == "tfdata":
-        run_tfdata(
-            config=config,
-            spec=spec,
-            files=files,
-            directory=directory,
-            requests=requests,
-        )
-    else:
-        run_beam(
-            config=config,
-            spec=spec,
-            files=files,
-            directory=directory,
-            requests=requests,
-            beam_argv=beam_argv,
-        )
-    return config_lib.load_columns(spec.path, analysis=load_analysis(directory))
-
-
-# --- Beam wrapper --------------------------------------------------------------------
-
-import apache_beam as beam  # noqa: E402
-from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
-from apache_beam.runners.runner import PipelineState  # noqa: E402
-
-MOMENTS = "moments"
-COUNTS = "counts"
-
-
-class AnalyzeValues(beam.PTransform):
-    """Valid records `(position, length, bytes)` -> outputs `moments`
-    (key, Moments) and `ranked` (key, [(value, count)] best first)."""
-
-    def __init__(self, record_spec: decode.RecordSpec, requests):
-        super().__init__()
-        self._spec = value_spec(record_spec, requests)
-        self._requests = tuple(requests)
-
-    def expand(self, valid):
-        partials = (
-            valid
-            | "Bytes" >> beam.Map(lambda member: member[2])
-            | "Batch" >> beam.BatchElements(min_batch_size=64, max_batch_size=1024)
-            | "Partials"
-            >> beam.ParDo(_PartialsDoFn(self._spec, self._requests)).with_outputs(
-                COUNTS, main=MOMENTS
-            )
-        )
-        moments = partials[MOMENTS] | "CombineMoments" >> beam.CombinePerKey(
-            _MomentsCombineFn()
-        )
-        ranked = (
-            partials[COUNTS]  # ((key, value), count)
-            | "SumCounts" >> beam.CombinePerKey(sum)
-            | "ByKey" >> beam.Map(lambda kv: (kv[0][0], (kv[0][1], kv[1])))
-            | "RankValues"
-            >> beam.CombinePerKey(_RankCombineFn(_global_limit(self._requests)))
-        )
-        return {MOMENTS: moments, "ranked": ranked}
-
-
-class _PartialsDoFn(beam.DoFn):
-    def __init__(self, spec, requests):
-        self._spec, self._requests = spec, requests
-        self._decoder = None
-
-    def setup(self):
-        self._decoder = decode.Decoder(self._spec)
-
-    def process(self, batch):
-        moments, counts = partial_results(self._decoder, batch, self._requests)
-        yield from moments.items()
-        for key, per_value in counts.items():
-            for value, count in per_value.items():
-                yield beam.pvalue.TaggedOutput(COUNTS, ((key, value), count))
-
-
-class _MomentsCombineFn(beam.CombineFn):
-    def create_accumulator(self):
-        return Moments()
-
-    def add_input(self, accumulator, moments):
-        return accumulator.merge(Moments(*moments))
-
-    def merge_accumulators(self, accumulators):
-        out = Moments()
-        for accumulator in accumulators:
-            out = out.merge(Moments(*accumulator))
-        return out
-
-    def extract_output(self, accumulator):
-        return Moments(*accumulator)
-
-
-class _RankCombineFn(beam.CombineFn):
-    """`(value, count)` of one key -> the best `limit` by (count desc, value
-    asc), all if `limit` is None; accumulators stay bounded by ~2 * limit."""
-
-    def __init__(self, limit: int | None):
-        self._limit = limit
-
-    def _trim(self, accumulator):
-        if self._limit is None or len(accumulator) <= 2 * self._limit + 64:
-            return accumulator
-        return heapq.nsmallest(self._limit, accumulator)
-
-    def create_accumulator(self):
-        return []
-
-    def add_input(self, accumulator, item):
-        value, count = item
-        accumulator.append((-count, value))
-        return self._trim(accumulator)
-
-    def merge_accumulators(self, accumulators):
-        return self._trim(list(itertools.chain.from_iterable(accumulators)))
-
-    def extract_output(self, accumulator):
-        best = sorted(accumulator)
-        best = best if self._limit is None else best[: self._limit]
-        return [(v, -c) for c, v in best]
-
-
-def _global_limit(requests) -> int | None:
-    limits = list(_limits(requests).values())
-    return None if not limits or None in limits else max(limits)
-
-
-def _write_assets(_, *, directory, requests, moments, ranked):
-    return write_assets(directory, requests, dict(moments), dict(ranked))
-
-
-def build_analysis(
-    p: beam.Pipeline, *, config, spec, files: Sequence[str], directory: str, requests
-) -> None:
-    """Adds the pass to `p`: read -> validate -> drop duplicate ids -> analyze ->
-    write DIR/assets (one step, after every combine)."""
-    from pipeline import read, validate
-
-    record_spec = decode.record_spec(spec.columns, spec.context, config.id_feature)
-    read_out = (
-        p
-        | "ListFiles" >> beam.Create(list(enumerate(files)))
-        | "Read" >> read.ReadRecords()
-    )
-    checked = read_out.records | "Validate" >> validate.ValidateRecords(
-        record_spec, _policy(config), files
-    )
-    valid = checked[validate.VALID]  # blocks.Block per chunk, with the bytes
-    if record_spec.id_feature is not None:
-        valid = (
-            valid
-            | "DropDuplicateIds"
-            >> validate.DropDuplicateIds(checked[validate.IDS], files)
-        )[validate.VALID]
-    members = valid | "Members" >> beam.FlatMap(lambda block: block.members())
-    results = members | "Analyze" >> AnalyzeValues(record_spec, requests)
-    _ = (
-        p
-        | "AssetsSeed" >> beam.Create([None])
-        | "WriteAssets"
-        >> beam.Map(
-            _write_assets,
-            directory=directory,
-            requests=tuple(requests),
-            moments=beam.pvalue.AsDict(results[MOMENTS]),
-            ranked=beam.pvalue.AsDict(results["ranked"]),
-        )
-    )
-
-
-def run_beam(
-    *, config, spec, files: Sequence[str], directory: str, requests, beam_argv=()
-) -> None:
-    """Runs the pass as its own Beam pipeline (same runner and options as the job)."""
-    from pipeline.job import make_runner
-
-    options = PipelineOptions(list(beam_argv))
-    p = beam.Pipeline(runner=make_runner(options), options=options)
-    build_analysis(
-        p,
-        config=config,
-        spec=spec,
-        files=files,
-        directory=directory,
-        requests=requests,
-    )
-    state = p.run().wait_until_finish()
-    if state != PipelineState.DONE:
-        raise RuntimeError(f"The analyze pipeline ended in state {state}")

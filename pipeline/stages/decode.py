@@ -59,6 +59,18 @@ def _is_identity(cat) -> bool:
     )
 
 
+def id_feature_of(context: Mapping[str, object], id_feature: str | None) -> str | None:
+    """`id_feature` if CONTEXT has it as a scalar string FixedLenFeature, else None."""
+    feature = context.get(id_feature) if id_feature else None
+    if (
+        isinstance(feature, tf.io.FixedLenFeature)
+        and tf.as_dtype(feature.dtype) == tf.string
+        and list(feature.shape) in ([], [1])
+    ):
+        return id_feature
+    return None
+
+
 def record_spec(
     columns: Sequence, context: Mapping[str, object], id_feature: str | None = None
 ) -> RecordSpec:
@@ -66,8 +78,6 @@ def record_spec(
 
     `id_feature` is kept only if CONTEXT has it as a scalar string feature.
     """
-    from pipeline.features import id_feature_of
-
     sequence = dict(transforms.make_parse_example_spec(list(columns)))
     numeric_widths, id_ranges, weights = {}, {}, {}
     for column in columns:

@@ -1,6 +1,7 @@
 """Job configuration: the frozen `JobConfig` and columns-file loading.
 
-Place in the flow: `__main__` (argparse) -> **config** -> job.run / tfdata_engine.run.
+Place in the flow: the CLI (`pipeline.cli`, argparse) -> **config** -> the driver
+(`pipeline.driver.run`) -> an engine.
 The columns are given by a declarative spec (`--columns FILE.yaml|.json`, see
 spec.py: parsed with a safe YAML loader, no code runs) or, only when asked for
 explicitly, by a Python file (`--columns_py FILE.py`, executed) defining `COLUMNS`
@@ -11,7 +12,6 @@ into every batch.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import os
@@ -203,7 +203,7 @@ def load_columns(
             f"Received: {flag}={path!r}"
         )
     if not path.endswith(".py"):
-        from pipeline import spec as spec_lib
+        from pipeline.stages import spec as spec_lib
 
         requests: list = []
         columns, context, digest = spec_lib.load(
@@ -296,35 +296,3 @@ def context_spec_json(context: Mapping[str, object]) -> dict:
             entry.update(kind="var_len")
         out[name] = entry
     return out
-
-
-def positive_int(text: str) -> int:
-    """argparse type for flags that take an int >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {text!r}")
-    return value
-
-
-def add_input_flags(parser: argparse.ArgumentParser) -> None:
-    """Adds --input and the --columns / --columns_py pair (the job and `stats`)."""
-    parser.add_argument(
-        "--input",
-        required=True,
-        metavar="GLOB",
-        help="Glob of the input SequenceExample TFRecord files.",
-    )
-    columns = parser.add_mutually_exclusive_group(required=True)
-    columns.add_argument(
-        "--columns",
-        metavar="FILE.yaml",
-        help="Declarative columns spec (YAML or JSON: columns and context, see "
-        "README.md). Read safely: no code runs.",
-    )
-    columns.add_argument(
-        "--columns_py",
-        metavar="FILE.py",
-        help="Python columns file defining COLUMNS (transforms sequence dense "
-        "columns) and optionally CONTEXT (dict name -> tf.io.FixedLenFeature/"
-        "VarLenFeature). It is EXECUTED: only for files you trust.",
-    )

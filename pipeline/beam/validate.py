@@ -1,0 +1,200 @@
+"""Beam wrappers of validation: `ValidateRecords` and `DropDuplicateIds`.
+
+Place in the flow: read -> **validate** -> drop duplicate ids -> bucket. The
+checks themselves are `pipeline.stages.validate` (shared with the tfdata
+engine); here they run per chunk on threads (`overlap.Overlapped`) and their
+results leave as tagged outputs, valid records as `blocks.Block`s.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.metrics import Metrics
+
+from pipeline.beam import NAMESPACE, overlap
+from pipeline.stages import blocks
+from pipeline.stages.blocks import Block
+from pipeline.stages.decode import Decoder, RecordSpec
+from pipeline.stages.validate import (
+    FirstIdWins,
+    Policy,
+    Reason,
+    duplicate_error,
+    validate_chunk,
+)
+
+VALID = "valid"
+ERRORS = "errors"
+IDS = "ids"
+TRUNCATED = "truncated"
+
+
+class ValidateRecords(beam.PTransform):
+    """Chunks of (position, bytes) -> outputs `.valid`, `.errors` (ErrorRecord),
+    `.ids` (when the spec has an id feature) and `.truncated` (positions of
+    truncated records).
+
+    `.valid` holds one `blocks.Block` of a chunk's valid records (what the
+    grouping steps take, see blocks.py; without their bytes when
+    `by_reference`), `.ids` one `(ids, positions)` pair per such block.
+    """
+
+    def __init__(
+        self,
+        spec: RecordSpec,
+        policy: Policy | None = None,
+        files: Sequence[str] = (),
+        *,
+        by_reference: bool = False,
+    ):
+        super().__init__()
+        self._spec, self._files = spec, tuple(files)
+        self._policy = policy or Policy()
+        self._by_reference = by_reference
+
+    def expand(self, chunks):  # [(position, bytes)] -> valid | errors | ids | ...
+        do_fn = _ValidateDoFn(self._spec, self._policy, self._files, self._by_reference)
+        return chunks | "Check" >> beam.ParDo(do_fn).with_outputs(
+            ERRORS, IDS, TRUNCATED, main=VALID
+        )
+
+
+class _ValidateDoFn(beam.DoFn):
+    """One chunk per element, validated on threads (`overlap.Overlapped`: the
+    next chunk is read and checked while one's parse runs); outputs come out
+    in input order."""
+
+    def __init__(
+        self,
+        spec: RecordSpec,
+        policy: Policy,
+        files: Sequence[str],
+        by_reference: bool = False,
+    ):
+        self._spec, self._policy, self._files = spec, policy, files
+        self._by_reference = by_reference
+        self._decoder = None
+        self._overlap = overlap.Overlapped(self._check)
+
+    def setup(self):
+        # String values stay tensors: validation never reads them (no Python
+        # bytes object per value).
+        self._decoder = Decoder(self._spec, strings_as_tensors=True)
+        self._overlap.open()
+
+    def start_bundle(self):
+        self._overlap.start()
+
+    def _check(self, chunk):  # on a pool thread
+        return validate_chunk(
+            self._decoder, self._spec, chunk, self._policy, self._files
+        )
+
+    def process(self, chunk):
+        for checked in self._overlap.submit(chunk):
+            yield from self._outputs(checked)
+
+    def finish_bundle(self):
+        for checked in self._overlap.drain():
+            for output in self._outputs(checked):
+                yield overlap.in_global_window(output)
+
+    def teardown(self):
+        self._overlap.close()
+
+    def _outputs(self, checked):  # on the bundle's thread (metrics live there)
+        if checked.valid:
+            block = Block.of(checked.valid, keep_bytes=not self._by_reference)
+            yield block
+            if self._spec.id_feature is not None:
+                yield beam.pvalue.TaggedOutput(IDS, (checked.ids, block.positions))
+        for position in checked.truncated:
+            yield beam.pvalue.TaggedOutput(TRUNCATED, position)
+        for error in checked.errors:
+            Metrics.counter(NAMESPACE, f"errors_{error.reason.value}").inc()
+            yield beam.pvalue.TaggedOutput(ERRORS, error)
+
+
+# Groups the ids are spread over to find duplicates (by a stable hash of the id).
+ID_GROUPS = 16
+
+
+def _ids_by_group(item, groups: int):
+    """A chunk's `(ids, positions)` -> `(group, (ids, positions))` per group."""
+    ids, positions = item
+    of_id = [zlib.crc32(ident) % groups for ident in ids]
+    for group, index in blocks.by_key(of_id):
+        yield group, ([ids[i] for i in index.tolist()], positions[index])
+
+
+def later_duplicates(item):
+    """`(group, [(ids, positions)])` -> `(position, (id, first position))` for
+    every record of the group whose id a smaller position holds
+    (`validate.FirstIdWins` over the group in position order)."""
+    _, parts = item
+    pairs = sorted(
+        (tuple(position), ident)
+        for ids, positions in parts
+        for ident, position in zip(ids, positions.tolist(), strict=True)
+    )
+    first_ids = FirstIdWins()
+    for position, ident in pairs:
+        first = first_ids.first(ident, position)
+        if first is not None:
+            yield position, (ident, first)
+
+
+class DropDuplicateIds(beam.PTransform):
+    """Valid `blocks.Block`s -> outputs `.valid` (Blocks) and `.errors`
+    (`duplicate_id`): of the records sharing an example id, the one at the
+    smallest position is kept.
+
+    Only ids and positions are shuffled, a chunk's in one element per id group
+    (`ID_GROUPS`); the positions of the duplicates reach the filter as a side
+    input (its size is the number of duplicates).
+    """
+
+    def __init__(self, ids, files: Sequence[str] = ()):
+        super().__init__()
+        self._ids, self._files = ids, tuple(files)  # ids: (ids, positions) per chunk
+
+    def expand(self, valid):  # Blocks -> valid | errors
+        duplicates = (
+            self._ids
+            | "ByIdGroup" >> beam.FlatMap(_ids_by_group, groups=ID_GROUPS)
+            | "GroupIds" >> beam.GroupByKey()
+            | "LaterDuplicates" >> beam.FlatMap(later_duplicates)
+        )
+        return valid | "Drop" >> beam.ParDo(
+            _DropDuplicatesDoFn(self._files),
+            duplicates=beam.pvalue.AsDict(duplicates),
+        ).with_outputs(ERRORS, main=VALID)
+
+
+class _DropDuplicatesDoFn(beam.DoFn):
+    def __init__(self, files):
+        self._files = files
+
+    def process(self, block, duplicates):
+        if not duplicates:
+            yield block
+            return
+        found = np.asarray(
+            [tuple(p) in duplicates for p in block.positions.tolist()], bool
+        )
+        if not found.any():
+            yield block
+            return
+        counter = Metrics.counter(NAMESPACE, f"errors_{Reason.DUPLICATE_ID.value}")
+        for member in block.take(found).members():
+            ident, first = duplicates[member[0]]
+            counter.inc()
+            yield beam.pvalue.TaggedOutput(
+                ERRORS, duplicate_error(member, ident, first, self._files)
+            )
+        if not found.all():
+            yield block.take(~found)

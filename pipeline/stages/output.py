@@ -1,0 +1,343 @@
+"""Output: the directory layout, shard naming, dead-letter files, atomic staging.
+
+Place in the flow: features -> batch_format -> **output** -> metadata. Both
+engines write through here: shard files (`RecordWriter`, `shard_file`,
+`shard_of`), dead-letter files (`write_dead_letters`), the staging directory.
+
+Output directory layout (DIR):
+  shards/part-XXXXX-of-NNNNN.tfrecord   one record per batch (batch_format.py)
+  errors/<reason>.jsonl                 dead letters, one JSON object a line
+  embeddings/<embedding column>.npy     the embedding tables used ([V, dim] float32)
+  metadata.json                         written last (see metadata.py)
+
+Dead-letter line: {"reason", "detail", "file", "record_index", "data_b64"} where
+`data_b64` is base64 of the record's original bytes (for framing damage: the
+damaged bytes, at most 1 MiB), `file` the input path, `record_index` the
+position of the record in its file (0-based).
+
+Shards are assigned deterministically: batch of rank r (in the engine's batch
+order) goes to shard r % N (`shard_of`), and each shard holds its batches in
+that order.
+Atomicity: everything is written into a staging directory next to DIR that is
+renamed into place only after metadata.json is written. Replacing an existing
+DIR (--overwrite) swaps the two directories in one step on Linux (renameat2
+RENAME_EXCHANGE); elsewhere it takes two renames. Each file is written under a
+temporary name and renamed to its deterministic final name, so a retried or
+duplicated bundle rewrites the same file with the same bytes (idempotent). The
+Beam job's intermediate piece files (batch records waiting for their shard,
+see `pipeline.beam.write.WriteShards`) are named per bundle attempt instead: a
+retry writes new ones, and the whole pieces directory is deleted before the
+rename. A killed run leaves DIR untouched and a `DIR.staging-*` directory,
+safe to delete.
+"""
+
+from __future__ import annotations
+
+import base64
+import ctypes
+import json
+import os
+import uuid
+from collections.abc import Iterable, Sequence
+
+import tensorflow as tf
+
+from pipeline.stages import tfrecord
+from pipeline.stages.batch_format import Pieces, join_pieces
+from pipeline.stages.metadata import MAX_ERROR_POSITIONS, METADATA_FILE  # noqa: F401
+
+SHARDS_DIR = "shards"
+
+
+ERRORS_DIR = "errors"
+
+
+# Piece files of the Beam engine (batch records), copied into shards, then removed.
+PIECES_DIR = "_pieces"
+
+
+EMBEDDINGS_DIR = "embeddings"
+
+
+def shard_name(index: int, num_shards: int) -> str:
+    """`part-XXXXX-of-NNNNN.tfrecord`."""
+    return f"part-{index:05d}-of-{num_shards:05d}.tfrecord"
+
+
+def shard_file(index: int, num_shards: int) -> str:
+    """Shard `index`'s path relative to DIR (`shards/part-...`)."""
+    return f"{SHARDS_DIR}/{shard_name(index, num_shards)}"
+
+
+def shard_of(rank: int, num_shards: int) -> int:
+    """The shard of the batch of rank `rank` in the engine's batch order (both
+    engines deal batches round-robin, so shards differ by at most one batch)."""
+    return rank % num_shards
+
+
+def shard_entry(index: int, num_shards: int, batches: int, examples: int) -> dict:
+    """Shard `index`'s entry of metadata.json's `shards`."""
+    return {
+        "file": shard_file(index, num_shards),
+        "batches": int(batches),
+        "examples": int(examples),
+    }
+
+
+class RecordWriter:
+    """A TFRecord file written record by record from pieces (`record_pieces`).
+
+    Local and uncompressed (POSIX): framed here (`tfrecord.frame`, CRC over the
+    pieces) and written with `os.writev`, so a record's bytes go from the
+    batch's arrays to the file with no copy in between. Otherwise (gzip,
+    remote paths): `tf.io.TFRecordWriter` with the pieces joined.
+    """
+
+    def __init__(self, path: str, compression: str = "none"):
+        self._fd = None
+        self._tf = None
+        if compression == "none" and "://" not in path and hasattr(os, "writev"):
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        else:
+            self._tf = tf.io.TFRecordWriter(path, record_options(compression))
+
+    def write(self, pieces: Sequence) -> int:
+        """Writes one record given as pieces (`Pieces`, or a list of bytes and
+        contiguous numpy arrays, as `tfrecord.frame` takes them); returns the bytes
+        it takes in the file (framing included, uncompressed)."""
+        if self._tf is not None:
+            record = join_pieces(pieces)
+            self._tf.write(record)
+            return tfrecord.HEADER.size + len(record) + tfrecord.CRC.size
+        pieces = pieces if isinstance(pieces, Pieces) else Pieces(pieces)
+        header, footer = tfrecord.frame(pieces, pieces.nbytes)
+        nbytes = len(header) + pieces.nbytes + len(footer)
+        _write_all(self._fd, [header, *pieces, footer], nbytes)
+        return nbytes
+
+    def close(self) -> None:
+        if self._tf is not None:
+            self._tf.close()
+        elif self._fd is not None:
+            os.close(self._fd)
+        self._fd = self._tf = None
+
+
+_IOV_MAX = 1024  # buffers per writev call (Linux's IOV_MAX)
+
+
+def _write_all(fd: int, buffers: list, nbytes: int) -> None:
+    """Writes every buffer (`nbytes` in all) in order: one `os.writev` call
+    as a rule, more when it writes fewer bytes or there are many buffers."""
+    written = os.writev(fd, buffers) if len(buffers) <= _IOV_MAX else 0
+    if written == nbytes:
+        return
+    views = [memoryview(b).cast("B") for b in buffers]
+    i, n = 0, written
+    while True:
+        while i < len(views) and n >= len(views[i]):
+            n -= len(views[i])
+            i += 1
+        if i == len(views):
+            return
+        if n:
+            views[i] = views[i][n:]
+        n = os.writev(fd, views[i : i + _IOV_MAX])
+
+
+TMP_MARK = ".tmp-"
+
+
+def temporary_path(path: str) -> str:
+    head, sep, tail = path.rpartition("/")
+    return f"{head}{sep}.{tail}{TMP_MARK}{uuid.uuid4().hex[:12]}"
+
+
+def record_options(compression: str = "none") -> tf.io.TFRecordOptions | None:
+    """TFRecord writer options of `--compression` ("none" or "gzip", level 1:
+    deflate's fastest level, the shards being mostly float32 bytes)."""
+    if compression == "gzip":
+        return tf.io.TFRecordOptions(compression_type="GZIP", compression_level=1)
+    return None
+
+
+def write_records(
+    path: str, records: Iterable[bytes], compression: str = "none"
+) -> int:
+    """Writes TFRecords to `path` (via a temporary name); returns the number.
+
+    Gzip files concatenate into a valid gzip file (one member each), so pieces
+    written here can be joined into a shard whatever the compression.
+    """
+    n = 0
+    tmp = temporary_path(path)
+    writer = RecordWriter(tmp, compression)
+    try:
+        for record in records:
+            writer.write([record])
+            n += 1
+    finally:
+        writer.close()
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+    return n
+
+
+def error_line(error, files: Sequence[str]) -> str:
+    """One dead-letter JSON line for an `ErrorRecord`."""
+    file_index, record_index = error.position
+    return json.dumps(
+        {
+            "reason": str(
+                error.reason.value if hasattr(error.reason, "value") else error.reason
+            ),
+            "detail": error.detail,
+            "file": files[file_index] if 0 <= file_index < len(files) else "",
+            "record_index": int(record_index),
+            "data_b64": base64.b64encode(error.data).decode("ascii"),
+        },
+        sort_keys=True,
+    )
+
+
+def write_errors(path: str, errors: Iterable, files: Sequence[str]) -> int:
+    """Writes dead letters (sorted by the caller) as JSON lines; returns the count."""
+    n = 0
+    tmp = temporary_path(path)
+    with tf.io.gfile.GFile(tmp, "w") as f:
+        for error in errors:
+            f.write(error_line(error, files) + "\n")
+            n += 1
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+    return n
+
+
+def write_dead_letters(
+    directory: str, reason: str, errors: Iterable, files: Sequence[str]
+) -> dict:
+    """Writes DIR/errors/<reason>.jsonl: `errors` (ErrorRecords of `reason`)
+    sorted by position, one JSON line each.
+
+    Returns:
+      `{reason, file, count, positions}`: the file relative to DIR, the number
+      of dead letters and the first `metadata.MAX_ERROR_POSITIONS` positions
+      (what `metadata.assemble` takes).
+    """
+    errors = sorted(errors, key=lambda e: e.position)
+    rel = f"{ERRORS_DIR}/{reason}.jsonl"
+    write_errors(f"{directory}/{rel}", errors, files)
+    return {
+        "reason": reason,
+        "file": rel,
+        "count": len(errors),
+        "positions": [list(e.position) for e in errors[:MAX_ERROR_POSITIONS]],
+    }
+
+
+def check_output_dir(output_dir: str, overwrite: bool) -> None:
+    """Refuses an output path that exists and is not empty (before any work).
+
+    Raises:
+      FileExistsError: if `output_dir` is a file, or a non-empty directory and
+        `overwrite` is false.
+      NotADirectoryError: if a parent of a local `output_dir` is a file.
+    """
+    if not tf.io.gfile.exists(output_dir):
+        if "://" not in output_dir:
+            parent = os.path.dirname(os.path.abspath(output_dir))
+            while not os.path.exists(parent):
+                parent = os.path.dirname(parent)
+            if not os.path.isdir(parent):
+                raise NotADirectoryError(
+                    "Invalid value for argument `output`. Expected a path whose "
+                    f"parents are directories. Received: output={output_dir!r} "
+                    f"({parent!r} is a file; pick another --output)"
+                )
+        return
+    if not tf.io.gfile.isdir(output_dir):
+        raise FileExistsError(
+            "Invalid value for argument `output`. Expected a directory path. "
+            f"Received: output={output_dir!r} (an existing file; remove it or pick "
+            "another path)"
+        )
+    if tf.io.gfile.listdir(output_dir) and not overwrite:
+        raise FileExistsError(
+            "Invalid value for argument `output`. Expected an empty or new directory. "
+            f"Received: output={output_dir!r} (not empty; pass --overwrite to "
+            "replace it)"
+        )
+
+
+def remove_pieces(directory: str) -> None:
+    """Deletes the per-batch piece files (after every shard has been written)."""
+    path = f"{directory}/{PIECES_DIR}"
+    if tf.io.gfile.exists(path):
+        tf.io.gfile.rmtree(path)
+
+
+class Staging:
+    """A staging directory next to DIR, renamed into place by `commit()`.
+
+    Usage: `staging = Staging(dir, overwrite)`; write under `staging.path`; then
+    `commit()` on success or `abort()` on failure.
+    """
+
+    def __init__(self, output_dir: str, overwrite: bool):
+        check_output_dir(output_dir, overwrite)
+        self.output_dir = output_dir.rstrip("/")
+        self.overwrite = overwrite
+        self.path = f"{self.output_dir}.staging-{uuid.uuid4().hex[:12]}"
+        try:
+            for sub in (SHARDS_DIR, ERRORS_DIR, EMBEDDINGS_DIR, PIECES_DIR):
+                if "://" in self.path:
+                    tf.io.gfile.makedirs(f"{self.path}/{sub}")
+                else:
+                    os.makedirs(f"{self.path}/{sub}")
+        except (OSError, tf.errors.OpError) as e:
+            self.abort()
+            raise PermissionError(
+                "Invalid value for argument `output`. Expected a writable location. "
+                f"Received: output={output_dir!r} (cannot create {self.path!r}: "
+                f"{getattr(e, 'strerror', None) or e}; pick a writable --output)"
+            ) from None
+
+    def commit(self) -> None:
+        """Moves the staging directory to DIR (replacing an old DIR if allowed)."""
+        remove_pieces(self.path)
+        for sub in (SHARDS_DIR, ERRORS_DIR):  # temporaries of failed attempts
+            for tmp in tf.io.gfile.glob(f"{self.path}/{sub}/.*{TMP_MARK}*"):
+                tf.io.gfile.remove(tmp)
+        old = None
+        if tf.io.gfile.exists(self.output_dir):
+            check_output_dir(self.output_dir, self.overwrite)
+            if _exchange(self.path, self.output_dir):
+                tf.io.gfile.rmtree(self.path)  # now holds the previous DIR
+                return
+            if tf.io.gfile.listdir(self.output_dir):
+                old = f"{self.output_dir}.old-{uuid.uuid4().hex[:12]}"
+                tf.io.gfile.rename(self.output_dir, old)
+            else:
+                tf.io.gfile.rmtree(self.output_dir)
+        tf.io.gfile.rename(self.path, self.output_dir)
+        if old is not None:
+            tf.io.gfile.rmtree(old)
+
+    def abort(self) -> None:
+        """Removes the staging directory (DIR is left untouched)."""
+        if tf.io.gfile.exists(self.path):
+            tf.io.gfile.rmtree(self.path)
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Atomically swaps two local paths (Linux renameat2 RENAME_EXCHANGE); False
+    where that is unavailable (other OS or file system, remote paths)."""
+    if "://" in a or "://" in b:
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return (
+        renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+        == 0
+    )

@@ -1,0 +1,72 @@
+"""Chunks of the tfdata engine: read, decoded and validated on threads, in order.
+
+Place in the flow: **read -> decode/validate -> drop duplicate ids** of the
+tfdata engine and its analyze pass. Files are read one after the other,
+records in file order, so the first record of an example id met is the one at
+the smallest position (`validate.FirstIdWins`), as in the Beam job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from pipeline.stages import tfrecord, validate
+from pipeline.stages.validate import read_error
+from pipeline.tfdata.threads import ahead
+
+CHUNK = 1024  # records per chunk
+
+
+def read_all(files: Sequence[str]):
+    """Yields (chunk [(position, bytes)], read ErrorRecords, bytes read), files
+    one after the other, records in file order (duplicate ids rely on it)."""
+    for fi, path in enumerate(files):
+        for records, errors in tfrecord.read_file(path, fi, chunk_size=CHUNK):
+            errors = [read_error(position, e) for position, e in errors]
+            nbytes = sum(len(d) + 16 for _, d in records)
+            yield records, errors, nbytes + sum(len(e.data) for e in errors)
+
+
+def checked_chunks(files, decoder, spec, policy):
+    """Yields (chunk, read errors, bytes read, (Checked, DecodedBatch, rows) or
+    None): reading and validation each run in their own thread."""
+
+    def check(chunks):
+        for chunk, read_errors, nbytes in chunks:
+            result = (
+                validate.validate_decoded(decoder, spec, chunk, policy, files)
+                if chunk
+                else None
+            )
+            yield chunk, read_errors, nbytes, result
+
+    return ahead(check(ahead(read_all(files), "read")), "validate")
+
+
+def drop_duplicates(
+    spec, result, files: Sequence[str], first_ids: validate.FirstIdWins
+):
+    """Drops later duplicate ids of a validated chunk (`first_ids`: the ids
+    seen so far, updated).
+
+    Returns `(valid, errors, truncated, decoded, rows)` of a validated chunk.
+    """
+    if result is None:
+        return [], [], [], None, np.zeros(0, np.int64)
+    checked, decoded, rows = result
+    valid, errors = checked.valid, list(checked.errors)
+    if spec.id_feature is not None:
+        valid, keep = [], []
+        for k, (member, ident) in enumerate(
+            zip(checked.valid, checked.ids, strict=True)
+        ):
+            first = first_ids.first(ident, member[0])
+            if first is None:
+                valid.append(member)
+                keep.append(k)
+            else:
+                errors.append(validate.duplicate_error(member, ident, first, files))
+        rows = rows[np.asarray(keep, np.int64)]
+    return valid, errors, checked.truncated, decoded, rows
