@@ -5,9 +5,9 @@ what each stage costs. Here each stage's own function runs alone, one chunk of
 1,024 records at a time, on the same data, timed by wall clock and by process
 CPU (`resource.getrusage`, which counts TensorFlow's threads too):
 
-  lengths pass  `tfdata_engine._histogram` (TFRecordDataset + light parse)
+  lengths pass  `lengths.histogram` (TFRecordDataset + light parse)
   trace         the parser's and the layer's `tf.function`s (once per run)
-  read          `read.read_file` (framing + CRC)
+  read          `tfrecord.read_file` (framing + CRC)
   validate      `validate.validate_decoded` (the batched parse + checks)
   features      `FeatureComputer.flat_rows` (`SequenceFeatures.step_rows`)
 
@@ -41,8 +41,11 @@ import numpy as np
 BENCH = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
 
-from pipeline import __main__ as cli  # noqa: E402
-from pipeline import config, decode, features, read, tfdata_engine, validate  # noqa: E402
+from pipeline.cli import main as cli  # noqa: E402
+from pipeline.stages import config, decode, features, tfrecord, validate  # noqa: E402
+from pipeline.tfdata import engine  # noqa: E402
+from pipeline.tfdata.chunks import CHUNK  # noqa: E402
+from pipeline.tfdata.lengths import histogram as length_histogram  # noqa: E402
 
 
 def _cpu() -> float:
@@ -75,15 +78,15 @@ def profile_stages(files, columns_py: str, clock: _Clock) -> int:
     record_spec = decode.record_spec(spec.columns, spec.context, id_feature)
     policy = validate.Policy()
     with clock("lengths pass"):
-        tfdata_engine._histogram(files, record_spec, lambda: None, policy)
+        length_histogram(files, record_spec, lambda: None, policy)
     decoder = decode.Decoder(record_spec, strings_as_tensors=True)
     weights = features.build_embedding_weights(spec.columns)
     computer = features.FeatureComputer(spec.columns, spec.context, weights, id_feature)
     with clock("trace"):
-        tfdata_engine._trace(decoder, computer)
+        engine.trace(decoder, computer)
     valid = 0
     for file_index, path in enumerate(files):
-        chunks = read.read_file(path, file_index, chunk_size=tfdata_engine._CHUNK)
+        chunks = tfrecord.read_file(path, file_index, chunk_size=CHUNK)
         while True:
             with clock("read"):
                 chunk, _ = next(chunks, (None, None))
@@ -193,7 +196,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--columns_py", default=str(BENCH / "columns.py"))
     parser.add_argument("--batch_size", type=int, default=128)
     args = parser.parse_args(argv)
-    files = read.match_files(args.input)
+    files = tfrecord.match_files(args.input)
     clock = _Clock()
     n = profile_stages(files, args.columns_py, clock)
     wall, cpu, threads = profile_engine(args.input, args.columns_py, args.batch_size)

@@ -55,7 +55,7 @@ FEATURE_THREADS = 2  # chunks whose features are computed at once
 IN_FLIGHT = 8  # full batches waiting for the writer thread
 
 
-def _trace(decoder: decode.Decoder, computer: features.FeatureComputer) -> None:
+def trace(decoder: decode.Decoder, computer: features.FeatureComputer) -> None:
     """Traces the engine's tf.functions ahead of their first chunk (their input
     signatures are fixed: one trace each, the one they would take anyway)."""
     decoder.parse.get_concrete_function()
@@ -196,7 +196,7 @@ class Engine:
         """
         config = self.config
         with concurrent.futures.ThreadPoolExecutor(1) as tracer:
-            traced = tracer.submit(_trace, self.decoder, self.computer)
+            traced = tracer.submit(trace, self.decoder, self.computer)
             histogram = {}
             if config.bucket_boundaries == "auto":
                 histogram = lengths.histogram(

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from pipeline.stages import decode
 from pipeline.stages.validate import FirstIdWins
-from pipeline.tfdata.chunks import CHUNK, read_all
+from pipeline.tfdata import chunks
 from pipeline.tfdata.threads import ahead
 
 
@@ -75,7 +75,7 @@ def _no_autotune() -> tf.data.Options:
 
 
 def _tfdata_lengths(files, light: decode.RecordSpec):
-    """(lengths, ids, records, bytes) per CHUNK records, files in order."""
+    """(lengths, ids, records, bytes) per `chunks.CHUNK` records, files in order."""
     parse_batch = decode.Decoder(light).parse
     (key,) = light.sequence
 
@@ -88,7 +88,7 @@ def _tfdata_lengths(files, light: decode.RecordSpec):
 
     dataset = (
         tf.data.TFRecordDataset(list(files), buffer_size=1 << 22)
-        .batch(CHUNK)
+        .batch(chunks.CHUNK)
         .map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .prefetch(2)
         .with_options(_no_autotune())
@@ -98,10 +98,10 @@ def _tfdata_lengths(files, light: decode.RecordSpec):
 
 
 def _reader_lengths(files, light: decode.RecordSpec):
-    """The same chunks through `read.read_file` and `decode.Decoder`."""
+    """The same chunks through `tfrecord.read_file` and `decode.Decoder`."""
     decoder = decode.Decoder(light)
     (key,) = light.sequence
-    for chunk, read_errors, nbytes in ahead(read_all(files), "read"):
+    for chunk, read_errors, nbytes in ahead(chunks.read_all(files), "read"):
         records = len(chunk) + len(read_errors)
         if not chunk:
             yield np.zeros(0, np.int64), None, records, nbytes

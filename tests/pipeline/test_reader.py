@@ -6,13 +6,13 @@ import numpy as np
 import tensorflow as tf
 
 import pipeline
-from pipeline import metadata, write
+from pipeline.stages import batch_format, metadata, output
 
 
 def test_load_dataset_decodes_records_and_ragged_context(tmp_path):
     (tmp_path / "shards").mkdir()
     x = np.arange(2 * 3 * 2, dtype=np.float32).reshape(2, 3, 2)
-    record = write.encode_batch(
+    record = batch_format.encode_batch(
         x,
         np.array([3, 1]),
         {
@@ -21,7 +21,7 @@ def test_load_dataset_decodes_records_and_ragged_context(tmp_path):
         },
         [b"i0", b"i1"],
     )
-    write.write_records(
+    output.write_records(
         str(tmp_path / "shards" / "part-00000-of-00001.tfrecord"), [record]
     )
     md = {

@@ -16,9 +16,10 @@ from pipeline_data import BATCH_SIZE
 
 import pipeline
 import transforms
-from pipeline import analyze, job
-from pipeline.__main__ import parse_args
-from pipeline.config import JobConfig
+from pipeline import driver
+from pipeline.cli.main import parse_args
+from pipeline.stages import analysis
+from pipeline.stages.config import JobConfig
 
 SPEC = """
 columns:
@@ -45,7 +46,7 @@ context:
 MULTI_PROCESS = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
 
 
-def write_spec(directory, text=SPEC, name="analyze.yaml"):
+def write_spec(directory, text=SPEC, name="analysis.yaml"):
     path = directory / name
     path.write_text(text)
     return str(path)
@@ -62,7 +63,7 @@ def run(dataset, spec, out, engine="beam", beam_argv=(), **kw):
         analyze=True,
         **kw,
     )
-    return job.run(config, list(beam_argv))
+    return driver.run(config, list(beam_argv))
 
 
 @pytest.fixture(scope="module")
@@ -239,19 +240,19 @@ def test_moments_are_exact_and_partition_independent():
             [1e-45, -1e-45, 3.4e38, -3.4e38, 0.0, -0.0, 1e-40],
         ]
     ).astype(np.float32)
-    whole = analyze.Moments.of(values)
+    whole = analysis.Moments.of(values)
     for cuts in ([], [1], [17, 4000], list(range(1, len(values), 97))):
         parts = np.split(values, cuts)
-        merged = analyze.Moments()
+        merged = analysis.Moments()
         for part in reversed(parts):
-            merged = merged.merge(analyze.Moments.of(part))
+            merged = merged.merge(analysis.Moments.of(part))
         assert merged == whole
     exact = [fractions.Fraction(float(v)) for v in values]
     assert fractions.Fraction(whole.total, 2**173) == sum(exact)
     assert fractions.Fraction(whole.squares, 2**346) == sum(v * v for v in exact)
     stats = whole.finalize()
     assert (stats["mean"], stats["std"]) == exact_stats(values)
-    assert analyze.Moments().finalize() == {
+    assert analysis.Moments().finalize() == {
         "count": 0,
         "mean": 0.0,
         "std": 0.0,
@@ -261,25 +262,25 @@ def test_moments_are_exact_and_partition_independent():
 
 
 def test_ranking_ties_and_newlines():
-    counts = analyze.value_counts(
+    counts = analysis.value_counts(
         np.array([b"b", b"a", b"c", b"a", b"b", b"x\ny", b"x\ny", b"d"], object)
     )
     assert counts == {b"a": 2, b"b": 2, b"c": 1, b"d": 1}  # newline value skipped
-    ranked = analyze.rank_values(counts, None)
+    ranked = analysis.rank_values(counts, None)
     assert ranked == [(b"a", 2), (b"b", 2), (b"c", 1), (b"d", 1)]
-    assert analyze.rank_values(counts, 3) == ranked[:3]
-    request = analyze.VocabularyRequest("k", "string", "k.txt", 1, 2)
-    assert analyze.vocabulary(ranked, request) == [b"a"]
-    ints = analyze.value_counts(np.array([5, -1, 5, 3], np.int64))
-    assert analyze.rank_values(ints, None) == [(5, 2), (-1, 1), (3, 1)]
+    assert analysis.rank_values(counts, 3) == ranked[:3]
+    request = analysis.VocabularyRequest("k", "string", "k.txt", 1, 2)
+    assert analysis.vocabulary(ranked, request) == [b"a"]
+    ints = analysis.value_counts(np.array([5, -1, 5, 3], np.int64))
+    assert analysis.rank_values(ints, None) == [(5, 2), (-1, 1), (3, 1)]
 
 
 def test_conflicting_vocabulary_names_are_refused():
-    a = analyze.VocabularyRequest("k", "string", "v.txt", 3, 1, where="columns[0]")
-    b = analyze.VocabularyRequest("j", "string", "v.txt", 3, 1, where="columns[1]")
-    assert analyze.check_requests([a, a]) == (a,)
+    a = analysis.VocabularyRequest("k", "string", "v.txt", 3, 1, where="columns[0]")
+    b = analysis.VocabularyRequest("j", "string", "v.txt", 3, 1, where="columns[1]")
+    assert analysis.check_requests([a, a]) == (a,)
     with pytest.raises(ValueError, match="columns\\[0\\] and columns\\[1\\]"):
-        analyze.check_requests([a, b])
+        analysis.check_requests([a, b])
 
 
 # --- the job -------------------------------------------------------------------------
@@ -293,7 +294,7 @@ def test_requests_need_the_flag(dataset, spec_path, tmp_path):
         progress=False,
     )
     with pytest.raises(ValueError, match="--analyze") as info:
-        job.run(config)
+        driver.run(config)
     assert "columns[0].normalizer" in str(info.value)
     assert "columns[2].categorical" in str(info.value)
     assert not (tmp_path / "out").exists()

@@ -23,25 +23,25 @@ import sys
 
 import pytest
 import yaml
+from repo_paths import ROOT  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DOCS = ["README.md"]
 LANGS = {"sh", "python", "yaml", "text"}
 LOCAL_RUNNERS = {None, "DirectRunner", "direct"}
 # Commands exercised by another test: command -> (test file, test name, must contain).
 COVERED_BY = {
     "python examples/train_rnn.py --data out": (
-        "tests/pipeline/test_example.py",
+        "tests/examples/test_train_rnn.py",
         "test_example_beats_the_majority_baseline_on_held_out_batches",
         '"--data"',
     ),
     "python -m apache_beam.runners.portability.local_job_service_main --port 8099": (
-        "tests/pipeline/test_portable.py",
+        "tests/pipeline/beam/test_portable.py",
         "test_portable_runner_with_external_worker_pool",
         "apache_beam.runners.portability.local_job_service_main",
     ),
     "python -m apache_beam.runners.worker.worker_pool_main --service_port 50000": (
-        "tests/pipeline/test_portable.py",
+        "tests/pipeline/beam/test_portable.py",
         "test_portable_runner_with_external_worker_pool",
         "apache_beam.runners.worker.worker_pool_main",
     ),
@@ -106,7 +106,7 @@ def classify(argv: list[str]) -> str:
     if job is not None and job[:1] not in (["stats"], ["inspect"]):
         from apache_beam.options.pipeline_options import PipelineOptions
 
-        from pipeline.__main__ import parse_args
+        from pipeline.cli.main import parse_args
 
         _, beam_argv = parse_args(job)
         options = PipelineOptions(beam_argv).get_all_options(drop_default=True)
@@ -138,7 +138,7 @@ def test_every_readme_command_is_exercised(doc):
 def test_remote_runner_commands_parse(doc):
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from pipeline.__main__ import parse_args
+    from pipeline.cli.main import parse_args
 
     text = open(os.path.join(ROOT, doc), encoding="utf-8").read()
     runners = set()
@@ -170,7 +170,7 @@ def test_commands_covered_elsewhere_are_in_their_tests(doc):
 
 @pytest.mark.parametrize("doc", _docs())
 def test_readme_yaml_is_the_sample_columns_spec(doc, tmp_path):
-    from pipeline import config
+    from pipeline.stages import config
 
     text = open(os.path.join(ROOT, doc), encoding="utf-8").read()
     specs = [body for lang, body in blocks(text) if lang == "yaml"]

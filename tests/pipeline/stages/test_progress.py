@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from pipeline import progress
-from pipeline.__main__ import main, parse_args
+from pipeline.cli.main import main, parse_args
+from pipeline.stages import progress
 
 
 class FakeClock:

@@ -7,7 +7,7 @@ import apache_beam as beam
 import pytest
 from apache_beam.utils.windowed_value import WindowedValue
 
-from pipeline import overlap
+from pipeline.beam import overlap
 
 
 def test_results_come_back_in_input_order_with_a_bounded_backlog():

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from pipeline import blocks
-from pipeline.blocks import Block
+from pipeline.stages import blocks
+from pipeline.stages.blocks import Block
 
 MEMBERS = [((1, 5), 3, b"c"), ((0, 9), 7, b"b"), ((0, 2), 3, b"a"), ((1, 0), 1, b"d")]
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from pipeline.__main__ import main, make_parser, parse_args
+from pipeline.cli.main import main, make_parser, parse_args
 
 
 def test_flags_map_onto_job_config():

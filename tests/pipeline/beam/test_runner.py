@@ -1,4 +1,4 @@
-"""The multi-process FnApiRunner must not drop input chunks (job.make_runner).
+"""The multi-process FnApiRunner must not drop input chunks (runner.make_runner).
 
 Beam's runner sends a stage's input to a gRPC worker through an output stream
 whose timed flusher thread takes the buffer, hands it to the send queue (which
@@ -15,7 +15,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import worker_handlers
 from apache_beam.runners.worker import data_plane
 
-from pipeline import job
+from pipeline.beam import runner
 
 
 def send_two_chunks(time_limit_ms: int) -> bytes:
@@ -42,6 +42,6 @@ def test_runner_data_plane_keeps_chunks_written_during_a_flush():
     options = PipelineOptions(
         ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
     )
-    job.make_runner(options)
+    runner.make_runner(options)
     limit = worker_handlers.DATA_BUFFER_TIME_LIMIT_MS
     assert send_two_chunks(limit) == b"a" * 1000 + b"b" * 1000

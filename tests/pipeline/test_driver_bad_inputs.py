@@ -3,7 +3,7 @@
 Record and framing cases: ONE tfdata run and ONE Beam run over the catalog input
 (`bad_inputs.write_catalog`: every bad record between good ones), then each case
 is checked through errors/ (by file and record index), the shards (by example id)
-and metadata.json. Job cases: `job.run` must raise before any work starts, naming
+and metadata.json. Job cases: `driver.run` must raise before any work starts, naming
 the file and what to do, and leave no output. Table: README.md, "Bad-input catalog".
 """
 
@@ -30,9 +30,11 @@ from bad_inputs import (
 )
 
 import pipeline
-from pipeline import job, tfdata_engine
-from pipeline.__main__ import main
-from pipeline.config import JobConfig
+from pipeline import driver
+from pipeline.beam import job
+from pipeline.cli.main import main
+from pipeline.stages.config import JobConfig
+from pipeline.tfdata import engine as tfdata_engine
 
 ENGINES = ["tfdata", "beam"]
 RECORD_LEVEL = [c.name for c in RECORD_CASES + FRAMING_CASES + LAYOUT_CASES]
@@ -46,7 +48,7 @@ def catalog(tmp_path_factory):
     runs = {}
     for engine in ENGINES:
         out = directory / f"out-{engine}"
-        result = job.run(
+        result = driver.run(
             JobConfig(
                 input_pattern=str(directory / "catalog-*.tfrecord"),
                 output_dir=str(out),
@@ -202,7 +204,7 @@ def no_work(monkeypatch):
         raise AssertionError("work started")
 
     monkeypatch.setattr(job, "build", started)
-    monkeypatch.setattr(tfdata_engine, "run_engine", started)
+    monkeypatch.setattr(tfdata_engine, "run", started)
 
 
 @pytest.fixture
@@ -227,7 +229,7 @@ def test_job_case_is_refused_before_any_work(case, tmp_path, base, no_work):
     kwargs = setup(tmp_path, base)
     before = set(os.listdir(tmp_path))
     with pytest.raises(error) as info:
-        job.run(JobConfig(**kwargs))
+        driver.run(JobConfig(**kwargs))
     for fragment in fragments:
         assert fragment in str(info.value), (case, str(info.value))
     after = set(os.listdir(tmp_path))

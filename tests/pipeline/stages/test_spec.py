@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from pipeline_data import COLUMNS_PY, COLUMNS_YAML
+from repo_paths import ROOT  # noqa: E402
 
 import transforms
-from pipeline import config, spec
-from pipeline.__main__ import parse_args
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from pipeline.cli.main import parse_args
+from pipeline.stages import config, spec
 
 
 def load_text(tmp_path, text, name="columns.yaml"):

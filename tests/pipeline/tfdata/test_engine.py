@@ -10,8 +10,11 @@ size): the bytes must equal a run with the default sizes.
 import numpy as np
 from pipeline_data import BATCH_SIZE, COLUMNS_PY, dir_bytes, frame, good_record
 
-from pipeline import decode, job, tfdata_engine, validate
-from pipeline.config import JobConfig
+from pipeline import driver
+from pipeline.stages import decode, validate
+from pipeline.stages.config import JobConfig
+from pipeline.tfdata import batches as tfdata_batches
+from pipeline.tfdata import chunks, lengths
 
 
 def _run(dataset, out):
@@ -23,13 +26,13 @@ def _run(dataset, out):
         engine="tfdata",
         progress=False,
     )
-    return job.run(config, [])
+    return driver.run(config, [])
 
 
 def test_chunk_sizes_do_not_change_the_bytes(dataset, tmp_path, monkeypatch):
     default = _run(dataset, tmp_path / "default")
-    monkeypatch.setattr(tfdata_engine, "_CHUNK", 7)
-    monkeypatch.setattr(tfdata_engine, "_BLOCK_BYTES", 64)  # a few steps a block
+    monkeypatch.setattr(chunks, "CHUNK", 7)
+    monkeypatch.setattr(tfdata_batches, "BLOCK_BYTES", 64)  # a few steps a block
     small = _run(dataset, tmp_path / "small")
     assert small.metadata["counts"] == default.metadata["counts"]
     assert default.metadata["counts"]["batches"] > 3
@@ -58,11 +61,11 @@ def test_lengths_pass_tfdata_and_reader_paths_agree(tmp_path):
         validate.Policy(max_length=5, on_long="truncate"),
         validate.Policy(max_length=5),
     ):
-        fast = tfdata_engine._count_lengths(
-            tfdata_engine._tfdata_lengths(files, light), policy, None
+        fast = lengths.count_lengths(
+            lengths._tfdata_lengths(files, light), policy, None
         )
-        exact = tfdata_engine._count_lengths(
-            tfdata_engine._reader_lengths(files, light), policy, None
+        exact = lengths.count_lengths(
+            lengths._reader_lengths(files, light), policy, None
         )
         assert fast == exact and sum(fast.values()) > 0
     assert sum(fast.values()) < 40  # ids seen once; long ones left out
@@ -72,8 +75,8 @@ def test_open_batches_hold_each_example_once_in_blocks(monkeypatch):
     """Examples get rows of blocks in order (a batch spans blocks; an example
     longer than a block gets its own); `_fill` copies a chunk's rows there in
     bucket order; written blocks are reused, never while a batch holds them."""
-    monkeypatch.setattr(tfdata_engine, "_BLOCK_BYTES", 4 * 2 * 5)  # 5 rows, D=2
-    blocks = tfdata_engine._Blocks(2)
+    monkeypatch.setattr(tfdata_batches, "BLOCK_BYTES", 4 * 2 * 5)  # 5 rows, D=2
+    blocks = tfdata_batches.Blocks(2)
     rng = np.random.default_rng(0)
     lengths = rng.integers(1, 8, size=12).astype(np.int64)
     rows = np.arange(2 * lengths.sum(), dtype=np.float32).reshape(-1, 2)
@@ -81,11 +84,11 @@ def test_open_batches_hold_each_example_once_in_blocks(monkeypatch):
     order = np.concatenate([np.arange(0, 12, 2), np.arange(1, 12, 2)])  # 2 buckets
     batches, fills = [], []
     for members in (order[:6], order[6:]):
-        batch = tfdata_engine._OpenBatch(8)
+        batch = tfdata_batches.OpenBatch(8)
         ctx = {"c": (members.astype(np.int64), np.ones(6, np.int64))}
         fills += batch.add(lengths[members], ctx, None, blocks)
         batches.append(batch)
-    tfdata_engine._fill(rows, lengths, order, fills)
+    tfdata_batches.fill(rows, lengths, order, fills)
     held = {id(b) for batch in batches for b in batch.blocks()}
     assert len(held) > 2 and all(
         len(b) >= 5 for batch in batches for b in batch.blocks()

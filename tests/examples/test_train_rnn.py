@@ -6,10 +6,11 @@ import subprocess
 import sys
 
 import pytest
+from repo_paths import ROOT  # noqa: E402
 
-from pipeline import config, job
+from pipeline import driver
+from pipeline.stages import config
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLE = os.path.join(ROOT, "examples", "train_rnn.py")
 
 
@@ -27,7 +28,7 @@ def _run_example(*args):
 @pytest.mark.slow
 def test_example_beats_the_majority_baseline_on_held_out_batches(tmp_path):
     out = str(tmp_path / "out")
-    job.run(
+    driver.run(
         config.JobConfig(
             input_pattern=os.path.join(ROOT, "data", "sample-*.tfrecord"),
             output_dir=out,

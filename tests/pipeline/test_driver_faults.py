@@ -26,11 +26,14 @@ import pytest
 import tensorflow as tf
 from bad_inputs import CATALOG_YAML, frame, record
 from pipeline_data import dir_bytes
+from repo_paths import ROOT  # noqa: E402
 
-from pipeline import features, job, validate, write
-from pipeline.config import JobConfig
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from pipeline import driver
+from pipeline.beam import features as beam_features
+from pipeline.beam import validate as beam_validate
+from pipeline.beam import write as beam_write
+from pipeline.stages import output
+from pipeline.stages.config import JobConfig
 
 
 class _Stats:
@@ -58,7 +61,7 @@ def flaky(monkeypatch, tmp_path):
     (after emitting outputs), the shard writer after writing shard 0."""
     markers = str(tmp_path / "markers")
     os.mkdir(markers)
-    write_shard = write._write_shard
+    write_shard = beam_write._write_shard
 
     def make_flaky(cls, kind, key_of):
         process, start = cls.process, cls.start_bundle
@@ -76,8 +79,8 @@ def flaky(monkeypatch, tmp_path):
         monkeypatch.setattr(cls, "start_bundle", start_bundle)
         monkeypatch.setattr(cls, "process", flaky_process)
 
-    make_flaky(features._FeaturesDoFn, "features", lambda item: item[0])
-    make_flaky(validate._ValidateDoFn, "validate", lambda chunk: chunk[0][0])
+    make_flaky(beam_features._FeaturesDoFn, "features", lambda item: item[0])
+    make_flaky(beam_validate._ValidateDoFn, "validate", lambda chunk: chunk[0][0])
 
     def write_shard_flaky(item, directory, n):
         info = write_shard(item, directory, n)  # the file is written...
@@ -85,7 +88,7 @@ def flaky(monkeypatch, tmp_path):
             raise RuntimeError("injected: worker died after writing its shard")
         return info
 
-    monkeypatch.setattr(write, "_write_shard", write_shard_flaky)
+    monkeypatch.setattr(beam_write, "_write_shard", write_shard_flaky)
     return markers
 
 
@@ -99,7 +102,7 @@ def run(dataset, out, runner=None, **kw):
         progress=False,
         **kw,
     )
-    return job.run(config, ["--runner", runner] if runner else [])
+    return driver.run(config, ["--runner", runner] if runner else [])
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +143,7 @@ def test_the_default_runner_does_not_retry_and_leaves_no_output(
 
 def _write_pieces(batches, directory, compression="none"):
     """The pieces DoFn over one bundle of `batches`: their references."""
-    do_fn = write._WritePiecesDoFn(directory, compression)
+    do_fn = beam_write._WritePiecesDoFn(directory, compression)
     do_fn.start_bundle()
     pieces = [piece for batch in batches for piece in do_fn.process(batch)]
     do_fn.finish_bundle()
@@ -150,29 +153,27 @@ def _write_pieces(batches, directory, compression="none"):
 @pytest.mark.parametrize("compression", ["none", "gzip"])
 def test_rewriting_pieces_and_shards_is_idempotent(tmp_path, compression):
     (tmp_path / "shards").mkdir()
-    (tmp_path / write.PIECES_DIR).mkdir()
+    (tmp_path / output.PIECES_DIR).mkdir()
     batches = [((0, 0, 0, i), b"record-%d" % i, _Stats(2)) for i in (2, 0, 1)]
     pieces = _write_pieces(batches, str(tmp_path), compression)
     retried = _write_pieces(batches, str(tmp_path), compression)  # a retried bundle
     files = {path for _, _, (path, _, _) in pieces}
     # Uncompressed: one file per bundle attempt, a byte range per batch.
     assert len(files) == (1 if compression == "none" else 3)
-    (shard,) = [s for s in write._shard_pieces(pieces, 1)]
-    first = write._write_shard(shard, str(tmp_path), 1)
+    (shard,) = [s for s in beam_write._shard_pieces(pieces, 1)]
+    first = beam_write._write_shard(shard, str(tmp_path), 1)
     path = tmp_path / "shards" / "part-00000-of-00001.tfrecord"
     data = path.read_bytes()
     (path.parent / ".part-00000-of-00001.tfrecord.tmp-dead").write_bytes(b"partial")
-    assert write._write_shard(shard, str(tmp_path), 1) == first  # a retry
+    assert beam_write._write_shard(shard, str(tmp_path), 1) == first  # a retry
     assert path.read_bytes() == data
-    (retried_shard,) = [s for s in write._shard_pieces(retried, 1)]
-    assert write._write_shard(retried_shard, str(tmp_path), 1) == first
+    (retried_shard,) = [s for s in beam_write._shard_pieces(retried, 1)]
+    assert beam_write._write_shard(retried_shard, str(tmp_path), 1) == first
     assert path.read_bytes() == data  # from the retried bundle's pieces: the same
-    assert first == {
-        "index": 0,
-        "file": "shards/part-00000-of-00001.tfrecord",
-        "batches": 3,
-        "examples": 6,
-    }
+    assert first == (
+        0,
+        {"file": "shards/part-00000-of-00001.tfrecord", "batches": 3, "examples": 6},
+    )
     kind = "GZIP" if compression == "gzip" else None
     records = [r.numpy() for r in tf.data.TFRecordDataset(str(path), kind)]
     assert records == [b"record-0", b"record-1", b"record-2"]  # in key order
@@ -181,13 +182,13 @@ def test_rewriting_pieces_and_shards_is_idempotent(tmp_path, compression):
 def test_pieces_go_to_shards_round_robin_in_key_order():
     pieces = [((0, 0, 0, i), 1, ("p", 10 * i, 10)) for i in (3, 1, 4, 0, 2)]
     pieces.sort(key=lambda p: p[0])
-    shards = dict(write._shard_pieces(pieces[::-1], 2))
+    shards = dict(beam_write._shard_pieces(pieces[::-1], 2))
     assert shards == {0: [pieces[0], pieces[2], pieces[4]], 1: [pieces[1], pieces[3]]}
-    assert dict(write._shard_pieces([], 2)) == {0: [], 1: []}  # empty shards too
+    assert dict(beam_write._shard_pieces([], 2)) == {0: [], 1: []}  # empty shards too
 
 
 def test_commit_removes_temporaries_of_failed_attempts(tmp_path):
-    staging = write.Staging(str(tmp_path / "out"), overwrite=False)
+    staging = output.Staging(str(tmp_path / "out"), overwrite=False)
     with open(f"{staging.path}/shards/.part-00000-of-00001.tfrecord.tmp-x", "w") as f:
         f.write("partial")
     staging.commit()
@@ -198,11 +199,11 @@ def test_overwrite_swaps_directories_in_one_step(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "old.txt").write_text("old")
-    staging = write.Staging(str(out), overwrite=True)
+    staging = output.Staging(str(out), overwrite=True)
     with open(f"{staging.path}/new.txt", "w") as f:
         f.write("new")
-    assert write._exchange(staging.path, str(out)) is True  # Linux renameat2
-    assert write._exchange(staging.path, str(out)) is True  # swap back
+    assert output._exchange(staging.path, str(out)) is True  # Linux renameat2
+    assert output._exchange(staging.path, str(out)) is True  # swap back
     staging.commit()
     assert sorted(os.listdir(out)) == ["embeddings", "errors", "new.txt", "shards"]
     assert sorted(os.listdir(tmp_path)) == ["out"]  # no .staging / .old left
@@ -273,23 +274,23 @@ def test_sigkill_midway_leaves_no_dir_and_a_rerun_is_complete(
     engine, big_input, tmp_path
 ):
     reference = tmp_path / "reference"
-    job.run(big_config(big_input, reference, engine))  # uninterrupted
+    driver.run(big_config(big_input, reference, engine))  # uninterrupted
     out = tmp_path / "out"
     staging = kill_midway(big_input, out, engine)
     assert not out.exists()  # no DIR that looks complete
     assert os.path.isdir(staging)  # the killed run's leftovers, safe to delete
-    job.run(big_config(big_input, out, engine))
+    driver.run(big_config(big_input, out, engine))
     assert dir_bytes(out) == dir_bytes(reference)
 
 
 @pytest.mark.slow
 def test_sigkill_during_overwrite_keeps_the_previous_complete_run(big_input, tmp_path):
     out = tmp_path / "out"
-    job.run(big_config(big_input, out, "tfdata"))
+    driver.run(big_config(big_input, out, "tfdata"))
     before = dir_bytes(out)
     kill_midway(big_input, out, "tfdata", overwrite=True)
     assert dir_bytes(out) == before
-    job.run(big_config(big_input, out, "tfdata", overwrite=True))
+    driver.run(big_config(big_input, out, "tfdata", overwrite=True))
     assert dir_bytes(out) == before  # deterministic: the rerun is the same run
 
 
@@ -301,8 +302,8 @@ def test_concatenate_copies_byte_ranges_in_order(tmp_path, remote):
     ranges = [(str(b), 2, 3), (str(a), 0, None), (str(a), 8, 2), (str(b), 0, 0)]
     # ram:// goes through tf.io.gfile, as gs:// or s3:// paths would.
     out = "ram://seqshards-test/out" if remote else str(tmp_path / "out")
-    write.concatenate(ranges, out)
+    beam_write.concatenate(ranges, out)
     with tf.io.gfile.GFile(out, "rb") as f:
         assert f.read() == b"cde" + b"0123456789" + b"89"
-    write.concatenate([], out + "-empty")  # (shards go to new temporary names)
+    beam_write.concatenate([], out + "-empty")  # (shards go to new temporary names)
     assert tf.io.gfile.GFile(out + "-empty", "rb").read() == b""

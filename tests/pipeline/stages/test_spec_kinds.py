@@ -12,9 +12,10 @@ import yaml
 
 import pipeline
 import transforms
-from pipeline import analyze, job, spec
-from pipeline.config import JobConfig
-from pipeline.read import write_tfrecords
+from pipeline import driver
+from pipeline.stages import analysis, spec
+from pipeline.stages.config import JobConfig
+from pipeline.stages.tfrecord import write_tfrecords
 
 
 def parse(text, **kw):
@@ -127,8 +128,8 @@ columns:
     requests = []
     columns, _ = parse(text, requests=requests)
     assert requests == [
-        analyze.StatsRequest("x", "zscore"),
-        analyze.VocabularyRequest("g", "string", "g.txt", None, 1),
+        analysis.StatsRequest("x", "zscore"),
+        analysis.VocabularyRequest("g", "string", "g.txt", None, 1),
     ]
     assert requests[0].where == "columns[0].normalizer"
     # Stand-ins until analyzed: no normalizer, a one-line vocabulary.
@@ -136,7 +137,7 @@ columns:
     assert columns[1].categorical_column.vocabulary_size == 1
     (tmp_path / "assets").mkdir()
     (tmp_path / "assets/g.txt").write_text("b\na\n")
-    results = analyze.Analysis(
+    results = analysis.Analysis(
         str(tmp_path),
         {"x": {"count": 2, "mean": 1.5, "std": 0.5, "min": 1.0, "max": 2.0}},
         {"g.txt": {"key": "g", "file": "assets/g.txt", "size": 2}},
@@ -296,7 +297,7 @@ def test_job_over_the_new_kinds(kinds_dataset, engine):
         engine=engine,
         progress=False,
     )
-    md = job.run(config).metadata
+    md = driver.run(config).metadata
     assert md["counts"]["errors"] == {"weight_count_mismatch": 1}
     assert md["counts"]["error_positions"] == {"weight_count_mismatch": [[0, 7]]}
     with open(out / "errors/weight_count_mismatch.jsonl") as f:

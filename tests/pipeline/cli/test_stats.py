@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from google.protobuf.message import DecodeError
+from repo_paths import ROOT  # noqa: E402
 
-from pipeline import bucket, config, read, stats
-from pipeline.__main__ import main
+from pipeline.cli import stats
+from pipeline.cli.main import main
+from pipeline.stages import bucket, config, tfrecord
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SAMPLE = os.path.join(ROOT, "data", "sample-*.tfrecord")
 SAMPLE_COLUMNS = os.path.join(ROOT, "data", "columns.yaml")
 
@@ -27,7 +28,7 @@ def _proto_facts(pattern):
         0,
     )
     for i, path in enumerate(sorted(glob.glob(pattern))):
-        for records, _ in read.read_file(path, i):  # framing damage skipped
+        for records, _ in tfrecord.read_file(path, i):  # framing damage skipped
             for _, data in records:
                 try:
                     ex = tf.train.SequenceExample.FromString(data)
@@ -56,13 +57,13 @@ def test_length_summary_is_observed_lengths():
 
 
 def test_bucket_range_and_powers_of_two():
-    assert [stats.bucket_range((3, 4, 8), b) for b in range(4)] == [
+    assert [bucket.bucket_range((3, 4, 8), b) for b in range(4)] == [
         "1-3",
         "4",
         "5-8",
         "9+",
     ]
-    assert stats.bucket_range((), 0) == "1+"
+    assert bucket.bucket_range((), 0) == "1+"
     assert stats.powers_of_two(40) == (4, 8, 16, 32)
     assert stats.powers_of_two(3) == ()
 
@@ -147,7 +148,7 @@ def test_stats_counts_presence_and_dead_letters(dataset, tmp_path, capsys):
 
 def test_sample_reads_the_first_records_of_each_file(dataset):
     spec = config.load_columns(dataset["columns"])
-    files = read.match_files(dataset["pattern"])
+    files = tfrecord.match_files(dataset["pattern"])
     s = stats.collect(files, spec, sample=30)
     assert s.sampled and s.records == 30
     assert sorted({p[0] for p in s.positions}) == [0, 1, 2]
@@ -161,7 +162,8 @@ def test_sample_reads_the_first_records_of_each_file(dataset):
 def test_simulated_batches_equal_the_beam_job(
     dataset, tmp_path, batch_size, boundaries
 ):
-    from pipeline import inspect_output, job, reader
+    from pipeline import driver, reader
+    from pipeline.cli import inspect_output
 
     out = str(tmp_path / "o")
     cfg = config.JobConfig(
@@ -172,9 +174,9 @@ def test_simulated_batches_equal_the_beam_job(
         bucket_boundaries=boundaries,
         progress=False,
     )
-    md = job.run(cfg).metadata
+    md = driver.run(cfg).metadata
     spec = config.load_columns(dataset["columns"])
-    s = stats.collect(read.match_files(dataset["pattern"]), spec)
+    s = stats.collect(tfrecord.match_files(dataset["pattern"]), spec)
     auto = boundaries == "auto"
     choices = stats.compare_choices(s, batch_size, None if auto else boundaries)
     choice = {c.name: c for c in choices}["auto" if auto else "yours"]

@@ -5,8 +5,9 @@ import collections
 import numpy as np
 import pytest
 
-from pipeline import bucket
-from pipeline.blocks import Block
+from pipeline.beam import bucket as beam_bucket
+from pipeline.stages import bucket
+from pipeline.stages.blocks import Block
 
 
 def lognormal_hist(n=200_000, seed=0):
@@ -126,7 +127,7 @@ def test_form_batches_spreads_buckets_over_subkeys():
     from apache_beam.testing.test_pipeline import TestPipeline
     from apache_beam.testing.util import assert_that
 
-    from pipeline import job
+    from pipeline.beam import runner
 
     plan = bucket.BucketPlan(
         boundaries=(5,), batch_size=4, subkeys=(3, 1), estimated_efficiency=1.0
@@ -159,12 +160,12 @@ def test_form_batches_spreads_buckets_over_subkeys():
         assert {k[2] for k in keys if k[0] == 0 and k[1] == 0} == {0, 1, 2}
 
     options = beam.options.pipeline_options.PipelineOptions()
-    with TestPipeline(runner=job.make_runner(options)) as p:
+    with TestPipeline(runner=runner.make_runner(options)) as p:
         plan_pc = p | "Plan" >> beam.Create([plan])
         batches = (
             p
             | "Blocks"
             >> beam.Create([Block.of(members[i : i + 7]) for i in range(0, 120, 7)])
-            | "Form" >> bucket.FormBatches(plan_pc)
+            | "Form" >> beam_bucket.FormBatches(plan_pc)
         )
         assert_that(batches, check)

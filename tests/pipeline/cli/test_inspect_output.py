@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipeline import config, job
-from pipeline.__main__ import main
+from pipeline import driver
+from pipeline.cli.main import main
+from pipeline.stages import config
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,7 @@ def run_dir(dataset, tmp_path_factory):
         engine="tfdata",
         progress=False,
     )
-    return out, job.run(cfg).metadata
+    return out, driver.run(cfg).metadata
 
 
 def _table_from_shards(out, boundaries):

@@ -4,7 +4,9 @@ import importlib.util
 import pathlib
 import sys
 
-BENCH = pathlib.Path(__file__).resolve().parents[2] / "bench"
+from repo_paths import ROOT
+
+BENCH = pathlib.Path(ROOT) / "bench"
 
 
 def load(name: str):

@@ -10,25 +10,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from pipeline_data import BATCH_SIZE, EXPECTED_REASON, GENRES, NUM_IDS, dir_bytes
+from pipeline_data import run_job as run
 
 import pipeline
-from pipeline import bucket, job
-from pipeline.config import JobConfig
+from pipeline.beam import runner
+from pipeline.stages import bucket
 
 NUM_EXPECTED_ERRORS = len(EXPECTED_REASON) + 2  # + corrupt + truncated
-
-
-def run(dataset, out, engine="beam", beam_argv=(), **kw):
-    config = JobConfig(
-        input_pattern=dataset["pattern"],
-        output_dir=str(out),
-        columns_file=dataset["columns"],
-        batch_size=BATCH_SIZE,
-        engine=engine,
-        progress=False,
-        **kw,
-    )
-    return job.run(config, list(beam_argv))
 
 
 @pytest.fixture(scope="module")
@@ -253,12 +241,12 @@ def test_materialize_transform_on_bare_bytes(dataset):
     from apache_beam.testing.test_pipeline import TestPipeline
     from apache_beam.testing.util import assert_that, equal_to
 
-    from pipeline.config import load_columns
+    from pipeline.stages.config import load_columns
 
     spec = load_columns(dataset["columns"])
     records = sorted(dataset["good"].values())[:40]
     with TestPipeline(
-        runner=job.make_runner(beam.options.pipeline_options.PipelineOptions())
+        runner=runner.make_runner(beam.options.pipeline_options.PipelineOptions())
     ) as p:
         out = (
             p

@@ -5,7 +5,8 @@ import io
 import pytest
 from pipeline_data import frame
 
-from pipeline import beam_refs, read, validate
+from pipeline.beam import refs
+from pipeline.stages import tfrecord, validate
 
 
 def write(path, data: bytes) -> str:
@@ -16,13 +17,15 @@ def write(path, data: bytes) -> str:
 def first_read(path):
     with open(path, "rb") as f:
         return {
-            i: d for i, d in read.iter_records(f) if not isinstance(d, read.ReadError)
+            i: d
+            for i, d in tfrecord.iter_records(f)
+            if not isinstance(d, tfrecord.ReadError)
         }
 
 
 def test_header_offsets_of_a_clean_file():
     data = b"".join(frame(b"r" * i) for i in range(5))
-    offsets, complete = beam_refs.header_offsets(io.BytesIO(data))
+    offsets, complete = refs.header_offsets(io.BytesIO(data))
     assert complete and offsets == [sum(16 + k for k in range(i)) for i in range(5)]
 
 
@@ -42,7 +45,7 @@ def test_fetch_returns_what_the_reader_read(tmp_path, damage):
         data += frame(b"0123456789")[:20]
     path = write(tmp_path / "a.tfrecord", data)
     expected = first_read(path)
-    fetcher = beam_refs.RecordFetcher([path], validate.Policy())
+    fetcher = refs.RecordFetcher([path], validate.Policy())
     members = [((0, i), 1, None) for i in sorted(expected, reverse=True)]
     filled = fetcher.fill(members)
     fetcher.close()
@@ -62,7 +65,7 @@ def test_fetch_applies_the_truncation_policy(monkeypatch):
 
 def test_a_changed_file_is_an_error(tmp_path):
     path = write(tmp_path / "a.tfrecord", frame(b"hello") + frame(b"world"))
-    fetcher = beam_refs.RecordFetcher([path], validate.Policy())
+    fetcher = refs.RecordFetcher([path], validate.Policy())
     assert fetcher.fetch((0, 1)) == b"world"
     data = bytearray((tmp_path / "a.tfrecord").read_bytes())
     data[16 + 5 + 12] ^= 0x01  # a byte of "world"

@@ -152,7 +152,7 @@ def dir_bytes(directory) -> dict[str, bytes]:
 
 
 def frame(data: bytes) -> bytes:
-    from pipeline.read import masked_crc32c
+    from pipeline.stages.tfrecord import masked_crc32c
 
     header = struct.pack("<Q", len(data))
     return (
@@ -208,3 +208,21 @@ def write_dataset(directory) -> dict:
         "corrupt_position": (2, 30),
         "truncated_position": (2, 41),
     }
+
+
+def run_job(dataset: dict, out, engine: str = "beam", beam_argv=(), **kw):
+    """Runs the job on the `dataset` fixture's data into `out` (progress off,
+    batch size `BATCH_SIZE`); `kw`: more `JobConfig` fields."""
+    from pipeline import driver
+    from pipeline.stages.config import JobConfig
+
+    config = JobConfig(
+        input_pattern=dataset["pattern"],
+        output_dir=str(out),
+        columns_file=dataset["columns"],
+        batch_size=BATCH_SIZE,
+        engine=engine,
+        progress=False,
+        **kw,
+    )
+    return driver.run(config, list(beam_argv))

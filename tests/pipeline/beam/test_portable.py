@@ -11,9 +11,9 @@ import sys
 import time
 
 import pytest
-from test_job import dir_bytes, run
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from pipeline_data import dir_bytes
+from pipeline_data import run_job as run
+from repo_paths import ROOT  # noqa: E402
 
 
 def free_port() -> int:

@@ -15,8 +15,8 @@ from bad_inputs import CATALOG_YAML, GENRES, record
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline import config, decode, validate, wire
-from pipeline.validate import INVALID_VALUES, Policy, Reason
+from pipeline.stages import config, decode, validate, wire
+from pipeline.stages.validate import INVALID_VALUES, Policy, Reason
 
 SETTINGS = settings(
     max_examples=150,

@@ -6,7 +6,7 @@ import tensorflow as tf
 from pipeline_data import COLUMNS_PY, make_record
 
 import transforms
-from pipeline import features, write
+from pipeline.stages import batch_format, features
 
 
 def computer(columns=None, context=None):
@@ -90,7 +90,7 @@ def _proto_record(x, lengths, context, example_id):
 
 
 def test_encode_batch_bytes_equal_the_example_proto():
-    from pipeline import write
+    from pipeline.stages import batch_format
 
     rng = np.random.default_rng(0)
     for b, t in [(0, 0), (1, 1), (3, 5), (2, 0)]:
@@ -104,14 +104,14 @@ def test_encode_batch_bytes_equal_the_example_proto():
             "é": (np.asarray([b"v"] * b, object), None),
         }
         for ids in ([f"id{i}".encode() for i in range(b)], None):
-            assert write.encode_batch(x, lengths, context, ids) == _proto_record(
+            assert batch_format.encode_batch(x, lengths, context, ids) == _proto_record(
                 x, lengths, context, ids
             )
 
 
 @pytest.mark.parametrize("strings_as_tensors", [False, True])
 def test_flat_rows_give_the_padded_batch_bytes_with_one_trace(strings_as_tensors):
-    from pipeline import decode, validate
+    from pipeline.stages import decode, validate
 
     namespace = {}
     exec(COLUMNS_PY, namespace)
@@ -144,7 +144,7 @@ def test_flat_rows_give_the_padded_batch_bytes_with_one_trace(strings_as_tensors
         # The padded layer call (`__call__`, [B, T, D]) gives the same bytes.
         x_padded, padded_lengths, padded_context = c(records)
         ids = [bytes(v) for v in padded_context["id"][0].tolist()]
-        assert record == write.encode_batch(
+        assert record == batch_format.encode_batch(
             x_padded, padded_lengths, padded_context, ids
         )
     assert c.traces == {"rows": 1}

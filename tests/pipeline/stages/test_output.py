@@ -9,8 +9,9 @@ import pytest
 import tensorflow as tf
 from pipeline_data import BATCH_SIZE
 
-from pipeline import features, job, write
-from pipeline.config import JobConfig
+from pipeline import driver
+from pipeline.stages import features, output
+from pipeline.stages.config import JobConfig
 
 
 def config(dataset, out, **kw):
@@ -58,14 +59,14 @@ def failing_features(monkeypatch):
 def test_failed_run_leaves_no_output_dir(engine, dataset, tmp_path, failing_features):
     out = tmp_path / "out"
     with pytest.raises(Exception, match="injected failure"):
-        job.run(config(dataset, out, engine=engine))
+        driver.run(config(dataset, out, engine=engine))
     assert failing_features["n"] >= 3
     assert not out.exists() and leftovers(out) == []
 
 
 def test_failed_overwrite_keeps_the_previous_run(dataset, tmp_path, monkeypatch):
     out = tmp_path / "out"
-    job.run(config(dataset, out, engine="tfdata"))
+    driver.run(config(dataset, out, engine="tfdata"))
     before = {
         p: open(p, "rb").read() for p in glob.glob(f"{out}/**/*.*", recursive=True)
     }
@@ -75,7 +76,7 @@ def test_failed_overwrite_keeps_the_previous_run(dataset, tmp_path, monkeypatch)
         lambda self, *a: (_ for _ in ()).throw(RuntimeError("injected")),
     )
     with pytest.raises(RuntimeError, match="injected"):
-        job.run(config(dataset, out, engine="tfdata", overwrite=True))
+        driver.run(config(dataset, out, engine="tfdata", overwrite=True))
     after = {
         p: open(p, "rb").read() for p in glob.glob(f"{out}/**/*.*", recursive=True)
     }
@@ -87,7 +88,7 @@ def test_non_empty_dir_refused_without_overwrite(dataset, tmp_path):
     out.mkdir()
     (out / "keep.txt").write_text("precious")
     with pytest.raises(FileExistsError, match="--overwrite"):
-        job.run(config(dataset, out))
+        driver.run(config(dataset, out))
     assert (out / "keep.txt").read_text() == "precious" and leftovers(out) == []
 
 
@@ -95,9 +96,9 @@ def test_overwrite_replaces_the_whole_dir(dataset, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "stale.txt").write_text("old")
-    result = job.run(config(dataset, out, engine="tfdata", overwrite=True))
+    result = driver.run(config(dataset, out, engine="tfdata", overwrite=True))
     assert not (out / "stale.txt").exists()
-    assert (out / write.METADATA_FILE).exists()
+    assert (out / output.METADATA_FILE).exists()
     assert result.metadata["counts"]["examples_written"] > 0
     assert leftovers(out) == []
 
@@ -105,7 +106,7 @@ def test_overwrite_replaces_the_whole_dir(dataset, tmp_path):
 def test_empty_existing_dir_is_fine(dataset, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    job.run(config(dataset, out, engine="tfdata", num_shards=3))
+    driver.run(config(dataset, out, engine="tfdata", num_shards=3))
     shards = sorted(os.listdir(out / "shards"))
     assert shards == [f"part-{i:05d}-of-00003.tfrecord" for i in range(3)]
 
@@ -114,12 +115,12 @@ def test_output_path_that_is_a_file_is_refused(dataset, tmp_path):
     out = tmp_path / "file"
     out.write_text("x")
     with pytest.raises(FileExistsError, match="existing file"):
-        job.run(config(dataset, out, overwrite=True))
+        driver.run(config(dataset, out, overwrite=True))
 
 
 def test_missing_input_and_columns(dataset, tmp_path):
     with pytest.raises(FileNotFoundError, match="no file matches"):
-        job.run(
+        driver.run(
             JobConfig(
                 input_pattern=str(tmp_path / "none-*"),
                 output_dir=str(tmp_path / "o"),
@@ -127,7 +128,7 @@ def test_missing_input_and_columns(dataset, tmp_path):
             )
         )
     with pytest.raises(FileNotFoundError, match="columns"):
-        job.run(
+        driver.run(
             JobConfig(
                 input_pattern=dataset["pattern"],
                 output_dir=str(tmp_path / "o"),
@@ -145,7 +146,7 @@ def test_input_without_a_valid_record(engine, dataset, tmp_path):
         b"".join(frame(r) for r in bad_records().values())
     )
     out = tmp_path / "out"
-    result = job.run(
+    result = driver.run(
         JobConfig(
             input_pattern=str(tmp_path / "bad.tfrecord"),
             output_dir=str(out),
@@ -178,8 +179,10 @@ def test_gzip_shards_hold_the_same_batches(engine, dataset, tmp_path):
     import tensorflow as tf
 
     plain, gz = tmp_path / "plain", tmp_path / "gz"
-    job.run(config(dataset, plain, engine=engine, num_shards=3))
-    md = job.run(config(dataset, gz, engine=engine, num_shards=3, compression="gzip"))
+    driver.run(config(dataset, plain, engine=engine, num_shards=3))
+    md = driver.run(
+        config(dataset, gz, engine=engine, num_shards=3, compression="gzip")
+    )
     assert md.metadata["compression"] == "gzip"
     assert "compression" not in json.loads((plain / "metadata.json").read_text())
     for name in sorted(os.listdir(plain / "shards")):
@@ -210,7 +213,7 @@ def test_record_writer_writes_records_given_as_pieces(tmp_path, compression):
         [b""],
     ]
     path = str(tmp_path / "out.tfrecord")
-    writer = write.RecordWriter(path, compression)
+    writer = output.RecordWriter(path, compression)
     for pieces in records:
         writer.write(pieces)
     writer.close()
@@ -232,7 +235,7 @@ def test_record_writer_survives_short_writes(tmp_path, monkeypatch):
     rows = np.arange(60, dtype=np.float32).reshape(20, 3)
     records = [[b"head", rows[:5], b"", rows[5:]], [b"x" * 100]]
     path = str(tmp_path / "out.tfrecord")
-    writer = write.RecordWriter(path)
+    writer = output.RecordWriter(path)
     sizes = [writer.write(pieces) for pieces in records]
     writer.close()
     got = list(tf.data.TFRecordDataset(path).as_numpy_iterator())

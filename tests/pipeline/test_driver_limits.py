@@ -10,10 +10,10 @@ import pytest
 from bad_inputs import CATALOG_YAML, LONG_STEPS, frame, long_record, record
 
 import pipeline
-from pipeline import job
-from pipeline.__main__ import main, parse_args
-from pipeline.config import JobConfig
-from pipeline.validate import InvalidRecordError
+from pipeline import driver
+from pipeline.cli.main import main, parse_args
+from pipeline.stages.config import JobConfig
+from pipeline.stages.validate import InvalidRecordError
 
 LIMIT = 1000
 
@@ -55,7 +55,7 @@ def rows(out):
 
 @pytest.mark.parametrize("engine", ["tfdata", "beam"])
 def test_truncate_keeps_the_first_n_steps(engine, long_input, tmp_path):
-    result = job.run(
+    result = driver.run(
         config(
             long_input,
             tmp_path / "out",
@@ -116,7 +116,7 @@ def test_on_invalid_fail_names_the_first_record_and_leaves_no_output(
     path.write_bytes(b"".join(frame(r) for r in records))
     out = tmp_path / "out"
     with pytest.raises(InvalidRecordError) as info:
-        job.run(
+        driver.run(
             JobConfig(
                 str(path),
                 str(out),

@@ -6,11 +6,11 @@ import struct
 import pytest
 from pipeline_data import frame
 
-from pipeline import read
+from pipeline.stages import tfrecord
 
 
 def records_of(data: bytes):
-    return list(read.iter_records(io.BytesIO(data)))
+    return list(tfrecord.iter_records(io.BytesIO(data)))
 
 
 def test_reads_records_with_indices():
@@ -26,7 +26,7 @@ def test_matches_tensorflow_framing(tmp_path):
         for i in range(3):
             w.write(b"x" * i)
     with open(path, "rb") as f:
-        assert [d for _, d in read.iter_records(f)] == [b"", b"x", b"xx"]
+        assert [d for _, d in tfrecord.iter_records(f)] == [b"", b"x", b"xx"]
 
 
 def test_data_crc_mismatch_is_one_dead_letter_then_reading_goes_on():
@@ -62,7 +62,7 @@ def test_truncated_tail(cut):
 def test_read_file_chunks(tmp_path):
     path = tmp_path / "f.tfrecord"
     path.write_bytes(b"".join(frame(b"%d" % i) for i in range(7)))
-    chunks = list(read.read_file(str(path), 3, chunk_size=3))
+    chunks = list(tfrecord.read_file(str(path), 3, chunk_size=3))
     assert [len(r) for r, _ in chunks] == [3, 3, 1]
     assert chunks[2][0] == [((3, 6), b"6")]
 
@@ -70,15 +70,15 @@ def test_read_file_chunks(tmp_path):
 def test_match_files_sorted_and_missing(tmp_path):
     for name in ("b.tfrecord", "a.tfrecord"):
         (tmp_path / name).write_bytes(b"")
-    assert read.match_files(str(tmp_path / "*.tfrecord")) == [
+    assert tfrecord.match_files(str(tmp_path / "*.tfrecord")) == [
         str(tmp_path / "a.tfrecord"),
         str(tmp_path / "b.tfrecord"),
     ]
     with pytest.raises(FileNotFoundError, match="no file matches"):
-        read.match_files(str(tmp_path / "*.nothing"))
+        tfrecord.match_files(str(tmp_path / "*.nothing"))
 
 
 def test_masked_crc_matches_known_value():
     header = struct.pack("<Q", 0)
     # The masked CRC TensorFlow writes for an empty record's length header.
-    assert read.masked_crc32c(header) == struct.unpack("<I", frame(b"")[8:12])[0]
+    assert tfrecord.masked_crc32c(header) == struct.unpack("<I", frame(b"")[8:12])[0]

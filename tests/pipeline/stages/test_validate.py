@@ -14,8 +14,9 @@ from pipeline_data import (
     make_record,
 )
 
-from pipeline import decode, validate
-from pipeline.validate import Reason
+from pipeline.beam import validate as beam_validate
+from pipeline.stages import decode, validate
+from pipeline.stages.validate import Reason
 
 
 @pytest.fixture(scope="module")
@@ -97,13 +98,13 @@ def test_validate_records_transform(spec):
     empty = bad_records()["empty_sequence"]
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from pipeline.job import make_runner
+    from pipeline.beam.runner import make_runner
 
     with BeamPipeline(runner=make_runner(PipelineOptions())) as p:
         out = (
             p
             | "Make" >> beam.Create([[((0, 0), good), ((0, 1), empty)]])
-            | "Validate" >> validate.ValidateRecords(spec)
+            | "Validate" >> beam_validate.ValidateRecords(spec)
         )
         positions = out.valid | "Pos" >> beam.FlatMap(
             lambda block: [m[0] for m in block.members()]
