@@ -32,5 +32,5 @@ setup(
         ],
         "plot": ["matplotlib>=3.8"],
     },
-    entry_points={"console_scripts": ["seqshards=pipeline.__main__:main"]},
+    entry_points={"console_scripts": ["seqshards=pipeline.cli.main:main"]},
 )

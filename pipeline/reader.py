@@ -1,7 +1,7 @@
 """Reading materialized shards back: `load_metadata`, `load_dataset`.
 
 Place in the flow: the consumer side of DIR (training). Imports TensorFlow only
-(no Beam). See write.py for the batch record format.
+(no Beam). See `stages.batch_format` for the batch record format.
 """
 
 from __future__ import annotations

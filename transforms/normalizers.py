@@ -1,7 +1,7 @@
 """Serializable normalizers for `sequence_numeric_column(normalizer_fn=...)`.
 
 Place in the flow: built by the user, or by the job from its analyze pass
-(pipeline/analyze.py: mean/std or min/max of every present value of a
+(pipeline/stages/analysis.py: mean/std or min/max of every present value of a
 feature); the numeric column applies them elementwise to the present values
 (no SparseTensor is built). They are frozen, hashable, picklable and
 registered Keras objects, so columns and layers carrying them round-trip

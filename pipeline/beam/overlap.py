@@ -1,7 +1,7 @@
 """Beam DoFns whose elements' work overlaps on threads (`Overlapped`).
 
 Place in the flow: used by the Beam job's two heavy steps, validation
-(validate.py) and features (features.py). Their work per element is part
+(`beam.validate`) and features (`beam.features`). Their work per element is part
 Python (reading records, checks, encoding: holds the GIL) and part TensorFlow
 (parse, layer: releases it). Beam runs a bundle's elements one after the other
 on one thread, so on a worker one core idled while the other ran Python; with

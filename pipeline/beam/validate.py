@@ -39,7 +39,7 @@ class ValidateRecords(beam.PTransform):
     truncated records).
 
     `.valid` holds one `blocks.Block` of a chunk's valid records (what the
-    grouping steps take, see blocks.py; without their bytes when
+    grouping steps take, see `stages.blocks`; without their bytes when
     `by_reference`), `.ids` one `(ids, positions)` pair per such block.
     """
 

@@ -5,7 +5,7 @@ every batch through `pipeline.reader.load_dataset`, and prints the counts, dead
 letters by reason (first positions and the first one's detail), a bucket table
 (bucket, lengths, batches, examples, mean T, padding efficiency) recomputed
 from the shards and checked against metadata.json, the column layout (name,
-offset, width) and the first batch's shapes. `--plot` writes `inspect.png` (plots.py).
+offset, width) and the first batch's shapes. `--plot` writes `inspect.png` (`plots`).
 
     seqshards inspect out [--plot]
 """

@@ -6,7 +6,7 @@ are exactly what the job would see; compares bucket choices (one bucket, auto,
 powers of two, the stock-TF reference list, `--bucket_boundaries`) by the
 padding efficiency of the batches the job would form (`bucket.simulate_batches`:
 same bucketing, sub-keys and chunking as the Beam job); writes `stats.png`
-(plots.py: length histogram with the auto boundaries, efficiency per bucket and
+(`plots`: length histogram with the auto boundaries, efficiency per bucket and
 per choice).
 
     seqshards stats --input 'data/sample-*.tfrecord' --columns data/columns.yaml

@@ -6,7 +6,7 @@ engine-neutral part (requests, accumulators, ranking, the assets); the passes
 are `pipeline.beam.analyze` and `pipeline.tfdata.analyze`, chosen by the
 driver (`pipeline.driver.analyze`).
 
-A declarative spec asks for analysis per column (spec.py): a vocabulary_file
+A declarative spec asks for analysis per column (`spec`): a vocabulary_file
 column with `analyze:` whose file does not exist yet (a `VocabularyRequest`),
 or a numeric column with `normalizer: zscore|minmax` (a `StatsRequest`). The
 pass reads the input, keeps exactly the records the job will write (validated

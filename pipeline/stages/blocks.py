@@ -3,7 +3,7 @@
 Place in the flow: validate -> **blocks** -> duplicate ids, histogram, batches
 (`validate.DropDuplicateIds`, `bucket.FormBatches`) -> features. A `Block` holds
 the valid records of one chunk (or a part of one) as arrays: positions, lengths
-and, unless they are read back by position (`beam_refs`), their bytes. Every
+and, unless they are read back by position (`beam.refs`), their bytes. Every
 grouping step then moves one element per chunk and key instead of one per
 record: Beam's cost per element (coders, the runner's buffers, and with worker
 processes the data plane to and from the runner) was paid several times per
@@ -24,7 +24,7 @@ class Block:
 
     Attributes:
       positions: int64 [n, 2] `(file index, record index)` (or the bare-bytes
-        positions of `job.MaterializeSequenceFeatures`).
+        positions of `beam.job.MaterializeSequenceFeatures`).
       lengths: int64 [n] validated lengths.
       data: [n] the records' bytes, or None: read back by position.
     """

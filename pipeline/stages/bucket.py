@@ -1,7 +1,7 @@
 """Length bucketing: boundaries ("auto" or a list), length -> bucket id, batch plans.
 
 Place in the flow: validate -> **bucket** -> features. Pure functions shared by the Beam
-job (`job.py`) and the tf.data engine (`tfdata_engine.py`).
+job (`pipeline.beam`) and the tf.data engine (`pipeline.tfdata`).
 
 Conventions:
   * `boundaries` is a sorted tuple of upper bounds; bucket i holds lengths

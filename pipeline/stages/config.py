@@ -3,7 +3,7 @@
 Place in the flow: the CLI (`pipeline.cli`, argparse) -> **config** -> the driver
 (`pipeline.driver.run`) -> an engine.
 The columns are given by a declarative spec (`--columns FILE.yaml|.json`, see
-spec.py: parsed with a safe YAML loader, no code runs) or, only when asked for
+`spec`: parsed with a safe YAML loader, no code runs) or, only when asked for
 explicitly, by a Python file (`--columns_py FILE.py`, executed) defining `COLUMNS`
 (a list of `transforms` sequence dense columns) and optionally `CONTEXT` (dict:
 context feature name -> `tf.io.FixedLenFeature` / `tf.io.VarLenFeature`), carried
@@ -58,9 +58,9 @@ class JobConfig:
         `too_long`) or "truncate" (keep the first `max_sequence_length` steps).
       on_invalid: NaN/Inf and out-of-range ids: "dead_letter" or "fail" (stop
         the job naming the first offending record).
-      progress: Log progress lines to stderr (both engines, see progress.py).
+      progress: Log progress lines to stderr (both engines, see `stages.progress`).
       analyze: Run the analyze pass first (vocabularies, normalizer statistics
-        the columns spec asks for; analyze.py).
+        the columns spec asks for; `stages.analysis`).
     """
 
     input_pattern: str
@@ -152,7 +152,7 @@ class ColumnsSpec:
       context: Context feature name -> parse spec (CONTEXT, may be empty).
       sha256: Hex digest of the columns file's bytes.
       path: Where it was loaded from.
-      requests: What the columns ask the analyze pass for (analyze.py
+      requests: What the columns ask the analyze pass for (`stages.analysis`
         `VocabularyRequest` / `StatsRequest`; empty for Python columns).
     """
 
@@ -188,7 +188,7 @@ def load_columns(
 ) -> ColumnsSpec:
     """Loads a columns spec (YAML/JSON) or, if `allow_python`, a Python file.
 
-    `analysis` (`analyze.Analysis`): build the analyzed columns of a spec with
+    `analysis` (`analysis.Analysis`): build the analyzed columns of a spec with
     these results (see spec.parse).
 
     Raises:

@@ -8,7 +8,7 @@ Output directory layout (DIR):
   shards/part-XXXXX-of-NNNNN.tfrecord   one record per batch (batch_format.py)
   errors/<reason>.jsonl                 dead letters, one JSON object a line
   embeddings/<embedding column>.npy     the embedding tables used ([V, dim] float32)
-  metadata.json                         written last (see metadata.py)
+  metadata.json                         written last (see `metadata`)
 
 Dead-letter line: {"reason", "detail", "file", "record_index", "data_b64"} where
 `data_b64` is base64 of the record's original bytes (for framing damage: the

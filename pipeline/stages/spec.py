@@ -456,7 +456,7 @@ def _build_vocabulary_file(key, path, size, analyze, *, ctx, where, **kw):
         ctx.requests.append(request)
         if ctx.analysis is None:
             # Stand-in until the analyze pass ran: validation needs the column's
-            # key and dtype, not its file (job.run rebuilds the spec afterwards).
+            # key and dtype, not its file (driver.analyze rebuilds the spec afterwards).
             return transforms.sequence_categorical_column_with_vocabulary_file(
                 key, path, vocabulary_size=1, **kw
             )
@@ -771,8 +771,8 @@ def parse(
     Args:
       document: The loaded YAML/JSON.
       base_dir: Directory relative paths are resolved against.
-      analysis: Results of the analyze pass (`analyze.Analysis`) the analyzed
-        columns are built with; None: they are stand-ins (see analyze.py).
+      analysis: Results of the analyze pass (`analysis.Analysis`) the analyzed
+        columns are built with; None: they are stand-ins (see `stages.analysis`).
       requests: A list; the analyze requests of the columns are appended.
 
     Raises:

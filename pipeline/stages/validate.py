@@ -13,7 +13,7 @@ Empty sequences (all feature lists present, L == 0) are dead-lettered as
 
 `Policy` adds the job's choices: `max_length` (a record with a feature list of
 more steps is `too_long`, or truncated to its first `max_length` steps, decided
-on the serialized bytes before decoding, see wire.py) and `on_invalid` ("fail"
+on the serialized bytes before decoding, see `wire`) and `on_invalid` ("fail"
 raises `InvalidRecordError` for the first NaN/Inf or out-of-range id instead of
 dead-lettering it). Non-UTF-8 bytes are valid values (TF strings are bytes): a
 vocabulary column maps them to its default/OOV id like any other miss.
@@ -345,7 +345,7 @@ def duplicate_error(
 def apply_max_length(data: bytes, policy: Policy) -> bytes | None:
     """The bytes of a record validation goes on with under the length limit:
     `data` itself, its first `max_length` steps (on_long "truncate"), or None
-    (too long: a dead letter). Records read back by reference (beam_refs) take
+    (too long: a dead letter). Records read back by reference (`beam.refs`) take
     the same path, so they are the bytes validation kept."""
     limit = policy.max_length
     if limit is None or wire.max_steps(data, limit) <= limit:

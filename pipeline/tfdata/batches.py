@@ -29,7 +29,7 @@ class OpenBatch:
     rows of blocks (`Blocks`), one example after the other; a features thread
     then copies the chunk's steps there (`fill`), the only copy of a step in
     this process. The record is written from views of those rows plus shared
-    zeros for the padding (`write.padded_blocks`, `write.RecordWriter`)."""
+    zeros for the padding (`batch_format.padded_blocks`, `output.RecordWriter`)."""
 
     def __init__(self, size: int):
         self.size, self.n = size, 0

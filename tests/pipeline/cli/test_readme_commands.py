@@ -162,10 +162,10 @@ def test_commands_covered_elsewhere_are_in_their_tests(doc):
         source = open(os.path.join(ROOT, path)).read()
         assert f"def {test_name}(" in source and needle in source, command
     assert (
-        "seqshards=pipeline.__main__:main"
+        "seqshards=pipeline.cli.main:main"
         in open(os.path.join(ROOT, "setup.py")).read()
     )
-    assert callable(importlib.import_module("pipeline.__main__").main)
+    assert callable(importlib.import_module("pipeline.cli.main").main)
 
 
 @pytest.mark.parametrize("doc", _docs())

@@ -73,7 +73,7 @@ def test_lengths_pass_tfdata_and_reader_paths_agree(tmp_path):
 
 def test_open_batches_hold_each_example_once_in_blocks(monkeypatch):
     """Examples get rows of blocks in order (a batch spans blocks; an example
-    longer than a block gets its own); `_fill` copies a chunk's rows there in
+    longer than a block gets its own); `fill` copies a chunk's rows there in
     bucket order; written blocks are reused, never while a batch holds them."""
     monkeypatch.setattr(tfdata_batches, "BLOCK_BYTES", 4 * 2 * 5)  # 5 rows, D=2
     blocks = tfdata_batches.Blocks(2)
