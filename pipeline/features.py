@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 import transforms
-from pipeline import decode, write
+from pipeline import decode, paths, write
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,14 +41,19 @@ def build_embedding_weights(columns: Sequence) -> dict[str, np.ndarray]:
 
 
 def save_embedding_weights(directory: str, weights: Mapping[str, np.ndarray]) -> dict:
-    """Saves DIR/embeddings/<column>.npy; returns {column: relative path}."""
-    paths = {}
+    """Saves DIR/embeddings/<column>.npy; returns {column: relative path}.
+
+    The file name is `paths.safe_file_name(column)`: a column named after a key
+    like `user/watches` is one file (`user%2Fwatches_embedding.npy`) inside
+    DIR/embeddings, and metadata.json's `embeddings` records which.
+    """
+    files = {}
     for name, table in sorted(weights.items()):
-        rel = f"{write.EMBEDDINGS_DIR}/{name}.npy"
+        rel = f"{paths.EMBEDDINGS_DIR}/{paths.safe_file_name(name)}.npy"
         with tf.io.gfile.GFile(f"{directory}/{rel}", "wb") as f:
             np.save(f, np.asarray(table, np.float32))
-        paths[name] = rel
-    return paths
+        files[name] = rel
+    return files
 
 
 def ragged_index(starts: np.ndarray, lengths: np.ndarray, rows: np.ndarray):

@@ -19,6 +19,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 
 import apache_beam as beam
+import tensorflow as tf
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.runners.runner import PipelineState
 
@@ -30,6 +31,7 @@ from pipeline import (
     decode,
     features,
     metadata,
+    paths,
     progress,
     read,
     validate,
@@ -373,11 +375,30 @@ def prepare(config: config_lib.JobConfig):
     spec = config_lib.load_job_columns(config)
     files = read.match_files(config.input_pattern)
     read.check_readable(files)
-    write.check_output_dir(config.output_dir, config.overwrite)
+    paths.check_output_location(
+        config.output_dir,
+        overwrite=config.overwrite,
+        reads=read_files(config, spec, files),
+    )
     num_shards = config.num_shards or bucket.default_num_shards(
         sum(read.file_size(f) for f in files)
     )
     return spec, files, num_shards
+
+
+def read_files(
+    config: config_lib.JobConfig, spec: config_lib.ColumnsSpec, files: Sequence[str]
+) -> list[paths.ReadFile]:
+    """Every file the job reads: DIR may hold none of them (`--overwrite`
+    replaces DIR)."""
+    reads = [paths.ReadFile(f, "input file") for f in files]
+    columns_file = config.columns_py or config.columns_file
+    if columns_file:
+        reads.append(paths.ReadFile(columns_file, "columns file"))
+    for read_file in paths.column_files(spec.columns):
+        if "checkpoint" in read_file.what or tf.io.gfile.exists(read_file.path):
+            reads.append(read_file)  # a vocabulary still to compute is not read
+    return reads
 
 
 def static_info(config, spec, files, embeddings, engine, assets=()) -> StaticInfo:
@@ -444,8 +465,6 @@ def run(config: config_lib.JobConfig, beam_argv: Sequence[str] = ()) -> RunResul
             state = result.wait_until_finish()
             if state != PipelineState.DONE:
                 raise RuntimeError(f"The Beam pipeline ended in state {state}")
-        import tensorflow as tf
-
         with tf.io.gfile.GFile(f"{staging.path}/{write.METADATA_FILE}") as f:
             md = json.load(f)
         staging.commit()

@@ -76,6 +76,7 @@ import tensorflow as tf
 import yaml
 
 import transforms
+from pipeline import paths
 
 SPEC_VERSION = 1
 DENSE = "dense"  # may appear in `columns`
@@ -451,7 +452,7 @@ def _build_vocabulary_file(key, path, size, analyze, *, ctx, where, **kw):
         request = analyze_lib.VocabularyRequest(
             key,
             kw["dtype"].name,
-            os.path.basename(path),
+            paths.safe_file_name(os.path.basename(path) or path),
             analyze["top_k"],
             analyze["frequency_threshold"],
             where=where,
