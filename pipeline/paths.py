@@ -101,7 +101,9 @@ def column_files(columns: Iterable) -> list[ReadFile]:
         seen.add(id(column))
         vocabulary = getattr(column, "vocabulary_file", None)
         if isinstance(vocabulary, str) and vocabulary:
-            out.append(ReadFile(vocabulary, f"vocabulary file of column {column.name!r}"))
+            out.append(
+                ReadFile(vocabulary, f"vocabulary file of column {column.name!r}")
+            )
         checkpoint = getattr(column, "ckpt_to_load_from", None)
         if isinstance(checkpoint, str) and checkpoint:
             out.append(ReadFile(checkpoint, f"checkpoint of column {column.name!r}"))
