@@ -15,6 +15,8 @@ import json
 import time
 from collections.abc import Sequence
 
+import tensorflow as tf
+
 import transforms
 from pipeline.stages import (
     analysis,
@@ -23,6 +25,7 @@ from pipeline.stages import (
     features,
     metadata,
     output,
+    paths,
     tfrecord,
 )
 from pipeline.stages import config as config_lib
@@ -48,11 +51,30 @@ def prepare(config: JobConfig) -> tuple[ColumnsSpec, list[str], int]:
     spec = config_lib.load_job_columns(config)
     files = tfrecord.match_files(config.input_pattern)
     tfrecord.check_readable(files)
-    output.check_output_dir(config.output_dir, config.overwrite)
+    paths.check_output_location(
+        config.output_dir,
+        overwrite=config.overwrite,
+        reads=read_files(config, spec, files),
+    )
     num_shards = config.num_shards or bucket.default_num_shards(
         sum(tfrecord.file_size(f) for f in files)
     )
     return spec, files, num_shards
+
+
+def read_files(
+    config: JobConfig, spec: ColumnsSpec, files: Sequence[str]
+) -> list[paths.ReadFile]:
+    """Every file the job reads: DIR may hold none of them (`--overwrite`
+    replaces DIR)."""
+    reads = [paths.ReadFile(f, "input file") for f in files]
+    columns_file = config.columns_py or config.columns_file
+    if columns_file:
+        reads.append(paths.ReadFile(columns_file, "columns file"))
+    for read_file in paths.column_files(spec.columns):
+        if "checkpoint" in read_file.what or tf.io.gfile.exists(read_file.path):
+            reads.append(read_file)  # a vocabulary still to compute is not read
+    return reads
 
 
 def static_info(
@@ -160,8 +182,6 @@ def run(config: JobConfig, beam_argv: Sequence[str] = ()) -> RunResult:
             from pipeline.beam import job
 
             result = job.run(stages, beam_argv)
-        import tensorflow as tf
-
         with tf.io.gfile.GFile(f"{staging.path}/{metadata.METADATA_FILE}") as f:
             md = json.load(f)
         staging.commit()

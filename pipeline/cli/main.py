@@ -105,7 +105,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--overwrite",
         action="store_true",
-        help="Replace DIR if it exists (atomically, on success only).",
+        help="Replace DIR if it is a seqshards output (atomically, on success "
+        "only); a directory holding anything else is refused.",
     )
     parser.add_argument(
         "--id_feature",

@@ -52,8 +52,8 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline.stages import decode
+from pipeline.stages.paths import ASSETS_DIR
 
-ASSETS_DIR = "assets"
 STATS_FILE = "stats.json"
 STATS_VERSION = 1
 NORMALIZERS = ("zscore", "minmax")
@@ -102,6 +102,12 @@ def check_requests(requests: Iterable) -> tuple:
         if request in out:
             continue
         if isinstance(request, VocabularyRequest):
+            if request.asset == STATS_FILE:
+                raise ValueError(
+                    f"Invalid columns spec: {request.where} asks for a vocabulary "
+                    f"file named {STATS_FILE!r}, the name of the analyze statistics "
+                    "in DIR/assets; give its `path` another base name."
+                )
             other = assets.setdefault(request.asset, request)
             if other != request:
                 raise ValueError(

@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 import transforms
-from pipeline.stages import batch_format, decode, output
+from pipeline.stages import batch_format, decode, paths
 from pipeline.stages.decode import id_feature_of
 
 
@@ -43,14 +43,19 @@ def build_embedding_weights(columns: Sequence) -> dict[str, np.ndarray]:
 
 
 def save_embedding_weights(directory: str, weights: Mapping[str, np.ndarray]) -> dict:
-    """Saves DIR/embeddings/<column>.npy; returns {column: relative path}."""
-    paths = {}
+    """Saves DIR/embeddings/<column>.npy; returns {column: relative path}.
+
+    The file name is `paths.safe_file_name(column)`: a column named after a key
+    like `user/watches` is one file (`user%2Fwatches_embedding.npy`) inside
+    DIR/embeddings, and metadata.json's `embeddings` records which.
+    """
+    files = {}
     for name, table in sorted(weights.items()):
-        rel = f"{output.EMBEDDINGS_DIR}/{name}.npy"
+        rel = f"{paths.EMBEDDINGS_DIR}/{paths.safe_file_name(name)}.npy"
         with tf.io.gfile.GFile(f"{directory}/{rel}", "wb") as f:
             np.save(f, np.asarray(table, np.float32))
-        paths[name] = rel
-    return paths
+        files[name] = rel
+    return files
 
 
 def load_embedding_weights(paths: Mapping[str, str]) -> dict[str, np.ndarray]:

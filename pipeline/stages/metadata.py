@@ -28,8 +28,9 @@ import dataclasses
 import json
 from collections.abc import Iterable, Mapping, Sequence
 
+from pipeline.stages.paths import METADATA_FILE
+
 FORMAT_VERSION = 1
-METADATA_FILE = "metadata.json"
 # First offending positions kept per reason.
 MAX_ERROR_POSITIONS = 10
 

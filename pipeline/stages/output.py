@@ -44,19 +44,16 @@ import tensorflow as tf
 
 from pipeline.stages import tfrecord
 from pipeline.stages.batch_format import Pieces, join_pieces
-from pipeline.stages.metadata import MAX_ERROR_POSITIONS, METADATA_FILE  # noqa: F401
-
-SHARDS_DIR = "shards"
-
-
-ERRORS_DIR = "errors"
-
-
-# Piece files of the Beam engine (batch records), copied into shards, then removed.
-PIECES_DIR = "_pieces"
-
-
-EMBEDDINGS_DIR = "embeddings"
+from pipeline.stages.metadata import MAX_ERROR_POSITIONS
+from pipeline.stages.paths import (  # noqa: F401 (the layout's names, used as output.X)
+    EMBEDDINGS_DIR,
+    ERRORS_DIR,
+    METADATA_FILE,
+    PIECES_DIR,
+    SHARDS_DIR,
+    TMP_MARK,
+    check_output_dir,
+)
 
 
 def shard_name(index: int, num_shards: int) -> str:
@@ -145,9 +142,6 @@ def _write_all(fd: int, buffers: list, nbytes: int) -> None:
         n = os.writev(fd, views[i : i + _IOV_MAX])
 
 
-TMP_MARK = ".tmp-"
-
-
 def temporary_path(path: str) -> str:
     head, sep, tail = path.rpartition("/")
     return f"{head}{sep}.{tail}{TMP_MARK}{uuid.uuid4().hex[:12]}"
@@ -231,40 +225,6 @@ def write_dead_letters(
         "count": len(errors),
         "positions": [list(e.position) for e in errors[:MAX_ERROR_POSITIONS]],
     }
-
-
-def check_output_dir(output_dir: str, overwrite: bool) -> None:
-    """Refuses an output path that exists and is not empty (before any work).
-
-    Raises:
-      FileExistsError: if `output_dir` is a file, or a non-empty directory and
-        `overwrite` is false.
-      NotADirectoryError: if a parent of a local `output_dir` is a file.
-    """
-    if not tf.io.gfile.exists(output_dir):
-        if "://" not in output_dir:
-            parent = os.path.dirname(os.path.abspath(output_dir))
-            while not os.path.exists(parent):
-                parent = os.path.dirname(parent)
-            if not os.path.isdir(parent):
-                raise NotADirectoryError(
-                    "Invalid value for argument `output`. Expected a path whose "
-                    f"parents are directories. Received: output={output_dir!r} "
-                    f"({parent!r} is a file; pick another --output)"
-                )
-        return
-    if not tf.io.gfile.isdir(output_dir):
-        raise FileExistsError(
-            "Invalid value for argument `output`. Expected a directory path. "
-            f"Received: output={output_dir!r} (an existing file; remove it or pick "
-            "another path)"
-        )
-    if tf.io.gfile.listdir(output_dir) and not overwrite:
-        raise FileExistsError(
-            "Invalid value for argument `output`. Expected an empty or new directory. "
-            f"Received: output={output_dir!r} (not empty; pass --overwrite to "
-            "replace it)"
-        )
 
 
 def remove_pieces(directory: str) -> None:

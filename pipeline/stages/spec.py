@@ -76,6 +76,7 @@ import tensorflow as tf
 import yaml
 
 import transforms
+from pipeline.stages import paths
 from pipeline.stages.analysis import StatsRequest, VocabularyRequest
 
 SPEC_VERSION = 1
@@ -448,7 +449,7 @@ def _build_vocabulary_file(key, path, size, analyze, *, ctx, where, **kw):
         request = VocabularyRequest(
             key,
             kw["dtype"].name,
-            os.path.basename(path),
+            paths.safe_file_name(os.path.basename(path) or path),
             analyze["top_k"],
             analyze["frequency_threshold"],
             where=where,

@@ -94,10 +94,10 @@ def test_non_empty_dir_refused_without_overwrite(dataset, tmp_path):
 
 def test_overwrite_replaces_the_whole_dir(dataset, tmp_path):
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "stale.txt").write_text("old")
+    (out / "shards").mkdir(parents=True)  # a stale shard of an older run of ours
+    (out / "shards" / "part-00007-of-00009.tfrecord").write_bytes(b"old")
     result = driver.run(config(dataset, out, engine="tfdata", overwrite=True))
-    assert not (out / "stale.txt").exists()
+    assert not (out / "shards" / "part-00007-of-00009.tfrecord").exists()
     assert (out / output.METADATA_FILE).exists()
     assert result.metadata["counts"]["examples_written"] > 0
     assert leftovers(out) == []
