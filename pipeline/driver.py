@@ -152,27 +152,14 @@ def run(config: JobConfig, beam_argv: Sequence[str] = ()) -> RunResult:
     staging = output.Staging(config.output_dir, config.overwrite)
     try:
         assets = []
+        stages = dict(config=config, spec=spec, files=files, directory=staging.path)
         if config.analyze:  # DIR/assets first; the columns then use them
-            spec = analyze(
-                config=config,
-                spec=spec,
-                files=files,
-                directory=staging.path,
-                beam_argv=beam_argv,
-            )
+            spec = stages["spec"] = analyze(**stages, beam_argv=beam_argv)
             assets = analysis.asset_files(staging.path)
         weights = features.build_embedding_weights(spec.columns)
         embeddings = features.save_embedding_weights(staging.path, weights)
         info = static_info(config, spec, files, embeddings, config.engine, assets)
-        stages = dict(
-            config=config,
-            spec=spec,
-            files=files,
-            directory=staging.path,
-            num_shards=num_shards,
-            embedding_weights=weights,
-            info=info,
-        )
+        stages.update(num_shards=num_shards, embedding_weights=weights, info=info)
         result = None
         if config.engine == "tfdata":
             from pipeline.tfdata import engine
