@@ -251,8 +251,10 @@ def _find_shared_table(tables: dict[str, np.ndarray], name: str) -> np.ndarray:
     if len(matches) != 1:
         raise ValueError(
             "Invalid value for argument `layer`. Expected one embedding table for "
-            f"shared embedding collection {name!r}. Received: variables "
-            f"{sorted(tables)}"
+            f"shared embedding collection {name!r} among the layer's variables "
+            "(TF creates shared tables outside the layer): convert without "
+            "`layer` and copy the table with `set_embedding_weights("
+            f"{{{name!r}: table}})`. Received: variables {sorted(tables)}"
         )
     return matches[0]
 
