@@ -245,11 +245,21 @@ class SequenceNumericColumn(_base.SequenceDenseColumn):
             # T exactly as TF's reshape [B, R] -> [B, -1, width] gives it (its
             # error when R is not a multiple of width, its inference for B = 0),
             # on a 1-byte-per-cell probe instead of the values.
-            probe = tf.reshape(
-                tf.zeros(tf.stack([batch_size, row_size]), tf.bool),
-                tf.stack([batch_size, -1, width]),
-            )
-            num_steps = tf.shape(probe, out_type=tf.int64)[1]
+            def probe():
+                shaped = tf.reshape(
+                    tf.zeros(tf.stack([batch_size, row_size]), tf.bool),
+                    tf.stack([batch_size, -1, width]),
+                )
+                return tf.shape(shaped, out_type=tf.int64)[1]
+
+            if tf.executing_eagerly():
+                num_steps = probe()
+            else:  # the probe (a [B, R] fill) only when R / width is not plain
+                num_steps = tf.cond(
+                    tf.logical_and(batch_size > 0, row_size % width == 0),
+                    lambda: row_size // width,
+                    probe,
+                )
 
         def updates(offset: int, depth: int, padding: float) -> _base.Updates:
             # Input order does not matter here: every value has its own position.
