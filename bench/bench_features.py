@@ -105,7 +105,10 @@ def make_small_batch(rng, batch_size: int) -> dict[str, tf.SparseTensor]:
     indices = batch.pop("rating").indices.numpy()
     del batch["price"]
     n = len(indices)
-    rows, steps = np.repeat(indices[:, 0], SMALL_WIDTH), np.repeat(indices[:, 1], SMALL_WIDTH)
+    rows, steps = (
+        np.repeat(indices[:, 0], SMALL_WIDTH),
+        np.repeat(indices[:, 1], SMALL_WIDTH),
+    )
     slots = np.tile(np.arange(SMALL_WIDTH), n)
     shape = batch["watches"].dense_shape.numpy()
     batch["values"] = tf.SparseTensor(

@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from transforms import inputs
 
+
 def sanitize_name(name: str) -> str:
     """Replaces every character outside `[A-Za-z0-9_.-]` with `_` (TF's rule)."""
     return re.sub(r"[^A-Za-z0-9_.\-]", "_", name)

@@ -144,7 +144,9 @@ class SequenceNumericColumn(_base.SequenceDenseColumn):
                     f"normalizer_fn={config['normalizer_fn']!r}"
                 )
         elif fn is not None:
-            fn = keras.saving.deserialize_keras_object(fn, custom_objects=custom_objects)
+            fn = keras.saving.deserialize_keras_object(
+                fn, custom_objects=custom_objects
+            )
         config["normalizer_fn"] = fn
         return super().from_config(config, custom_objects)
 

@@ -38,7 +38,9 @@ def weighted(m, key="w", weight="ww"):
             transforms.sequence_categorical_column_with_identity(key, 5), weight
         )
     inner = fc.categorical_column_with_identity(key, 5)
-    return tf_fc.SequenceCategoricalColumn(fc.weighted_categorical_column(inner, weight))
+    return tf_fc.SequenceCategoricalColumn(
+        fc.weighted_categorical_column(inner, weight)
+    )
 
 
 COLUMNS = {
@@ -153,7 +155,11 @@ def test_issue_example_indicator_identity():
             "config": {
                 "categorical_column": {
                     "class_name": "IdentityCategoricalColumn",
-                    "config": {"default_value": None, "key": "animal", "number_buckets": 4},
+                    "config": {
+                        "default_value": None,
+                        "key": "animal",
+                        "number_buckets": 4,
+                    },
                 }
             },
         }
@@ -161,7 +167,12 @@ def test_issue_example_indicator_identity():
     assert transforms.sequence_numeric_column("k").parents == ["k"]
 
 
-LAYER_COLUMNS = ["numeric", "numeric_2x3_f64", "indicator_identity", "embedding_default"]
+LAYER_COLUMNS = [
+    "numeric",
+    "numeric_2x3_f64",
+    "indicator_identity",
+    "embedding_default",
+]
 
 
 def test_layer_config_equals_tf_keras():

@@ -17,8 +17,12 @@ W = (np.arange(24, dtype=np.float32).reshape(8, 3) - 7.0) / 5.0
 
 def weighted_inside(key="t", weight="f"):
     """TF's form its layer computes: SequenceCategoricalColumn(weighted(X))."""
-    inner = fc.categorical_column_with_vocabulary_list(key, ["a", "b", "c"], num_oov_buckets=5)
-    return tf_fc.SequenceCategoricalColumn(fc.weighted_categorical_column(inner, weight))
+    inner = fc.categorical_column_with_vocabulary_list(
+        key, ["a", "b", "c"], num_oov_buckets=5
+    )
+    return tf_fc.SequenceCategoricalColumn(
+        fc.weighted_categorical_column(inner, weight)
+    )
 
 
 def weighted_outside(key="t", weight="f"):
@@ -51,8 +55,10 @@ BATCHES = {
 def test_weighted_embedding_parity(batch, combiner, form):
     init = tf.constant_initializer(W)
     reference = fc.embedding_column(weighted_inside(), 3, combiner, initializer=init)
-    given = reference if form == "inside" else fc.embedding_column(
-        weighted_outside(), 3, combiner, initializer=init
+    given = (
+        reference
+        if form == "inside"
+        else fc.embedding_column(weighted_outside(), 3, combiner, initializer=init)
     )
     numeric = fc.sequence_numeric_column("n")
     features = dict(BATCHES[batch], n=sp([[1.0, 2.0, 3.0], [4.0]]))

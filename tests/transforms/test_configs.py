@@ -17,7 +17,9 @@ from transforms.serialization import (
 )
 
 OLD_LAYER_CONFIG = (
-    pathlib.Path(__file__).parent / "data" / "sequence_features_config_before_tf_format.json"
+    pathlib.Path(__file__).parent
+    / "data"
+    / "sequence_features_config_before_tf_format.json"
 )
 
 
@@ -60,7 +62,10 @@ def test_old_format_layer_config_still_loads():
         "num_buckets"
     ]  # the old identity key: really the old format
     layer = T.SequenceFeatures.from_config(old)
-    assert layer.feature_columns == T.SequenceFeatures(columns_of_old_config()).feature_columns
+    assert (
+        layer.feature_columns
+        == T.SequenceFeatures(columns_of_old_config()).feature_columns
+    )
     # and it writes the new format, which loads to the same columns
     again = T.SequenceFeatures.from_config(json.loads(json.dumps(layer.get_config())))
     assert again.feature_columns == layer.feature_columns
@@ -119,7 +124,10 @@ def test_parents_of_every_kind():
     weighted = T.sequence_weighted_categorical_column(identity, "ww")
     (inner,) = identity.parents
     assert isinstance(inner, NonSequenceCategoricalColumn) and inner.parents == ["w"]
-    assert repr(inner) == "IdentityCategoricalColumn(key='w', number_buckets=4, default_value=None)"
+    assert (
+        repr(inner)
+        == "IdentityCategoricalColumn(key='w', number_buckets=4, default_value=None)"
+    )
     assert numeric.parents == ["n"]
     assert bucketized.parents == [numeric]
     assert weighted.parents[0].parents == [inner, "ww"]
