@@ -10,6 +10,10 @@ Python per call to both). Outputs are asserted bit-identical before timing.
 Batches are built directly as the SparseTensors the parsers give:
   sequence  tf.io.parse_sequence_example (feature lists): 3-D [B, steps, K]
   flat      tf.io.parse_example (one flat list per feature): 2-D [B, N]
+  small     the sequence layout, B=32, 3 columns (numeric `values` shape
+            (12,), the embedding over `watches`, the indicator over `genre`):
+            small batches, where the per-call cost of the layer dominates
+            (run it with `taskset -c 1`: one thread, as in a training step)
 Lengths: lognormal(median 30, sigma 1), rounded, clipped to 1..1000.
 
 Timing: per-batch wall time, median over the run; ex/s = B / median. The ratio
@@ -36,6 +40,8 @@ Usage:
   python bench/bench_features.py --interleave call   # alternate call by call
   python bench/bench_features.py --rows sequence:call:64 --iterations 2000
                                             # one row, more calls (an A/B)
+  taskset -c 1 python bench/bench_features.py --rows small:call:32 small:tf.data:32
+                                            # the small-batch rows, one thread
 """
 
 from __future__ import annotations
@@ -83,6 +89,36 @@ def build_columns(m, table=None):
     ]
 
 
+SMALL_WIDTH = 12  # numbers per step of the small row's numeric column
+
+
+def build_small_columns(m, table=None):
+    """The small row's columns: numeric shape (12,), embedding, indicator."""
+    numeric = m.sequence_numeric_column("values", shape=(SMALL_WIDTH,))
+    return [numeric, *build_columns(m, table)[2:]]
+
+
+def make_small_batch(rng, batch_size: int) -> dict[str, tf.SparseTensor]:
+    """The sequence layout's batch with `values` [B, steps, 12] instead of the
+    two numeric columns."""
+    batch = make_batch(rng, batch_size, "sequence")
+    indices = batch.pop("rating").indices.numpy()
+    del batch["price"]
+    n = len(indices)
+    rows, steps = (
+        np.repeat(indices[:, 0], SMALL_WIDTH),
+        np.repeat(indices[:, 1], SMALL_WIDTH),
+    )
+    slots = np.tile(np.arange(SMALL_WIDTH), n)
+    shape = batch["watches"].dense_shape.numpy()
+    batch["values"] = tf.SparseTensor(
+        np.stack([rows, steps, slots], 1),
+        rng.normal(0.0, 1.0, n * SMALL_WIDTH).astype(np.float32),
+        [shape[0], shape[1], SMALL_WIDTH],
+    )
+    return batch
+
+
 def make_batch(rng, batch_size: int, layout: str) -> dict[str, tf.SparseTensor]:
     lengths = np.clip(np.rint(rng.lognormal(np.log(30), 1.0, batch_size)), 1, 1000)
     lengths = lengths.astype(np.int64)
@@ -115,12 +151,12 @@ def make_batch(rng, batch_size: int, layout: str) -> dict[str, tf.SparseTensor]:
 
 
 def signature(layout: str):
-    rank = 3 if layout == "sequence" else 2
+    rank = 2 if layout == "flat" else 3
     shape = [None] * rank
+    numeric = ("values",) if layout == "small" else ("rating", "price")
     return [
         {
-            "rating": tf.SparseTensorSpec(shape, tf.float32),
-            "price": tf.SparseTensorSpec(shape, tf.float32),
+            **{key: tf.SparseTensorSpec(shape, tf.float32) for key in numeric},
             "watches": tf.SparseTensorSpec(shape, tf.int64),
             "genre": tf.SparseTensorSpec(shape, tf.string),
         }
@@ -251,11 +287,12 @@ def main(argv=None) -> int:
     )
     args = parser.parse_args(argv)
     rows = None if args.rows is None else set(args.rows)
+    sizes = {"sequence": (64, 1024), "flat": (64, 1024), "small": (32,)}
     known = {
         f"{layout}:{mode}:{b}"
-        for layout in ("sequence", "flat")
+        for layout, batch_sizes in sizes.items()
         for mode in ("call", "tf.data")
-        for b in (64, 1024)
+        for b in batch_sizes
     }
     if rows is not None and not rows <= known:
         parser.error(f"--rows: unknown {sorted(rows - known)}; known {sorted(known)}")
@@ -263,13 +300,14 @@ def main(argv=None) -> int:
     tf.get_logger().setLevel("ERROR")
     import tf_keras  # the reference; only imported by the benchmark and tests
 
-    ours = transforms.SequenceFeatures(build_columns(transforms))
-    table = ours.get_embedding_weights()["watches_embedding"]
-    ref = tf_keras.experimental.SequenceFeatures(
-        build_columns(tf.feature_column, table)
-    )
+    layers = {}  # columns -> (ref, ours), the same table in both
+    for name, build in (("default", build_columns), ("small", build_small_columns)):
+        ours = transforms.SequenceFeatures(build(transforms))
+        table = ours.get_embedding_weights()["watches_embedding"]
+        ref = tf_keras.experimental.SequenceFeatures(build(tf.feature_column, table))
+        layers[name] = ref, ours
     rng = np.random.default_rng(args.seed)
-    budget = {64: 80, 1024: 12} if args.quick else {64: 400, 1024: 40}
+    budget = {32: 80, 64: 80, 1024: 12} if args.quick else {32: 400, 64: 400, 1024: 40}
     if args.iterations is not None:
         budget = dict.fromkeys(budget, args.iterations)
     dataset_timing = (
@@ -289,7 +327,8 @@ def main(argv=None) -> int:
     print(header)
     print("-" * len(header))
     worst = float("inf")
-    for layout in ("sequence", "flat"):
+    for layout in ("sequence", "flat", "small"):
+        ref, ours = layers["small" if layout == "small" else "default"]
         # reduce_retracing rather than input_signature: binding a dict of
         # SparseTensors to a signature costs ~1 ms of Python per call (same
         # for both layers, none of it theirs); tracing is checked below.
@@ -299,8 +338,12 @@ def main(argv=None) -> int:
             else {"reduce_retracing": True}
         )
         fn_ref, fn_ours = tf.function(ref, **wrap), tf.function(ours, **wrap)
-        for batch_size, iterations in budget.items():
-            batches = [make_batch(rng, batch_size, layout) for _ in range(4)]
+        for batch_size in sizes[layout]:
+            iterations = budget[batch_size]
+            if layout == "small":
+                batches = [make_small_batch(rng, batch_size) for _ in range(4)]
+            else:
+                batches = [make_batch(rng, batch_size, layout) for _ in range(4)]
             modes = [
                 mode
                 for mode in ("call", "tf.data")
@@ -315,7 +358,7 @@ def main(argv=None) -> int:
             for batch in batches:  # relaxed shapes traced: no retracing below
                 fn_ref(batch), fn_ours(batch)
             traces = _tracing_counts(fn_ref, fn_ours)
-            mean_b = np.mean([int(b["rating"].dense_shape[0]) for b in batches])
+            mean_b = np.mean([int(b["watches"].dense_shape[0]) for b in batches])
             for mode in modes:
                 if mode == "call":
                     block = BLOCK if args.interleave == "block" else 1

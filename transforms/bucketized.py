@@ -20,7 +20,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from transforms import _base
+from transforms import _base, serialization
 from transforms.numeric import SequenceNumericColumn
 
 
@@ -69,7 +69,7 @@ def sequence_bucketized_column(
     return SequenceBucketizedColumn(source_column, tuple(boundaries))
 
 
-@_base.register_column
+@serialization.register_column
 @dataclasses.dataclass(frozen=True)
 class SequenceBucketizedColumn(_base.SequenceCategoricalColumn):
     """See `sequence_bucketized_column`."""
@@ -108,16 +108,21 @@ class SequenceBucketizedColumn(_base.SequenceCategoricalColumn):
             f"boundaries={self.boundaries!r})"
         )
 
+    @property
+    def parents(self) -> list:
+        return [self.source_column]  # as TF's BucketizedColumn
+
     def get_config(self) -> dict[str, Any]:
+        """In TF's BucketizedColumn style (boundaries a tuple)."""
         return {
-            "source_column": _base.serialize_column(self.source_column),
-            "boundaries": list(self.boundaries),
+            "source_column": serialization.serialize_column(self.source_column),
+            "boundaries": tuple(self.boundaries),
         }
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
         return cls(
-            source_column=_base.deserialize_column(
+            source_column=serialization.deserialize_column(
                 config["source_column"], custom_objects
             ),
             boundaries=tuple(config["boundaries"]),

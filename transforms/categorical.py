@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from transforms import _base
+from transforms import _base, serialization
 
 
 def sequence_categorical_column_with_identity(
@@ -181,10 +181,12 @@ def _oov_ids(keys, ids, base: int, num_oov_buckets: int):
     return tf.where(ids < 0, hashed, ids)
 
 
-@_base.register_column
+@serialization.register_column
 @dataclasses.dataclass(frozen=True)
 class IdentityCategoricalColumn(_base.SequenceCategoricalColumn):
     """See `sequence_categorical_column_with_identity`."""
+
+    TF_INNER_CLASS_NAME = "IdentityCategoricalColumn"
 
     key: str
     num_buckets: int
@@ -193,6 +195,21 @@ class IdentityCategoricalColumn(_base.SequenceCategoricalColumn):
     @property
     def dtype(self) -> tf.DType:
         return tf.int64
+
+    def inner_config(self) -> dict[str, Any]:
+        # TF's field is `number_buckets`.
+        return {
+            "key": self.key,
+            "number_buckets": self.num_buckets,
+            "default_value": self.default_value,
+        }
+
+    @classmethod
+    def from_inner_config(cls, config, custom_objects=None):
+        config = dict(config)
+        if "number_buckets" in config:  # TF's (ours before: num_buckets)
+            config["num_buckets"] = config.pop("number_buckets")
+        return cls(**config)
 
     def __repr__(self) -> str:
         return self._tf_repr(
@@ -215,10 +232,12 @@ class IdentityCategoricalColumn(_base.SequenceCategoricalColumn):
         return ids
 
 
-@_base.register_column
+@serialization.register_column
 @dataclasses.dataclass(frozen=True)
 class HashedCategoricalColumn(_base.SequenceCategoricalColumn):
     """See `sequence_categorical_column_with_hash_bucket`."""
+
+    TF_INNER_CLASS_NAME = "HashedCategoricalColumn"
 
     key: str
     hash_bucket_size: int
@@ -250,10 +269,12 @@ class HashedCategoricalColumn(_base.SequenceCategoricalColumn):
         return tf.strings.to_hash_bucket_fast(values, self.hash_bucket_size)
 
 
-@_base.register_column
+@serialization.register_column
 @dataclasses.dataclass(frozen=True)
 class VocabularyListCategoricalColumn(_base.SequenceCategoricalColumn):
     """See `sequence_categorical_column_with_vocabulary_list`."""
+
+    TF_INNER_CLASS_NAME = "VocabularyListCategoricalColumn"
 
     key: str
     vocabulary_list: tuple
@@ -273,16 +294,11 @@ class VocabularyListCategoricalColumn(_base.SequenceCategoricalColumn):
             f"num_oov_buckets={self.num_oov_buckets!r})"
         )
 
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config["vocabulary_list"] = list(self.vocabulary_list)
-        return config
-
     @classmethod
-    def from_config(cls, config, custom_objects=None):
+    def from_inner_config(cls, config, custom_objects=None):
         config = dict(config)
-        config["vocabulary_list"] = tuple(config["vocabulary_list"])
-        return super().from_config(config, custom_objects)
+        config["vocabulary_list"] = tuple(config["vocabulary_list"])  # JSON: list
+        return super().from_inner_config(config, custom_objects)
 
     def make_lookup(self):
         if self.dtype == tf.string:
@@ -305,10 +321,12 @@ class VocabularyListCategoricalColumn(_base.SequenceCategoricalColumn):
         return _oov_ids(keys, ids, len(self.vocabulary_list), self.num_oov_buckets)
 
 
-@_base.register_column
+@serialization.register_column
 @dataclasses.dataclass(frozen=True)
 class VocabularyFileCategoricalColumn(_base.SequenceCategoricalColumn):
     """See `sequence_categorical_column_with_vocabulary_file`."""
+
+    TF_INNER_CLASS_NAME = "VocabularyFileCategoricalColumn"
 
     key: str
     vocabulary_file: str

@@ -38,7 +38,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from transforms import _base
+from transforms import _base, serialization
 
 _COMBINERS = ("mean", "sqrtn", "sum")
 
@@ -163,7 +163,7 @@ def embedding_column(
         raise ValueError(
             f"combiner must be one of 'mean', 'sqrtn' or 'sum', got {combiner}"
         )
-    _check_categorical(categorical_column)
+    categorical_column = _check_categorical(categorical_column)
     return EmbeddingColumn(
         categorical_column=categorical_column,
         dimension=int(dimension),
@@ -181,28 +181,46 @@ def indicator_column(
     categorical_column: _base.SequenceCategoricalColumn,
 ) -> IndicatorColumn:
     """Returns a multi-hot `[num_buckets]` column per step (TF signature)."""
-    _check_categorical(categorical_column)
-    return IndicatorColumn(categorical_column)
+    return IndicatorColumn(_check_categorical(categorical_column))
 
 
-def _check_categorical(column) -> None:
-    """TF's indicator_column check (TF's embedding_column accepts anything and
-    fails at call time; ours raises this ValueError at construction)."""
-    if not isinstance(column, _base.SequenceCategoricalColumn):
+def _check_categorical(column):
+    """Returns `column` as ours: a TF categorical column is converted
+    (`from_tf_feature_columns`; a non-sequence one then fails when the layer
+    is called, as TF's does). Anything else: TF's indicator_column ValueError
+    (TF's embedding_column accepts anything and fails at call time; ours
+    raises this at construction)."""
+    if isinstance(column, tf.__internal__.feature_column.FeatureColumn):
+        from transforms import interop  # interop imports this module
+
+        column = interop.convert_categorical(column)
+    if not isinstance(
+        column,
+        (_base.SequenceCategoricalColumn, serialization.NonSequenceCategoricalColumn),
+    ):
         raise ValueError(
             "Unsupported input type. Input must be a CategoricalColumn. "
             f"Given: {column}"
         )
+    return column
 
 
-def _serialize(obj):
-    return None if obj is None else keras.saving.serialize_keras_object(obj)
-
-
-def _deserialize(config, custom_objects):
-    if config is None:
-        return None
-    return keras.saving.deserialize_keras_object(config, custom_objects=custom_objects)
+def check_sequence_categorical(column) -> None:
+    """TF's call-time ValueError for an embedding / indicator column over a
+    non-sequence categorical column (raised by `SequenceFeatures`)."""
+    inner = getattr(column, "categorical_column", None)
+    if isinstance(inner, serialization.NonSequenceCategoricalColumn):
+        kind = (
+            "embedding_column"
+            if isinstance(column, EmbeddingColumn)
+            else "indicator_column"
+        )
+        raise ValueError(
+            f"In {kind}: {column.name}. categorical_column must be of type "
+            "SequenceCategoricalColumn to use SequenceFeatures. Suggested fix: "
+            "Use one of sequence_categorical_column_with_*. "
+            f"Given (type {type(inner)}): {inner}"
+        )
 
 
 def _initializer_key(initializer):
@@ -218,7 +236,7 @@ def _initializer_key(initializer):
     return initializer
 
 
-@_base.register_column
+@serialization.register_column
 @dataclasses.dataclass(frozen=True, eq=False)
 class EmbeddingColumn(_base.SequenceDenseColumn):
     """See `embedding_column`.
@@ -280,19 +298,31 @@ class EmbeddingColumn(_base.SequenceDenseColumn):
             self.trainable,
         )
 
+    @property
+    def parents(self) -> list:
+        return [self.categorical_column]
+
     def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config["categorical_column"] = _base.serialize_column(self.categorical_column)
-        config["initializer"] = _serialize(self.initializer)
+        """TF's config; the default initializer (None) as TF's default."""
+        config = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        config["categorical_column"] = serialization.serialize_column(
+            self.categorical_column
+        )
+        config["initializer"] = serialization.serialize_initializer(
+            self.initializer, self.dimension
+        )
         return config
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
-        config["categorical_column"] = _base.deserialize_column(
+        config.setdefault("use_safe_embedding_lookup", True)  # as TF
+        config["categorical_column"] = serialization.deserialize_categorical(
             config["categorical_column"], custom_objects
         )
-        config["initializer"] = _deserialize(config.get("initializer"), custom_objects)
+        config["initializer"] = serialization.deserialize_initializer(
+            config.get("initializer"), config["dimension"], custom_objects
+        )
         return cls(**config)
 
     def table_initializer(self) -> Callable:
@@ -454,7 +484,7 @@ class EmbeddingColumn(_base.SequenceDenseColumn):
         )
 
 
-@_base.register_column
+@serialization.register_column
 @dataclasses.dataclass(frozen=True)
 class IndicatorColumn(_base.SequenceDenseColumn):
     """See `indicator_column`."""
@@ -473,13 +503,23 @@ class IndicatorColumn(_base.SequenceDenseColumn):
     def variable_shape(self) -> tf.TensorShape:
         return tf.TensorShape([1, self.categorical_column.num_buckets])
 
+    @property
+    def parents(self) -> list:
+        return [self.categorical_column]
+
     def get_config(self) -> dict[str, Any]:
-        return {"categorical_column": _base.serialize_column(self.categorical_column)}
+        return {
+            "categorical_column": serialization.serialize_column(
+                self.categorical_column
+            )
+        }
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
         return cls(
-            _base.deserialize_column(config["categorical_column"], custom_objects)
+            serialization.deserialize_categorical(
+                config["categorical_column"], custom_objects
+            )
         )
 
     def sequence_dense(self, cache, state=None):

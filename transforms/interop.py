@@ -17,7 +17,15 @@ from tensorflow.python.feature_column import feature_column_v2 as tf_fc
 from tensorflow.python.feature_column import sequence_feature_column as tf_sfc
 from tensorflow.python.ops import init_ops
 
-from transforms import _base, categorical, dense, numeric
+from transforms import (
+    _base,
+    categorical,
+    dense,
+    numeric,
+    serialization,
+    shared_embeddings,
+    weighted,
+)
 
 
 def from_tf_feature_columns(
@@ -26,8 +34,12 @@ def from_tf_feature_columns(
     """Converts TF sequence feature columns into transforms columns.
 
     Supported: `sequence_numeric_column`, `sequence_categorical_column_with_*`,
-    and `embedding_column` / `indicator_column` over those. TF's default
-    embedding initializer (unseeded truncated normal) becomes ours (seeded).
+    `weighted_categorical_column` over those (or under
+    `SequenceCategoricalColumn`, the form TF's layer computes), and
+    `embedding_column` / `indicator_column` / `shared_embeddings` over those.
+    TF's default embedding initializer (unseeded truncated normal) becomes
+    ours (seeded). An embedding / indicator over a NON-sequence categorical
+    column converts too and, as in TF, fails when the layer is called.
 
     To keep trained weights, pass the built tf_keras `SequenceFeatures` that
     used the columns: each embedding column then carries its table as a NumPy
@@ -44,8 +56,7 @@ def from_tf_feature_columns(
 
     Raises:
       ValueError: an unsupported column (with TF's SequenceFeatures message),
-        an embedding/indicator over a non-sequence categorical column, or an
-        unbuilt `layer` / a layer without a table for an embedding column.
+        or an unbuilt `layer` / a layer without a table for an embedding column.
     """
     if isinstance(feature_columns, tf.__internal__.feature_column.FeatureColumn):
         feature_columns = [feature_columns]
@@ -71,7 +82,7 @@ def _unsupported(column):
     )
 
 
-def _convert(column, tables=None, layer_name=None):
+def _convert(column, tables=None):
     if isinstance(column, _base.FeatureColumn):
         return column
     if isinstance(column, tf_sfc.SequenceNumericColumn):
@@ -82,47 +93,112 @@ def _convert(column, tables=None, layer_name=None):
             dtype=column.dtype,
             normalizer_fn=column.normalizer_fn,
         )
-    if isinstance(column, tf_fc.SequenceCategoricalColumn):
-        return _convert_categorical(column.categorical_column, column)
-    if isinstance(column, (tf_fc.EmbeddingColumn, tf_fc.IndicatorColumn)):
-        inner = column.categorical_column
-        kind = (
-            "embedding_column"
-            if isinstance(column, tf_fc.EmbeddingColumn)
-            else "indicator_column"
-        )
-        if not isinstance(inner, tf_fc.SequenceCategoricalColumn):
-            raise ValueError(
-                f"In {kind}: {column.name}. categorical_column must be of type "
-                "SequenceCategoricalColumn to use SequenceFeatures. Suggested fix: "
-                "Use one of sequence_categorical_column_with_*. "
-                f"Given (type {type(inner)}): {inner}"
-            )
-        categorical_column = _convert(inner)
-        if isinstance(column, tf_fc.IndicatorColumn):
-            return dense.IndicatorColumn(categorical_column)
-        initializer = column.initializer
-        if _is_tf_default_initializer(initializer, column.dimension):
-            initializer = None
-        if tables is not None:
-            initializer = dense.ArrayInitializer(_find_table(tables, column.name))
+    if isinstance(column, tf_fc.CategoricalColumn):
+        return convert_categorical(column)
+    if isinstance(column, tf_fc.IndicatorColumn):
+        return dense.IndicatorColumn(convert_categorical(column.categorical_column))
+    if isinstance(column, tf_fc.EmbeddingColumn):
         return dense.EmbeddingColumn(
-            categorical_column=categorical_column,
+            categorical_column=convert_categorical(column.categorical_column),
             dimension=column.dimension,
             combiner=column.combiner,
-            initializer=initializer,
-            ckpt_to_load_from=None if tables is not None else column.ckpt_to_load_from,
-            tensor_name_in_ckpt=(
-                None if tables is not None else column.tensor_name_in_ckpt
-            ),
             max_norm=column.max_norm,
             trainable=column.trainable,
             use_safe_embedding_lookup=column.use_safe_embedding_lookup,
+            **_table_source(
+                column.initializer,
+                column.dimension,
+                column.ckpt_to_load_from,
+                column.tensor_name_in_ckpt,
+                None if tables is None else _find_table(tables, column.name),
+            ),
+        )
+    if isinstance(column, tf_fc.SharedEmbeddingColumn):
+        creator = column.shared_embedding_column_creator
+        name = creator._name  # noqa: SLF001  (TF keeps the creator's fields private)
+        return shared_embeddings.SharedEmbeddingColumn(
+            categorical_column=convert_categorical(column.categorical_column),
+            dimension=creator.dimension,
+            combiner=column.combiner,
+            max_norm=column.max_norm,
+            trainable=creator._trainable,  # noqa: SLF001
+            use_safe_embedding_lookup=column.use_safe_embedding_lookup,
+            shared_embedding_collection_name=name,
+            **_table_source(
+                creator._initializer,  # noqa: SLF001
+                creator.dimension,
+                creator._ckpt_to_load_from,  # noqa: SLF001
+                creator._tensor_name_in_ckpt,  # noqa: SLF001
+                None if tables is None else _find_shared_table(tables, name),
+            ),
         )
     raise _unsupported(column)
 
 
+def _table_source(initializer, dimension, ckpt, tensor_name, table) -> dict:
+    """The embedding table's initializer and checkpoint fields: the layer's
+    trained `table` if given, else TF's initializer (its default -> ours)."""
+    if table is not None:
+        return {
+            "initializer": dense.ArrayInitializer(table),
+            "ckpt_to_load_from": None,
+            "tensor_name_in_ckpt": None,
+        }
+    if _is_tf_default_initializer(initializer, dimension):
+        initializer = None
+    return {
+        "initializer": initializer,
+        "ckpt_to_load_from": ckpt,
+        "tensor_name_in_ckpt": tensor_name,
+    }
+
+
+def convert_categorical(column) -> _base.FeatureColumn:
+    """A TF categorical column as ours: a sequence column as our sequence
+    column, a non-sequence one as `NonSequenceCategoricalColumn` (so that an
+    embedding / indicator over it fails at call with TF's message).
+
+    TF's `weighted_categorical_column(sequence_categorical_column_with_*(...))`
+    becomes our sequence weighted column, the same as TF's
+    `SequenceCategoricalColumn(weighted_categorical_column(...))` (TF's layer
+    computes only the latter; both mean weighted ids per step).
+    """
+    if isinstance(
+        column,
+        (_base.SequenceCategoricalColumn, serialization.NonSequenceCategoricalColumn),
+    ):
+        return column
+    if isinstance(column, tf_fc.SequenceCategoricalColumn):
+        return _sequence_column(column.categorical_column, column)
+    if isinstance(column, tf_fc.WeightedCategoricalColumn) and isinstance(
+        column.categorical_column, tf_fc.SequenceCategoricalColumn
+    ):
+        return weighted.SequenceWeightedCategoricalColumn(
+            categorical_column=convert_categorical(column.categorical_column),
+            weight_feature_key=column.weight_feature_key,
+            dtype=column.dtype,
+        )
+    if isinstance(column, tf_fc.CategoricalColumn):
+        return serialization.NonSequenceCategoricalColumn(
+            _sequence_column(column, column)
+        )
+    raise _unsupported(column)
+
+
+def _sequence_column(inner, column):
+    """Our sequence column for TF's `SequenceCategoricalColumn(inner)`."""
+    if isinstance(inner, tf_fc.WeightedCategoricalColumn):
+        return weighted.SequenceWeightedCategoricalColumn(
+            categorical_column=_sequence_column(inner.categorical_column, column),
+            weight_feature_key=inner.weight_feature_key,
+            dtype=inner.dtype,
+        )
+    return _convert_categorical(inner, column)
+
+
 def _convert_categorical(inner, column):
+    """Our sequence column for TF's non-sequence identity / hash / vocabulary
+    column `inner` (`column`: the column named in the error)."""
     if isinstance(inner, tf_fc.IdentityCategoricalColumn):
         return categorical.IdentityCategoricalColumn(
             key=inner.key,
@@ -162,6 +238,25 @@ def _is_tf_default_initializer(initializer, dimension) -> bool:
         and np.isclose(initializer.stddev, 1 / np.sqrt(dimension))
         and initializer.seed is None
     )
+
+
+def _find_shared_table(tables: dict[str, np.ndarray], name: str) -> np.ndarray:
+    """The shared table: TF names its variable by the collection name."""
+    matches = [
+        value
+        for variable, value in tables.items()
+        if variable.split(":")[0].split("/")[-1] == _base.sanitize_name(name)
+        or variable.split(":")[0] == name
+    ]
+    if len(matches) != 1:
+        raise ValueError(
+            "Invalid value for argument `layer`. Expected one embedding table for "
+            f"shared embedding collection {name!r} among the layer's variables "
+            "(TF creates shared tables outside the layer): convert without "
+            "`layer` and copy the table with `set_embedding_weights("
+            f"{{{name!r}: table}})`. Received: variables {sorted(tables)}"
+        )
+    return matches[0]
 
 
 def _find_table(tables: dict[str, np.ndarray], column_name: str) -> np.ndarray:

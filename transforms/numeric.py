@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from transforms import _base, inputs
+from transforms import _base, inputs, serialization
 
 
 def _check_shape(shape, key) -> tuple[int, ...]:
@@ -89,7 +89,7 @@ def sequence_numeric_column(
     )
 
 
-@_base.register_column
+@serialization.register_column
 @dataclasses.dataclass(frozen=True)
 class SequenceNumericColumn(_base.SequenceDenseColumn):
     """See `sequence_numeric_column`."""
@@ -112,9 +112,14 @@ class SequenceNumericColumn(_base.SequenceDenseColumn):
     def variable_shape(self) -> tf.TensorShape:
         return tf.TensorShape(self.shape)
 
+    @property
+    def parents(self) -> list:
+        return [self.key]
+
     def get_config(self) -> dict[str, Any]:
+        """TF's config (shape a tuple); `normalizer_fn` as a Keras object (TF
+        writes a function's name, which only `custom_objects` can resolve)."""
         config = super().get_config()
-        config["shape"] = list(self.shape)
         config["normalizer_fn"] = (
             None
             if self.normalizer_fn is None
@@ -125,11 +130,24 @@ class SequenceNumericColumn(_base.SequenceDenseColumn):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
-        config["shape"] = tuple(config["shape"])
-        if config.get("normalizer_fn") is not None:
-            config["normalizer_fn"] = keras.saving.deserialize_keras_object(
-                config["normalizer_fn"], custom_objects=custom_objects
+        config["shape"] = tuple(config["shape"])  # JSON: a list
+        fn = config.get("normalizer_fn")
+        if isinstance(fn, str):  # TF's form: a registered function's name
+            fn = (custom_objects or {}).get(fn) or keras.saving.get_registered_object(
+                fn
             )
+            if fn is None:
+                raise ValueError(
+                    "Invalid value for argument `config`. Expected `normalizer_fn` "
+                    "to name a function in `custom_objects` or registered with "
+                    "keras.saving.register_keras_serializable. Received: "
+                    f"normalizer_fn={config['normalizer_fn']!r}"
+                )
+        elif fn is not None:
+            fn = keras.saving.deserialize_keras_object(
+                fn, custom_objects=custom_objects
+            )
+        config["normalizer_fn"] = fn
         return super().from_config(config, custom_objects)
 
     def flat_values(self, cache, *, dense_steps: bool = False):
@@ -229,11 +247,21 @@ class SequenceNumericColumn(_base.SequenceDenseColumn):
             # T exactly as TF's reshape [B, R] -> [B, -1, width] gives it (its
             # error when R is not a multiple of width, its inference for B = 0),
             # on a 1-byte-per-cell probe instead of the values.
-            probe = tf.reshape(
-                tf.zeros(tf.stack([batch_size, row_size]), tf.bool),
-                tf.stack([batch_size, -1, width]),
-            )
-            num_steps = tf.shape(probe, out_type=tf.int64)[1]
+            def probe():
+                shaped = tf.reshape(
+                    tf.zeros(tf.stack([batch_size, row_size]), tf.bool),
+                    tf.stack([batch_size, -1, width]),
+                )
+                return tf.shape(shaped, out_type=tf.int64)[1]
+
+            if tf.executing_eagerly():
+                num_steps = probe()
+            else:  # the probe (a [B, R] fill) only when R / width is not plain
+                num_steps = tf.cond(
+                    tf.logical_and(batch_size > 0, row_size % width == 0),
+                    lambda: row_size // width,
+                    probe,
+                )
 
         def updates(offset: int, depth: int, padding: float) -> _base.Updates:
             # Input order does not matter here: every value has its own position.

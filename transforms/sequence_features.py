@@ -40,8 +40,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.ops import cond_v2  # functional Case (not lowered)
 
-from transforms import _base
-from transforms.dense import EmbeddingColumn
+from transforms import _base, serialization
+from transforms.dense import EmbeddingColumn, check_sequence_categorical
 from transforms.numeric import SequenceNumericColumn
 from transforms.specs import make_parse_example_spec
 
@@ -350,6 +350,7 @@ class SequenceFeatures(keras.layers.Layer):
             (numeric features and weights) or a dict feature key -> value (any
             feature; categorical ones otherwise drop TF's -1 / '').
         """
+        self._check_sequence_columns()
         if not isinstance(features, dict):
             raise ValueError(
                 "We expected a dictionary here. Instead we got: ", features
@@ -420,6 +421,11 @@ class SequenceFeatures(keras.layers.Layer):
             lower_using_switch_merge=False,
         )
 
+    def _check_sequence_columns(self) -> None:
+        """TF's call-time error for a column over a non-sequence categorical."""
+        for column in self._feature_columns:
+            check_sequence_categorical(column)
+
     def _state(self, column):
         if isinstance(column, EmbeddingColumn):
             return self._tables[self._table_index[column.table_name]].value
@@ -443,6 +449,7 @@ class SequenceFeatures(keras.layers.Layer):
         the padding (its errors, e.g. columns disagreeing on lengths).
         """
         self.build()
+        self._check_sequence_columns()
         fast = self._ragged_step_rows(features)
         if fast is None:
             return self._unpadded_call(features)
@@ -621,6 +628,7 @@ class SequenceFeatures(keras.layers.Layer):
     def compute_output_spec(
         self, features, training=None, sequence_length=None, padding_value=None
     ):
+        self._check_sequence_columns()  # TF's layer raises on symbolic calls too
         batch_size = None
         for column in self._feature_columns:
             for key in column.parse_example_spec:
@@ -662,9 +670,12 @@ class SequenceFeatures(keras.layers.Layer):
             table.assign(value)
 
     def get_config(self) -> dict[str, Any]:
+        """tf_keras' config: name, trainable, dtype (the policy's name, e.g.
+        'float32'), partitioner (None) and TF's configs of the columns."""
         config = super().get_config()
+        config["dtype"] = self.dtype_policy.name
         config["feature_columns"] = [
-            _base.serialize_column(c) for c in self._feature_columns
+            serialization.serialize_column(c) for c in self._feature_columns
         ]
         config["partitioner"] = None
         return config
@@ -673,7 +684,7 @@ class SequenceFeatures(keras.layers.Layer):
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
         config["feature_columns"] = [
-            _base.deserialize_column(c, custom_objects)
+            serialization.deserialize_column(c, custom_objects)
             for c in config["feature_columns"]
         ]
         return cls(**config)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from transforms import _base, dense
+from transforms import _base, dense, serialization
 
 
 def sequence_shared_embedding_columns(
@@ -145,7 +145,7 @@ def _unwrap(column):
     return column
 
 
-@_base.register_column
+@serialization.register_column
 @dataclasses.dataclass(frozen=True, eq=False)
 class SharedEmbeddingColumn(dense.EmbeddingColumn):
     """See `sequence_shared_embedding_columns`: an embedding column whose table

@@ -21,7 +21,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from transforms import _base
+from transforms import _base, serialization
 
 
 def sequence_weighted_categorical_column(
@@ -69,7 +69,7 @@ def sequence_weighted_categorical_column(
     return column
 
 
-@_base.register_column
+@serialization.register_column
 @dataclasses.dataclass(frozen=True)
 class SequenceWeightedCategoricalColumn(_base.SequenceCategoricalColumn):
     """See `sequence_weighted_categorical_column`.
@@ -81,6 +81,8 @@ class SequenceWeightedCategoricalColumn(_base.SequenceCategoricalColumn):
     categorical_column: _base.SequenceCategoricalColumn
     weight_feature_key: str
     dtype: tf.DType = tf.float32
+
+    TF_INNER_CLASS_NAME = "WeightedCategoricalColumn"
 
     @property
     def name(self) -> str:
@@ -112,17 +114,28 @@ class SequenceWeightedCategoricalColumn(_base.SequenceCategoricalColumn):
             f"weight_feature_key={self.weight_feature_key!r}, dtype={self.dtype!r})"
         )
 
-    def get_config(self) -> dict[str, Any]:
+    def inner_parents(self) -> list:
+        # TF's WeightedCategoricalColumn: [categorical_column, weight key].
+        return [
+            serialization.non_sequence(self.categorical_column),
+            self.weight_feature_key,
+        ]
+
+    def inner_config(self) -> dict[str, Any]:
         return {
-            "categorical_column": _base.serialize_column(self.categorical_column),
+            "categorical_column": serialization.serialize_column(
+                serialization.non_sequence(self.categorical_column)
+            ),
             "weight_feature_key": self.weight_feature_key,
             "dtype": self.dtype.name,
         }
 
     @classmethod
-    def from_config(cls, config, custom_objects=None):
+    def from_inner_config(cls, config, custom_objects=None):
+        # Also our older format (the wrapped column serialized as a sequence
+        # column, under the class name SequenceWeightedCategoricalColumn).
         return cls(
-            categorical_column=_base.deserialize_column(
+            categorical_column=serialization.deserialize_categorical(
                 config["categorical_column"], custom_objects
             ),
             weight_feature_key=config["weight_feature_key"],

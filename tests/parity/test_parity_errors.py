@@ -341,21 +341,51 @@ def test_combiner_error_same_message_but_raised_at_construction():
     )
 
 
+def _given_type_as_tf(message):
+    """The message with the class in `Given (type <class ...>)` cut to its
+    name (TF's and ours live in different modules)."""
+    return re.sub(r"Given \(type <class '[^']*'>\)", "Given (type X)", message)
+
+
+NON_SEQUENCE = {
+    "identity": lambda m: m.categorical_column_with_identity("w", 5),
+    "hash": lambda m: m.categorical_column_with_hash_bucket("w", 5, dtype=tf.int64),
+    "weighted": lambda m: m.weighted_categorical_column(
+        m.categorical_column_with_identity("w", 5), "v"
+    ),
+}
+
+
+@pytest.mark.parametrize("inner", sorted(NON_SEQUENCE))
 @pytest.mark.parametrize("kind", ["embedding_column", "indicator_column"])
-def test_non_sequence_categorical_error_parity(kind):
-    """TF's embedding/indicator over a NON-sequence categorical fails at call;
-    ours (given the TF column) fails at conversion, with the same message."""
+@pytest.mark.parametrize("how", ["tf_column", "our_constructor"])
+def test_non_sequence_categorical_error_parity(kind, inner, how):
+    """TF's embedding/indicator over a NON-sequence categorical column passes
+    construction (column and layer) and fails at the layer's call; ours too,
+    with TF's message, given the TF column or the TF categorical column
+    inside our embedding_column / indicator_column."""
     fc = tf.feature_column
-    cat = fc.categorical_column_with_identity("w", 5)
-    column = (
-        fc.embedding_column(cat, 2)
-        if kind == "embedding_column"
-        else fc.indicator_column(cat)
+    cat = NON_SEQUENCE[inner](fc)
+    build = {
+        "embedding_column": lambda m: m.embedding_column(cat, 2),
+        "indicator_column": lambda m: m.indicator_column(cat),
+    }[kind]
+    features = {"w": sp([[1]], tf.int64), "v": sp([[1.0]])}
+    ref_layer = REF_SF([build(fc)])
+    layer = transforms.SequenceFeatures(
+        [build(fc if how == "tf_column" else transforms)]
     )
-    ref = outcome(lambda m: REF_SF([column])({"w": sp([[1]], tf.int64)}), None)
-    ours = outcome(lambda m: transforms.SequenceFeatures([column]), None)
-    assert ref[0] is ValueError and ours == ref
-    assert ours[1].startswith(f"In {kind}: w_")
+    ref = outcome(lambda m: ref_layer(features), None)
+    ours = outcome(lambda m: layer(features), None)
+    assert ref[0] is ours[0] is ValueError
+    assert _given_type_as_tf(ours[1]) == _given_type_as_tf(ref[1])
+    name = "w" if inner != "weighted" else "w_weighted_by_v"
+    suffix = "embedding" if kind == "embedding_column" else "indicator"
+    assert ours[1].startswith(
+        f"In {kind}: {name}_{suffix}. categorical_column must be of type "
+        "SequenceCategoricalColumn to use SequenceFeatures. Suggested fix: Use one "
+        "of sequence_categorical_column_with_*. Given (type "
+    )
 
 
 def test_non_sequence_dense_tf_column_error_parity():

@@ -135,11 +135,11 @@ def test_pickle_and_dill(vocab_path):
 
 
 def test_column_config_round_trip(vocab_path):
-    from transforms._base import deserialize_column, serialize_column
+    from transforms.serialization import deserialize_column, serialize_column
 
     for column in all_columns(vocab_path):
         config = serialize_column(column)
-        assert config["class_name"] == type(column).__name__
+        assert config["class_name"] == column.config_class_name
         assert deserialize_column(config) == column
 
 
