@@ -197,8 +197,8 @@ def test_commit_removes_temporaries_of_failed_attempts(tmp_path):
 
 def test_overwrite_swaps_directories_in_one_step(tmp_path):
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "old.txt").write_text("old")
+    (out / "shards").mkdir(parents=True)  # an older run of ours (what may be replaced)
+    (out / "shards" / "part-00000-of-00001.tfrecord").write_bytes(b"old")
     staging = output.Staging(str(out), overwrite=True)
     with open(f"{staging.path}/new.txt", "w") as f:
         f.write("new")
@@ -206,6 +206,7 @@ def test_overwrite_swaps_directories_in_one_step(tmp_path):
     assert output._exchange(staging.path, str(out)) is True  # swap back
     staging.commit()
     assert sorted(os.listdir(out)) == ["embeddings", "errors", "new.txt", "shards"]
+    assert os.listdir(out / "shards") == []  # the old run is gone
     assert sorted(os.listdir(tmp_path)) == ["out"]  # no .staging / .old left
 
 
