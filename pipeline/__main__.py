@@ -90,6 +90,28 @@ def make_parser() -> argparse.ArgumentParser:
         "last bucket the rest.",
     )
     parser.add_argument(
+        "--max_buckets",
+        type=positive_int,
+        default=None,
+        metavar="K",
+        help="At most K buckets for --bucket_boundaries auto (default: no bound).",
+    )
+    parser.add_argument(
+        "--static_shapes",
+        action="store_true",
+        help="Static shapes for compiled training (XLA, TPUs, torch.compile): each "
+        "batch's T is its bucket's upper boundary (at most K values with "
+        "--max_buckets K) and every batch holds B examples except at most one "
+        "(a bucket's remainder joins the next longer bucket).",
+    )
+    parser.add_argument(
+        "--drop_remainder",
+        action="store_true",
+        help="With --static_shapes: drop each bucket's remainder (< B examples) "
+        "instead, so every batch holds B examples; the dropped examples are "
+        "listed in DIR/dropped/remainder.jsonl and counted in metadata.json.",
+    )
+    parser.add_argument(
         "--num_shards",
         type=positive_int,
         default=None,
@@ -154,6 +176,9 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[JobConfig, list[str]]
         progress=not args.no_progress and args.verbosity >= 0,
         analyze=args.analyze,
         compression=args.compression,
+        max_buckets=args.max_buckets,
+        static_shapes=args.static_shapes,
+        drop_remainder=args.drop_remainder,
     )
     return config, beam_argv
 

@@ -207,6 +207,7 @@ class FeatureComputer:
         lengths: np.ndarray,
         context: Mapping[str, tuple[np.ndarray, np.ndarray]],
         example_id: np.ndarray | None,
+        length: int | None = None,
     ) -> tuple[list, BatchStats]:
         """One batch record, as pieces (`write.record_pieces`), from the
         examples' steps (`flat_rows`), written as they are (no [B, T, D]
@@ -218,10 +219,12 @@ class FeatureComputer:
           lengths: int64 [B].
           context: CONTEXT name -> (flat values, row lengths [B]) of the batch.
           example_id: [B] ids, or None.
+          length: T (`--static_shapes`); None: the longest example.
         """
         lengths = np.asarray(lengths, np.int64)
         b = len(lengths)
         t = int(lengths.max()) if b else 0
+        t = t if length is None else int(length)
         ctx = {
             name: (values, None if name in self._fixed else row_lengths)
             for name, (values, row_lengths) in context.items()
@@ -244,9 +247,12 @@ class FeatureComputer:
         return x.numpy(), lengths.numpy(), context
 
     def batch_record(
-        self, members: Sequence[tuple[tuple[int, int], int, bytes]]
+        self,
+        members: Sequence[tuple[tuple[int, int], int, bytes]],
+        length: int | None = None,
     ) -> tuple[bytes, BatchStats]:
-        """Materializes sorted `(position, length, bytes)` members as one record.
+        """Materializes sorted `(position, length, bytes)` members as one record,
+        padded to T = `length` (`--static_shapes`) or to the longest example.
 
         Raises:
           RuntimeError: if the layer's lengths disagree with the validated ones
@@ -262,6 +268,8 @@ class FeatureComputer:
         example_id = None
         if self.id_feature is not None:
             example_id = [bytes(v) for v in context[self.id_feature][0].tolist()]
+        if length is not None and length > x.shape[1]:
+            x = np.pad(x, ((0, 0), (0, int(length) - x.shape[1]), (0, 0)))
         record = write.encode_batch(x, lengths, context, example_id)
         b, t = int(x.shape[0]), int(x.shape[1])
         real = int(lengths.sum())
@@ -284,7 +292,9 @@ class ComputeFeatures(beam.PTransform):
     Members are `(position, length, bytes)`; with `files`, bytes may be None:
     they are read back from the input files (`beam_refs.RecordFetcher`, length
     `policy` applied again). `embedding_files` ({column: .npy path}) are loaded
-    where the DoFn runs instead of pickling `embedding_weights` into it.
+    where the DoFn runs instead of pickling `embedding_weights` into it. With
+    `length_in_key` (`--static_shapes`) a batch is padded to T = its key's last
+    item (`static_beam.FormStaticBatches`).
     """
 
     def __init__(
@@ -297,6 +307,7 @@ class ComputeFeatures(beam.PTransform):
         files=(),
         policy=None,
         embedding_files=None,
+        length_in_key=False,
     ):
         super().__init__()
         weights = {} if embedding_files else dict(embedding_weights or {})
@@ -308,6 +319,7 @@ class ComputeFeatures(beam.PTransform):
             files=files,
             policy=policy,
             embedding_files=embedding_files,
+            length_in_key=length_in_key,
         )
 
     def expand(self, batches):
@@ -337,8 +349,10 @@ class _FeaturesDoFn(beam.DoFn):
         files=(),
         policy=None,
         embedding_files=None,
+        length_in_key=False,
     ):
         self._columns, self._context = columns, context
+        self._length_in_key = length_in_key
         self._weights, self._id_feature = embedding_weights, id_feature
         self._files, self._policy = tuple(files), policy
         self._embedding_files = dict(embedding_files or {})
@@ -367,7 +381,8 @@ class _FeaturesDoFn(beam.DoFn):
 
     def _compute(self, item):  # on a pool thread
         key, members = item
-        record, stats = self._computer.batch_record(self._fetcher.fill(members))
+        length = key[-1] if self._length_in_key else None
+        record, stats = self._computer.batch_record(self._fetcher.fill(members), length)
         return key, record, stats
 
     def _emit(self, result):  # on the bundle's thread (metrics live there)

@@ -65,6 +65,9 @@ class MaterializeSequenceFeatures(beam.PTransform):
     computed (`beam_refs`), so the shuffles move 24 bytes per record.
     `embedding_files` ({column: .npy path}) replace `embedding_weights` where
     the features run (nothing big is pickled into the DoFn).
+    `max_buckets`, `static_shapes`, `drop_remainder`: see static_shapes.py;
+    with `static_shapes` the dict also has "dropped" (`blocks.Block`s of the
+    examples `drop_remainder` dropped).
     """
 
     def __init__(
@@ -80,8 +83,13 @@ class MaterializeSequenceFeatures(beam.PTransform):
         policy: validate.Policy | None = None,
         files: Sequence[str] = (),
         embedding_files: Mapping[str, str] | None = None,
+        max_buckets: int | None = None,
+        static_shapes: bool = False,
+        drop_remainder: bool = False,
     ):
         super().__init__()
+        self._max_buckets, self._static = max_buckets, static_shapes
+        self._drop_remainder = drop_remainder
         spec = config_lib.columns_spec(list(columns), dict(context or {}))
         self._columns, self._context = spec.columns, spec.context
         self._batch_size, self._boundaries = batch_size, bucket_boundaries
@@ -131,35 +139,47 @@ class MaterializeSequenceFeatures(beam.PTransform):
             | "Histogram" >> beam.CombinePerKey(sum)
         )
         boundaries, batch_size = self._boundaries, self._batch_size
+        plan_options = {"max_buckets": self._max_buckets, "static_shapes": self._static}
         plan = (
             records.pipeline
             | "PlanSeed" >> beam.Create([None])
             | "Plan"
             >> beam.Map(
-                lambda _, h: bucket.make_plan(dict(h), boundaries, batch_size),
+                lambda _, h: bucket.make_plan(
+                    dict(h), boundaries, batch_size, **plan_options
+                ),
                 h=beam.pvalue.AsList(histogram),
             )
         )
-        batches = (
-            valid
-            | "FormBatches" >> bucket.FormBatches(plan)
-            | "Features"
-            >> features.ComputeFeatures(
-                self._columns,
-                self._context,
-                self._weights,
-                self._id_feature,
-                files=self._files if by_reference else (),
-                policy=self._policy,
-                embedding_files=self._embedding_files,
+        dropped = None
+        if self._static:
+            from pipeline import static_beam
+
+            formed = valid | "FormStaticBatches" >> static_beam.FormStaticBatches(
+                plan, drop_remainder=self._drop_remainder
             )
+            formed, dropped = formed["batches"], formed[static_beam.DROPPED]
+        else:
+            formed = valid | "FormBatches" >> bucket.FormBatches(plan)
+        batches = formed | "Features" >> features.ComputeFeatures(
+            self._columns,
+            self._context,
+            self._weights,
+            self._id_feature,
+            files=self._files if by_reference else (),
+            policy=self._policy,
+            embedding_files=self._embedding_files,
+            length_in_key=self._static,
         )
-        return {
+        out = {
             "batches": batches,
             "errors": errors,
             "plan": plan,
             "truncated": checked[validate.TRUNCATED],
         }
+        if dropped is not None:
+            out["dropped"] = dropped
+        return out
 
 
 def _with_position(item):
@@ -231,7 +251,13 @@ def build(
         embedding_files={
             name: f"{directory}/{rel}" for name, rel in info.embeddings.items()
         },
+        max_buckets=config.max_buckets,
+        static_shapes=config.static_shapes,
+        drop_remainder=config.drop_remainder,
     )
+    static = {}
+    if config.static_shapes:  # side inputs of the metadata step
+        static = _static_side_inputs(out, directory=directory, files=files)
     if config.progress:  # side branches: log lines, no output
         total = (
             sum(map(read.file_size, files)) if progress.one_worker(p.options) else None
@@ -283,8 +309,38 @@ def build(
                     )
                 )
             ),
+            config=config,
+            **static,
         )
     )
+
+
+def _static_side_inputs(out, *, directory: str, files: Sequence[str]) -> dict:
+    """`shapes` ((B, T), batches) and `dropped` ({count, files}) for the
+    metadata step of a static-shape run."""
+    from pipeline import static_shapes
+
+    def shape_of(batch):
+        stats = batch[2]
+        steps = stats.real_steps + stats.padded_steps
+        return (stats.examples, steps // stats.examples)
+
+    def write_dropped(block):
+        written = static_shapes.write_dropped(
+            directory, block.positions, block.lengths, files
+        )
+        return {"count": len(block), "files": written}
+
+    shapes = (
+        out["batches"]
+        | "Shapes" >> beam.Map(lambda b: (shape_of(b), 1))
+        | "CountShapes" >> beam.CombinePerKey(sum)
+    )
+    dropped = out["dropped"] | "WriteDropped" >> beam.Map(write_dropped)
+    return {
+        "shapes": beam.pvalue.AsList(shapes),
+        "dropped": beam.pvalue.AsList(dropped),
+    }
 
 
 def _write_metadata(
@@ -298,7 +354,12 @@ def _write_metadata(
     plan,
     truncated,
     truncated_first,
+    config,
+    shapes=None,
+    dropped=None,
 ):
+    from pipeline import static_shapes
+
     if not totals:
         totals = (0, 0, 0, 0)
     batches, examples, real, padded = totals
@@ -320,6 +381,14 @@ def _write_metadata(
         errors_files=[e["file"] for e in error_infos],
         truncated_positions=truncated_first,
         truncated=truncated,
+        max_buckets=config.max_buckets,
+        **static_shapes.metadata_args(
+            config,
+            shapes={tuple(k): n for k, n in shapes or []},
+            dropped=sum(d["count"] for d in dropped or []),
+            dropped_files=[f for d in dropped or [] for f in d["files"]],
+            depth=sum(s.width for s in info.layout),
+        ),
     )
     metadata.write_metadata(directory, md)
     return md

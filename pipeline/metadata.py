@@ -19,7 +19,12 @@ Fields (format `version` 1):
   errors_files       [relative paths], embeddings {column: relative path}
   assets             [relative paths] (only with --analyze: vocabularies, stats.json)
   input              {pattern, files: [{path, records}]}
-Invariant checked before writing: examples_written + errors_total == examples_in.
+  static_shapes      only with --static_shapes (static_shapes.py): {max_buckets,
+                     drop_remainder, shapes: [{shape: [B, T, D], batches}],
+                     short_batches, dropped_files}; counts then has `dropped`
+  max_buckets        only with --max_buckets
+Invariant checked before writing: examples_written + errors_total (+ dropped)
+== examples_in.
 """
 
 from __future__ import annotations
@@ -62,11 +67,16 @@ def build_metadata(
     truncated: int | None = None,
     compression: str = "none",
     assets: Sequence[str] = (),
+    static: Mapping | None = None,
+    dropped: int = 0,
+    max_buckets: int | None = None,
 ) -> dict:
     """Assembles metadata.json's dict and checks the accounting invariant.
 
     `truncated_positions` are positions of records cut to --max_sequence_length
     (at least the first few), `truncated` their number (default: all given).
+    `static` (`static_shapes.metadata_entry`) and `dropped` (examples dropped
+    by --drop_remainder) only in static mode.
 
     Raises:
       AccountingError: if examples_written + errors != examples_in, or the
@@ -75,10 +85,10 @@ def build_metadata(
     num_truncated = len(truncated_positions) if truncated is None else truncated
     examples_in = int(sum(records_per_file.values()))
     errors_total = int(sum(errors.values()))
-    if examples_written + errors_total != examples_in:
+    if examples_written + errors_total + dropped != examples_in:
         raise AccountingError(
             f"Accounting mismatch: examples_written={examples_written} + "
-            f"errors={errors_total} != examples_in={examples_in}"
+            f"errors={errors_total} + dropped={dropped} != examples_in={examples_in}"
         )
     in_shards = (
         sum(int(s["examples"]) for s in shards),
@@ -141,6 +151,11 @@ def build_metadata(
         md["compression"] = compression
     if assets:  # absent: no analyze pass
         md["assets"] = sorted(assets)
+    if static is not None:  # absent: dynamic shapes (T = each batch's longest)
+        md["static_shapes"] = dict(static)
+        md["counts"]["dropped"] = int(dropped)
+    if max_buckets is not None:
+        md["max_buckets"] = int(max_buckets)
     return md
 
 

@@ -178,8 +178,9 @@ class _OpenBatch:
     this process. The record is written from views of those rows plus shared
     zeros for the padding (`write.padded_blocks`, `write.RecordWriter`)."""
 
-    def __init__(self, size: int):
+    def __init__(self, size: int, length: int | None = None):
         self.size, self.n = size, 0
+        self.length = length  # T under --static_shapes, else None (the longest)
         self.parts: list[tuple[np.ndarray, int, np.ndarray]] = []  # block, row, lengths
         self._block: np.ndarray | None = None  # the block being filled
         self._used = 0  # its rows given out
@@ -390,6 +391,26 @@ def _reader_lengths(files, light: decode.RecordSpec):
         yield np.diff(decoded.features[key][2]), decoded.ids, records, nbytes
 
 
+def _valid_examples(files, decoder, spec, policy, report):
+    """`--static_shapes`' lengths pass: positions int64 [N, 2] and lengths [N]
+    of the valid examples, validated and deduplicated as in the main pass
+    (static batches need the exact lengths: at most one batch may be short,
+    and the Beam job plans from the same ones)."""
+    seen: dict = {}
+    positions, lengths = [], []
+    for chunk, read_errors, nbytes, result in _checked_chunks(
+        files, decoder, spec, policy
+    ):
+        for position, length, _ in _dedupe(spec, result, files, seen)[0]:
+            positions.append(position)
+            lengths.append(length)
+        if report:
+            report.add(len(chunk) + len(read_errors), nbytes)
+    if report:
+        report.done()
+    return np.asarray(positions, np.int64).reshape(-1, 2), np.asarray(lengths, np.int64)
+
+
 def _trace(decoder: decode.Decoder, computer: features.FeatureComputer) -> None:
     """Traces the engine's tf.functions ahead of their first chunk (their input
     signatures are fixed: one trace each, the one they would take anyway)."""
@@ -454,12 +475,32 @@ def run_engine(
     with concurrent.futures.ThreadPoolExecutor(1) as tracer:
         traced = tracer.submit(_trace, decoder, computer)
         histogram = {}
-        if config.bucket_boundaries == "auto":
+        if config.bucket_boundaries == "auto" and not config.static_shapes:
             histogram = _histogram(
                 files, record_spec, lambda: reporter("lengths pass"), policy
             )
         traced.result()
-    plan = bucket.make_plan(histogram, config.bucket_boundaries, config.batch_size)
+    expected = None
+    if config.static_shapes:
+        from pipeline import static_shapes
+
+        valid = _valid_examples(
+            files, decoder, record_spec, policy, reporter("lengths pass")
+        )
+        values, counts = np.unique(valid[1], return_counts=True)
+        histogram = dict(zip(values.tolist(), counts.tolist(), strict=True))
+    plan = bucket.make_plan(
+        histogram,
+        config.bucket_boundaries,
+        config.batch_size,
+        max_buckets=config.max_buckets,
+        static_shapes=config.static_shapes,
+    )
+    if config.static_shapes:
+        expected = static_shapes.plan_batches(
+            *valid, plan.boundaries, plan.batch_size,
+            drop_remainder=config.drop_remainder,
+        )  # fmt: skip
     report = reporter("materialize")
 
     writers = [
@@ -473,13 +514,19 @@ def run_engine(
     shard_examples = [0] * num_shards
     totals = {"batches": 0, "examples": 0, "real": 0, "padded": 0}
     seen_hist: collections.Counter = collections.Counter()
+    shapes: collections.Counter = collections.Counter()  # (B, T) -> batches
 
     def write_batch(batch: _OpenBatch) -> None:  # on the writer thread, in order
-        pieces, stats = computer.record_pieces(*batch.contents())
-        k = totals["batches"] % num_shards
-        writers[k].write(pieces)
+        write_contents(batch.contents(), batch.length)
         for block in batch.blocks():
             blocks.put(block)
+
+    def write_contents(contents, length: int | None) -> None:
+        pieces, stats = computer.record_pieces(*contents, length)
+        k = totals["batches"] % num_shards
+        writers[k].write(pieces)
+        steps = stats.real_steps + stats.padded_steps
+        shapes[(stats.examples, steps // max(1, stats.examples))] += 1
         shard_batches[k] += 1
         shard_examples[k] += stats.examples
         totals["batches"] += 1
@@ -494,11 +541,16 @@ def run_engine(
     )
     in_flight: collections.deque = collections.deque()
 
-    def hand_over(batch: _OpenBatch | None, limit: int = _IN_FLIGHT) -> None:
-        """Queues `batch` for writing; raises a failed write's error; waits
-        while more than `limit` batches are queued (their memory)."""
+    def hand_over(
+        batch: _OpenBatch | None, limit: int = _IN_FLIGHT, *, tail=None
+    ) -> None:
+        """Queues `batch` (or `tail`: (contents, T) of a static remainder batch)
+        for writing; raises a failed write's error; waits while more than
+        `limit` batches are queued (their memory)."""
         if batch is not None:
             in_flight.append(writer.submit(write_batch, batch))
+        if tail is not None:
+            in_flight.append(writer.submit(write_contents, *tail))
         while in_flight and (in_flight[0].done() or len(in_flight) > limit):
             in_flight.popleft().result()
 
@@ -532,7 +584,8 @@ def run_engine(
             while start < stop:
                 batch = open_batches.get(bid)
                 if batch is None:
-                    batch = open_batches[bid] = _OpenBatch(config.batch_size)
+                    length = plan.lengths[bid] if plan.lengths else None
+                    batch = open_batches[bid] = _OpenBatch(config.batch_size, length)
                 end = min(stop, start + batch.room())
                 fills += batch.add(
                     lengths[start:end],
@@ -590,8 +643,11 @@ def run_engine(
                 hand_over(batch)
             if report:
                 report.add(len(chunk) + len(read_errors), nbytes)
-        for bid in sorted(open_batches):  # each bucket's short last batch
-            hand_over(open_batches[bid])
+        if expected is not None:  # static_shapes.py: remainders batched together
+            _static_tail(open_batches, plan, config.drop_remainder, hand_over)
+        else:
+            for bid in sorted(open_batches):  # each bucket's short last batch
+                hand_over(open_batches[bid])
         hand_over(None, 0)
         if report:
             report.done()
@@ -611,6 +667,14 @@ def run_engine(
     # On the lengths written (the lengths pass also counts records that
     # validation dead-letters).
     estimated = bucket.estimated_padding_efficiency(seen_hist, plan.boundaries)
+    dropped_files = []
+    if expected is not None:
+        _check_static(expected, totals)
+        dropped = expected.dropped
+        dropped_files = static_shapes.write_dropped(
+            directory, valid[0][dropped], valid[1][dropped], files
+        )
+    static_args = _static_metadata(config, shapes, expected, dropped_files, computer)
     md = metadata.build_metadata(
         **info.metadata_args(),
         boundaries=plan.boundaries,
@@ -632,6 +696,45 @@ def run_engine(
         ],
         errors_files=error_files,
         truncated_positions=sorted(truncated),
+        max_buckets=config.max_buckets,
+        **static_args,
     )
     metadata.write_metadata(directory, md)
     return md
+
+
+def _static_metadata(config, shapes, expected, dropped_files, computer) -> dict:
+    """metadata arguments of a static-shape run (none otherwise)."""
+    from pipeline import static_shapes
+
+    return static_shapes.metadata_args(
+        config,
+        shapes=dict(shapes),
+        dropped=0 if expected is None else len(expected.dropped),
+        dropped_files=dropped_files,
+        depth=computer.depth,
+    )
+
+
+def _static_tail(open_batches, plan, drop_remainder: bool, hand_over) -> None:
+    """Static mode's end: the buckets' remainders, bucket after bucket, as
+    batches of B (the last may be short), or dropped."""
+    from pipeline import static_shapes, static_tfdata
+
+    if drop_remainder:
+        return  # the plan lists them (dropped/remainder.jsonl)
+    parts = [open_batches[bid].contents() for bid in sorted(open_batches)]
+    for contents in static_tfdata.remainder_batches(parts, plan.batch_size):
+        t = static_shapes.batch_length(contents[1], plan.boundaries, plan.lengths)
+        hand_over(None, tail=(contents, t))
+
+
+def _check_static(expected, totals) -> None:
+    """The batches written are those `static_shapes.plan_batches` planned."""
+    planned = (len(expected.batches), sum(len(b) for b in expected.batches))
+    if planned != (totals["batches"], totals["examples"]):
+        raise RuntimeError(
+            f"Static shapes: wrote {totals['examples']} examples in "
+            f"{totals['batches']} batches, the plan has {planned[1]} in "
+            f"{planned[0]} (a bug, not a data fault)"
+        )
