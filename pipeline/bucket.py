@@ -210,6 +210,7 @@ def make_plan(
     *,
     max_buckets: int | None = None,
     static_shapes: bool = False,
+    drop_remainder: bool = False,
 ) -> BucketPlan:
     """Builds the `BucketPlan` from the length histogram of the valid examples.
 
@@ -219,6 +220,7 @@ def make_plan(
       batch_size: B.
       max_buckets: At most this many auto buckets (static_shapes.py).
       static_shapes: T fixed per bucket (static_shapes.py).
+      drop_remainder: Static mode drops the remainders (no short batch).
     """
     if isinstance(boundaries, str):
         if boundaries != "auto":
@@ -231,6 +233,10 @@ def make_plan(
         else:
             from pipeline import static_shapes as static
 
+            if static_shapes:
+                max_buckets = static.buckets_for_shapes(
+                    max_buckets, histogram, batch_size, drop_remainder
+                )
             bounds = static.bounded_boundaries(
                 histogram, batch_size, max_buckets, static=static_shapes
             )

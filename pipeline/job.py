@@ -139,7 +139,11 @@ class MaterializeSequenceFeatures(beam.PTransform):
             | "Histogram" >> beam.CombinePerKey(sum)
         )
         boundaries, batch_size = self._boundaries, self._batch_size
-        plan_options = {"max_buckets": self._max_buckets, "static_shapes": self._static}
+        plan_options = {
+            "max_buckets": self._max_buckets,
+            "static_shapes": self._static,
+            "drop_remainder": self._drop_remainder,
+        }
         plan = (
             records.pipeline
             | "PlanSeed" >> beam.Create([None])

@@ -147,6 +147,21 @@ def bounded_boundaries(
     ]
 
 
+def buckets_for_shapes(
+    max_shapes: int,
+    histogram: Mapping[int, int],
+    batch_size: int,
+    drop_remainder: bool,
+) -> int:
+    """Buckets static mode may use so that the output has at most `max_shapes`
+    distinct [B, T] (what a compiled training loop pays for): all of them
+    when every batch is full (`drop_remainder`, or N a multiple of B), else
+    one fewer, the one short batch being a shape of its own."""
+    total = sum(int(n) for n in histogram.values())
+    short = not drop_remainder and total % batch_size != 0
+    return max(1, max_shapes - 1) if short else max_shapes
+
+
 def bucket_lengths(boundaries: Sequence[int], max_length: int) -> tuple[int, ...]:
     """T of each bucket id: its upper boundary; the last bucket's is `max_length`
     (the longest valid example; unused when that bucket is empty)."""
@@ -252,6 +267,10 @@ def tradeoff(
     """Padding efficiency and number of shapes (distinct [B, T]) for each K,
     static and dynamic, with the batches each engine would form.
 
+    Static: `--static_shapes --max_buckets K` (at most K shapes, the short
+    batch included: `buckets_for_shapes`); dynamic: `--max_buckets K` (K
+    buckets, each with its own short batch); unbounded: auto boundaries.
+
     Returns one dict per K: `{k, static: {...}, dynamic: {...}}`, each side with
     `efficiency`, `shapes` (distinct [B, T]), `short_batches`, `batches` and
     `boundaries`.
@@ -260,12 +279,15 @@ def tradeoff(
     values, counts = np.unique(lengths, return_counts=True)
     histogram = dict(zip(values.tolist(), counts.tolist(), strict=True))
     bounded = [k for k in ks if k is not None]
-    static_b = bounded_boundaries_all(histogram, batch_size, bounded, static=True)
+    static_k = {k: buckets_for_shapes(k, histogram, batch_size, False) for k in bounded}
+    static_b = bounded_boundaries_all(
+        histogram, batch_size, sorted(set(static_k.values())), static=True
+    )
     dynamic_b = bounded_boundaries_all(histogram, batch_size, bounded, static=False)
     auto = bucket.auto_boundaries(histogram, batch_size)
     rows = []
     for k in ks:
-        s_bounds = auto if k is None else static_b[k]
+        s_bounds = auto if k is None else static_b[static_k[k]]
         d_bounds = auto if k is None else dynamic_b[k]
         planned = plan_batches(positions, lengths, s_bounds, batch_size)
         s = planned.summary(lengths, batch_size)

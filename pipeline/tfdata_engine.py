@@ -495,6 +495,7 @@ def run_engine(
         config.batch_size,
         max_buckets=config.max_buckets,
         static_shapes=config.static_shapes,
+        drop_remainder=config.drop_remainder,
     )
     if config.static_shapes:
         expected = static_shapes.plan_batches(
