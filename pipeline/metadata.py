@@ -207,6 +207,16 @@ def summary(
             f"B={metadata['batch_size']}, D={metadata['feature_dim']}",
         ),
     ]
+    static = metadata.get("static_shapes")
+    if static is not None:  # --static_shapes
+        rows.append(
+            (
+                "static shapes",
+                f"{len(static['shapes'])}",
+                f"{static['short_batches']} short batch(es), "
+                f"{c.get('dropped', 0):,} dropped",
+            )
+        )
     if seconds is not None:
         rate = c["examples_in"] / seconds if seconds > 0 else 0.0
         rows.append(("time", f"{seconds:.1f} s", f"{rate:,.0f} examples/s"))
