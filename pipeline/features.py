@@ -381,8 +381,11 @@ class _FeaturesDoFn(beam.DoFn):
 
     def _compute(self, item):  # on a pool thread
         key, members = item
-        length = key[-1] if self._length_in_key else None
-        record, stats = self._computer.batch_record(self._fetcher.fill(members), length)
+        members = self._fetcher.fill(members)
+        if self._length_in_key:  # --static_shapes: T is the key's last item
+            record, stats = self._computer.batch_record(members, key[-1])
+        else:
+            record, stats = self._computer.batch_record(members)
         return key, record, stats
 
     def _emit(self, result):  # on the bundle's thread (metrics live there)
