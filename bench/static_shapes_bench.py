@@ -62,37 +62,15 @@ def bench_examples(n: int, seed: int = 0, shards: int = 8):
 
 
 def _static_row(name, positions, lengths, boundaries):
-    planned = static_shapes.plan_batches(positions, lengths, boundaries, BATCH_SIZE)
-    s = planned.summary(lengths, BATCH_SIZE)
-    return {
-        "choice": name,
-        "efficiency": s["efficiency"],
-        "shapes": len(s["shapes"]),
-        "distinct_t": len({t for _, t in s["shapes"]}),
-        "short_batches": s["short_batches"],
-        "batches": s["batches"],
-        "boundaries": list(boundaries),
-    }
+    row = static_shapes.static_summary(positions, lengths, boundaries, BATCH_SIZE)
+    return {"choice": name, **row}
 
 
 def _dynamic_row(name, positions, lengths, histogram, boundaries):
-    plan = bucket.make_plan(histogram, boundaries, BATCH_SIZE)
-    simulated = bucket.simulate_batches(positions, lengths, plan)
-    shapes: dict = {}
-    for b in simulated:
-        for shape, count in b.shapes:
-            shapes[shape] = shapes.get(shape, 0) + count
-    real = sum(b.real_steps for b in simulated)
-    padded = sum(b.padded_steps for b in simulated)
-    return {
-        "choice": name,
-        "efficiency": bucket.padding_efficiency(real, padded),
-        "shapes": len(shapes),
-        "distinct_t": len({t for _, t in shapes}),
-        "short_batches": sum(n for (b, _), n in shapes.items() if b < BATCH_SIZE),
-        "batches": sum(shapes.values()),
-        "boundaries": list(plan.boundaries),
-    }
+    row = static_shapes.dynamic_summary(
+        positions, lengths, histogram, boundaries, BATCH_SIZE
+    )
+    return {"choice": name, **row}
 
 
 def rows(n: int) -> list[dict]:

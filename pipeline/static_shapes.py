@@ -289,38 +289,49 @@ def tradeoff(
     for k in ks:
         s_bounds = auto if k is None else static_b[static_k[k]]
         d_bounds = auto if k is None else dynamic_b[k]
-        planned = plan_batches(positions, lengths, s_bounds, batch_size)
-        s = planned.summary(lengths, batch_size)
-        plan = bucket.make_plan(histogram, d_bounds, batch_size)
-        simulated = bucket.simulate_batches(positions, lengths, plan)
-        d_shapes: dict = {}
-        for b in simulated:
-            for shape, n in b.shapes:
-                d_shapes[shape] = d_shapes.get(shape, 0) + n
-        real = sum(b.real_steps for b in simulated)
-        pad = sum(b.padded_steps for b in simulated)
         rows.append(
             {
                 "k": k,
-                "static": {
-                    "efficiency": s["efficiency"],
-                    "shapes": len(s["shapes"]),
-                    "short_batches": s["short_batches"],
-                    "batches": s["batches"],
-                    "boundaries": s_bounds,
-                },
-                "dynamic": {
-                    "efficiency": bucket.padding_efficiency(real, pad),
-                    "shapes": len(d_shapes),
-                    "short_batches": sum(
-                        n for (b, _), n in d_shapes.items() if b < batch_size
-                    ),
-                    "batches": sum(b.batches for b in simulated),
-                    "boundaries": d_bounds,
-                },
+                "static": static_summary(positions, lengths, s_bounds, batch_size),
+                "dynamic": dynamic_summary(
+                    positions, lengths, histogram, d_bounds, batch_size
+                ),
             }
         )
     return rows
+
+
+def _summary(shapes: Mapping, efficiency: float, boundaries, batch_size: int) -> dict:
+    return {
+        "efficiency": efficiency,
+        "shapes": len(shapes),
+        "distinct_t": len({t for _, t in shapes}),
+        "short_batches": sum(n for (b, _), n in shapes.items() if b < batch_size),
+        "batches": sum(shapes.values()),
+        "boundaries": list(boundaries),
+    }
+
+
+def static_summary(positions, lengths, boundaries, batch_size: int) -> dict:
+    """`efficiency`, `shapes` (distinct [B, T]), `distinct_t`, `short_batches`,
+    `batches` and `boundaries` of static mode's batches (`plan_batches`)."""
+    planned = plan_batches(positions, lengths, boundaries, batch_size)
+    s = planned.summary(lengths, batch_size)
+    return _summary(s["shapes"], s["efficiency"], boundaries, batch_size)
+
+
+def dynamic_summary(positions, lengths, histogram, boundaries, batch_size: int) -> dict:
+    """`static_summary`'s fields for dynamic batches (`bucket.simulate_batches`;
+    `boundaries`: "auto" or a list)."""
+    plan = bucket.make_plan(histogram, boundaries, batch_size)
+    simulated = bucket.simulate_batches(positions, lengths, plan)
+    shapes: dict = {}
+    for b in simulated:
+        for shape, n in b.shapes:
+            shapes[shape] = shapes.get(shape, 0) + n
+    real = sum(b.real_steps for b in simulated)
+    efficiency = bucket.padding_efficiency(real, sum(b.padded_steps for b in simulated))
+    return _summary(shapes, efficiency, plan.boundaries, batch_size)
 
 
 def format_tradeoff(rows: Sequence[Mapping], batch_size: int) -> list[str]:

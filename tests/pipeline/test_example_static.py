@@ -1,44 +1,21 @@
 """examples/train_static.py: a jit-compiled model on static-shape shards."""
 
-import os
 import re
-import subprocess
-import sys
 
 import pytest
+from example_runs import materialize_sample, run_example
 
-from pipeline import config, job
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-EXAMPLE = os.path.join(ROOT, "examples", "train_static.py")
 MAX_BUCKETS = 8
 
 
 def _run_example(*args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run(
-        [sys.executable, EXAMPLE, *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=900,
-    )
+    return run_example("train_static.py", *args)
 
 
 @pytest.mark.slow
 def test_static_example_sees_at_most_k_shapes_and_beats_the_baseline(tmp_path):
     out = str(tmp_path / "out_static")
-    job.run(
-        config.JobConfig(
-            input_pattern=os.path.join(ROOT, "data", "sample-*.tfrecord"),
-            output_dir=out,
-            columns_file=os.path.join(ROOT, "data", "columns.yaml"),
-            engine="tfdata",
-            progress=False,
-            static_shapes=True,
-            max_buckets=MAX_BUCKETS,
-        )
-    )
+    materialize_sample(out, static_shapes=True, max_buckets=MAX_BUCKETS)
     result = _run_example("--data", out, "--epochs", "15")
     assert result.returncode == 0, result.stderr[-3000:]
     shapes = re.search(
