@@ -98,6 +98,7 @@ def static_info(
         embeddings=dict(embeddings),
         compression=config.compression,
         assets=tuple(assets),
+        max_buckets=config.max_buckets,
     )
 
 

@@ -13,7 +13,12 @@ import os
 import sys
 from collections.abc import Sequence
 
-from pipeline.cli.flags import add_input_flags, boundaries, positive_int
+from pipeline.cli.flags import (
+    add_input_flags,
+    add_shape_flags,
+    boundaries,
+    positive_int,
+)
 from pipeline.stages import progress
 from pipeline.stages.config import JobConfig
 
@@ -83,6 +88,7 @@ def make_parser() -> argparse.ArgumentParser:
         "lengths; bucket i holds lengths <= boundaries[i], the "
         "last bucket the rest.",
     )
+    add_shape_flags(parser)
     parser.add_argument(
         "--num_shards",
         type=positive_int,
@@ -149,6 +155,9 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[JobConfig, list[str]]
         progress=not args.no_progress and args.verbosity >= 0,
         analyze=args.analyze,
         compression=args.compression,
+        max_buckets=args.max_buckets,
+        static_shapes=args.static_shapes,
+        drop_remainder=args.drop_remainder,
     )
     return config, beam_argv
 

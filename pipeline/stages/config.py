@@ -35,6 +35,19 @@ def valid_boundaries(values: Sequence[int]) -> bool:
     )
 
 
+def check_max_buckets(max_buckets: int | None) -> None:
+    """Raises ValueError unless `max_buckets` (`--max_buckets K`) is None or an
+    int >= 1 (the job config and the bounded search both check it)."""
+    if max_buckets is not None and (
+        not isinstance(max_buckets, int) or isinstance(max_buckets, bool)
+        or max_buckets < 1
+    ):  # fmt: skip
+        raise ValueError(
+            "Invalid value for argument `max_buckets`. Expected an int >= 1 or "
+            f"None (unbounded). Received: max_buckets={max_buckets!r}"
+        )
+
+
 @dataclasses.dataclass(frozen=True)
 class JobConfig:
     """All options of one materialization run (flags map 1:1 onto fields).
@@ -61,6 +74,11 @@ class JobConfig:
       progress: Log progress lines to stderr (both engines, see `stages.progress`).
       analyze: Run the analyze pass first (vocabularies, normalizer statistics
         the columns spec asks for; `stages.analysis`).
+      max_buckets: At most this many auto buckets (None: unbounded).
+      static_shapes: T fixed per bucket, every batch B examples but at most
+        one (`stages.static_shapes`).
+      drop_remainder: With `static_shapes`: drop the buckets' remainders
+        (listed in dropped/) instead of batching them together.
     """
 
     input_pattern: str
@@ -79,6 +97,9 @@ class JobConfig:
     on_invalid: str = "dead_letter"
     analyze: bool = False
     compression: str = "none"
+    max_buckets: int | None = None
+    static_shapes: bool = False
+    drop_remainder: bool = False
 
     def __post_init__(self):
         if not self.input_pattern:
@@ -129,6 +150,7 @@ class JobConfig:
                 f"Invalid value for argument `engine`. Expected one of {ENGINES}. "
                 f"Received: engine={self.engine!r}"
             )
+        self._check_static()
         bounds = self.bucket_boundaries
         if isinstance(bounds, str):
             if bounds != "auto":
@@ -140,6 +162,27 @@ class JobConfig:
             raise ValueError(
                 "Invalid value for argument `bucket_boundaries`. Expected strictly "
                 f"increasing ints >= 1. Received: bucket_boundaries={bounds!r}"
+            )
+
+    def _check_static(self) -> None:
+        check_max_buckets(self.max_buckets)
+        if self.drop_remainder and not self.static_shapes:
+            raise ValueError(
+                "Invalid value for argument `drop_remainder`. Expected it only with "
+                "`static_shapes` (dynamic batches keep every example). Received: "
+                "drop_remainder=True, static_shapes=False; add --static_shapes."
+            )
+        bounds = self.bucket_boundaries
+        if (
+            self.max_buckets is not None
+            and not isinstance(bounds, str)
+            and len(bounds) + 1 > self.max_buckets
+        ):
+            raise ValueError(
+                "Invalid value for argument `max_buckets`. Expected at least the "
+                f"{len(bounds) + 1} buckets of the explicit `bucket_boundaries`. "
+                f"Received: max_buckets={self.max_buckets!r}, bucket_boundaries="
+                f"{bounds!r}; pass fewer boundaries or use 'auto'."
             )
 
 

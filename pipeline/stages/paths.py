@@ -34,6 +34,8 @@ SHARDS_DIR = "shards"
 ERRORS_DIR = "errors"
 EMBEDDINGS_DIR = "embeddings"
 ASSETS_DIR = "assets"  # --analyze results
+DROPPED_DIR = "dropped"  # --static_shapes --drop_remainder
+DROPPED_FILE = f"{DROPPED_DIR}/remainder.jsonl"
 # Piece files of the Beam engine (batch records), copied into shards, then removed.
 PIECES_DIR = "_pieces"
 METADATA_FILE = "metadata.json"
@@ -46,6 +48,7 @@ _OURS = {
     ERRORS_DIR: re.compile(r"[a-z_]+\.jsonl"),
     EMBEDDINGS_DIR: re.compile(r"[A-Za-z0-9._%~-]+\.npy"),
     ASSETS_DIR: re.compile(r"[A-Za-z0-9._%~-]+"),
+    DROPPED_DIR: re.compile(r"remainder\.jsonl"),
     PIECES_DIR: None,  # anything: the Beam job's intermediate pieces
 }
 _TEMPORARY = re.compile(r"\..*" + re.escape(TMP_MARK) + r"[0-9a-f]+")

@@ -15,6 +15,7 @@ from pipeline.stages.config import JobConfig
 API = [
     "JobConfig",
     "MaterializeSequenceFeatures",
+    "iter_batches",
     "load_dataset",
     "load_metadata",
     "run",
