@@ -20,7 +20,6 @@ number of distinct input shapes it saw.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -32,11 +31,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+import training_flags  # noqa: E402
 from keras import ops  # noqa: E402
 
 import pipeline  # noqa: E402
 
 INPUTS = ("sequence_input", "sequence_length")
+DEFAULTS = training_flags.Defaults(
+    "out_static", "make example-static", " with --static_shapes", 30, 0.01
+)
 
 
 def build_model(feature_dim: int, units: int = 32) -> keras.Model:
@@ -81,27 +84,8 @@ class Batches(keras.utils.PyDataset):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--data",
-        default="out_static",
-        help="A seqshards output directory written with --static_shapes "
-        "(default: out_static, what `make example-static` writes).",
-    )
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--units", type=int, default=32)
-    parser.add_argument("--val_every", type=int, default=5)
-    parser.add_argument("--learning_rate", type=float, default=0.01)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-
-    if not os.path.exists(os.path.join(args.data, "metadata.json")):
-        print(
-            f"No seqshards output in {args.data!r} (no metadata.json). Run `make "
-            "example-static` (it writes out_static/ from the data/ sample with "
-            "--static_shapes), or pass --data DIR.",
-            file=sys.stderr,
-        )
+    args = training_flags.parse_args(argv, __doc__.splitlines()[0], DEFAULTS)
+    if args is None:
         return 2
     metadata = pipeline.load_metadata(args.data)
     static = metadata.get("static_shapes")

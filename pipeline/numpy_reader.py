@@ -5,13 +5,14 @@ Place in the flow: the consumer side of DIR, beside `pipeline.reader`
 import TensorFlow. Reads metadata.json, each shard's TFRecord framing (length,
 masked CRC-32C of the length, data, masked CRC-32C of the data; both CRCs
 checked: `stages.tfrecord.masked_crc32c`) and decodes each batch record, a
-`tf.train.Example` (`stages.batch_format` describes its features), with the small protobuf
-wire decoder below: Example {1: Features {1: map<string, Feature>}}, Feature
-{1: BytesList, 2: FloatList, 3: Int64List}, each {1: repeated value} (packed
-or not).
+`tf.train.Example` (`stages.batch_format` describes its features), walking
+its wire format (`stages.protowire`): Example {1: Features {1: map<string,
+Feature>}}, Feature {1: BytesList, 2: FloatList, 3: Int64List}, each {1:
+repeated value} (packed or not).
 
-Imports: json, gzip, numpy and `pipeline.stages.tfrecord` (google_crc32c;
-TensorFlow only inside functions this module does not call). Not
+Imports: json, gzip, numpy, `pipeline.stages.protowire` (nothing) and
+`pipeline.stages.tfrecord` (google_crc32c; TensorFlow only inside functions
+this module does not call). Not
 `stages.metadata`: it loads TensorFlow (`stages.paths`), so the format version
 is repeated here (tests/pipeline/test_numpy_reader.py checks they agree).
 """
@@ -25,6 +26,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from pipeline.stages.protowire import Malformed, fields, varints
 from pipeline.stages.tfrecord import CRC, HEADER, masked_crc32c
 
 FORMAT_VERSION = 1  # stages.metadata's (see the module docstring)
@@ -95,89 +97,58 @@ def iter_records(path: str, compression: str = "none") -> Iterator[bytes]:
             yield data
 
 
-def _varint(data, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        b = data[pos]
-        pos += 1
-        value |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return value, pos
-        shift += 7
-
-
-def _fields(data, start: int, end: int):
-    """Yields (field number, wire type, value start, value end); varints as
-    (number, 0, value, -1)."""
-    pos = start
-    while pos < end:
-        tag, pos = _varint(data, pos)
-        number, kind = tag >> 3, tag & 7
-        if kind == 2:
-            size, pos = _varint(data, pos)
-            yield number, kind, pos, pos + size
-            pos += size
-        elif kind == 0:
-            value, pos = _varint(data, pos)
-            yield number, kind, value, -1
-        elif kind in (1, 5):
-            width = 8 if kind == 1 else 4
-            yield number, kind, pos, pos + width
-            pos += width
-        else:
-            raise ShardError(f"unexpected protobuf wire type {kind}")
-    if pos != end:
-        raise ShardError("protobuf field runs past its message")
-
-
-def _packed_varints(data, start: int, end: int) -> list[int]:
-    values, pos = [], start
-    while pos < end:
-        value, pos = _varint(data, pos)
-        values.append(value - (1 << 64) if value >= 1 << 63 else value)
-    return values
-
-
 def _feature(data, start: int, end: int):
     """A Feature's values: list of bytes, float32 array or int64 array."""
-    for kind, _, list_start, list_end in _fields(data, start, end):
+    for kind, _, _, list_start, list_end in fields(data, start, end):
         if kind == 1:  # BytesList
-            return [
-                bytes(data[s:e]) for _, _, s, e in _fields(data, list_start, list_end)
-            ]
+            return [bytes(data[s:e]) for *_, s, e in fields(data, list_start, list_end)]
         if kind == 2:  # FloatList: packed (wire type 2) or one fixed32 each
             parts = [
                 np.frombuffer(data, "<f4", (e - s) // 4, s)
-                for _, _, s, e in _fields(data, list_start, list_end)
+                for *_, s, e in fields(data, list_start, list_end)
             ]
             return np.concatenate(parts) if parts else np.zeros(0, np.float32)
-        if kind == 3:  # Int64List: packed or one varint each
+        if kind == 3:  # Int64List: packed or one varint each, alike as bytes
             values = []
-            for _, wire, s, e in _fields(data, list_start, list_end):
-                values += _packed_varints(data, s, e) if wire == 2 else [s]
+            for *_, s, e in fields(data, list_start, list_end):
+                values += varints(data, s, e)
             return np.asarray(values, np.int64)
     return []
 
 
 def decode_example(data) -> dict:
     """A serialized `tf.train.Example` -> {feature key: values} (`_feature`).
-    `sequence_input`'s single bytes value is kept as (start, end) offsets."""
+    `sequence_input`'s single bytes value is kept as (start, end) offsets.
+
+    Raises:
+      ShardError: the bytes are not a `tf.train.Example`.
+    """
+    try:
+        return _decode_example(data)
+    except (Malformed, StopIteration, UnicodeDecodeError) as e:
+        raise ShardError(
+            f"A batch record does not decode as a tf.train.Example ({e!r}): the "
+            "shard is damaged or not a seqshards shard; re-run the job."
+        ) from None
+
+
+def _decode_example(data) -> dict:
     features = {}
-    for number, _, start, end in _fields(data, 0, len(data)):
+    for number, _, _, start, end in fields(data, 0, len(data)):
         if number != 1:
             continue
-        for entry_number, _, e_start, e_end in _fields(data, start, end):
+        for entry_number, _, _, e_start, e_end in fields(data, start, end):
             if entry_number != 1:
                 continue
             key, value = None, (0, 0)
-            for n, _, s, e in _fields(data, e_start, e_end):
+            for n, _, _, s, e in fields(data, e_start, e_end):
                 if n == 1:
                     key = bytes(data[s:e]).decode()
                 elif n == 2:
                     value = (s, e)
             if key == "sequence_input":  # Feature{1: BytesList{1: value}}
-                (_, _, list_start, list_end) = next(_fields(data, *value))
-                (_, _, s, e) = next(_fields(data, list_start, list_end))
+                *_, list_start, list_end = next(fields(data, *value))
+                *_, s, e = next(fields(data, list_start, list_end))
                 features[key] = (s, e)
             else:
                 features[key] = _feature(data, *value)

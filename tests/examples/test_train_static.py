@@ -3,7 +3,7 @@
 import re
 
 import pytest
-from example_runs import materialize_sample, run_example
+from example_runs import held_out_accuracy, materialize_sample, run_example
 
 MAX_BUCKETS = 8
 
@@ -23,11 +23,7 @@ def test_static_example_sees_at_most_k_shapes_and_beats_the_baseline(tmp_path):
     )
     assert shapes, result.stdout[-2000:]
     assert 2 <= int(shapes.group(1)) <= MAX_BUCKETS == int(shapes.group(2))
-    match = re.search(
-        r"held-out accuracy ([\d.]+) \(majority baseline ([\d.]+)\)", result.stdout
-    )
-    assert match, result.stdout[-2000:]
-    accuracy, baseline = float(match.group(1)), float(match.group(2))
+    accuracy, baseline = held_out_accuracy(result)
     assert 0.4 <= baseline < 0.65
     assert accuracy >= baseline + 0.25  # ~0.97 vs 0.51 on the sample
 

@@ -119,6 +119,17 @@ def test_drop_remainder_drops_each_bucket_remainder_visibly(dataset, tmp_path):
     batches = list(numpy_reader.iter_batches(str(tmp_path / "beam")))
     assert all(len(b["sequence_length"]) == BATCH_SIZE for b in batches)
     assert len({b["sequence_input"].shape for b in batches}) <= 4
+    # dropped/ is ours: --overwrite replaces the output holding it.
+    again = _run(
+        dataset,
+        tmp_path / "tfdata",
+        "tfdata",
+        static_shapes=True,
+        max_buckets=4,
+        drop_remainder=True,
+        overwrite=True,
+    )
+    assert again.metadata["counts"] == c
 
 
 def test_explicit_boundaries_pad_to_the_boundary(dataset, tmp_path):

@@ -1,6 +1,7 @@
 """Helpers of the examples/ tests: materialize the sample, run an example script."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -34,3 +35,14 @@ def run_example(name: str, *args: str) -> subprocess.CompletedProcess:
         env=env,
         timeout=900,
     )
+
+
+def held_out_accuracy(result: subprocess.CompletedProcess) -> tuple[float, float]:
+    """(accuracy, majority baseline) an example printed on its held-out
+    batches, once it exited 0."""
+    assert result.returncode == 0, result.stderr[-3000:]
+    match = re.search(
+        r"held-out accuracy ([\d.]+) \(majority baseline ([\d.]+)\)", result.stdout
+    )
+    assert match, result.stdout[-2000:]
+    return float(match.group(1)), float(match.group(2))
