@@ -182,6 +182,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"seqshards: error: {e}", file=sys.stderr)
         return 2
     print(metadata.summary(result.metadata, result.seconds, config.output_dir))
+    from pipeline import fileio
+
+    line = fileio.stats_line()  # gs:// / s3:// runs: what the store served
+    if line:
+        print(f"  {line}")
     return 0
 
 

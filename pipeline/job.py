@@ -19,7 +19,6 @@ import zlib
 from collections.abc import Mapping, Sequence
 
 import apache_beam as beam
-import tensorflow as tf
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.runners.runner import PipelineState
 
@@ -30,6 +29,7 @@ from pipeline import (
     bucket,
     decode,
     features,
+    fileio,
     metadata,
     paths,
     progress,
@@ -396,7 +396,8 @@ def read_files(
     if columns_file:
         reads.append(paths.ReadFile(columns_file, "columns file"))
     for read_file in paths.column_files(spec.columns):
-        if "checkpoint" in read_file.what or tf.io.gfile.exists(read_file.path):
+        fileio.check_supported(read_file.path, read_file.what)
+        if "checkpoint" in read_file.what or fileio.exists(read_file.path):
             reads.append(read_file)  # a vocabulary still to compute is not read
     return reads
 
@@ -465,8 +466,7 @@ def run(config: config_lib.JobConfig, beam_argv: Sequence[str] = ()) -> RunResul
             state = result.wait_until_finish()
             if state != PipelineState.DONE:
                 raise RuntimeError(f"The Beam pipeline ended in state {state}")
-        with tf.io.gfile.GFile(f"{staging.path}/{write.METADATA_FILE}") as f:
-            md = json.load(f)
+        md = json.loads(fileio.read_bytes(f"{staging.path}/{write.METADATA_FILE}"))
         staging.commit()
     except BaseException:
         staging.abort()

@@ -19,6 +19,9 @@ Fields (format `version` 1):
   errors_files       [relative paths], embeddings {column: relative path}
   assets             [relative paths] (only with --analyze: vocabularies, stats.json)
   input              {pattern, files: [{path, records}]}
+  files              {relative path: {size, crc32c}}: every file above (shards,
+                     errors_files, embeddings, assets), added by write_metadata;
+                     readers check DIR against it (publish.verify)
 Invariant checked before writing: examples_written + errors_total == examples_in.
 """
 
@@ -148,12 +151,14 @@ def dumps(metadata: Mapping) -> str:
     return json.dumps(metadata, indent=2, sort_keys=True) + "\n"
 
 
-def write_metadata(directory: str, metadata: Mapping) -> None:
-    """Writes DIR/metadata.json (call last: its presence marks a complete run)."""
-    import tensorflow as tf
+def write_metadata(directory: str, metadata: Mapping) -> dict:
+    """Writes DIR/metadata.json with `files`, the size and CRC32C of every file
+    it names (call last: it is the commit record, see publish.py); returns it."""
+    from pipeline import fileio, publish
 
-    with tf.io.gfile.GFile(f"{directory}/metadata.json", "w") as f:
-        f.write(dumps(metadata))
+    metadata = publish.with_manifest(directory, metadata)
+    fileio.write_bytes(f"{directory}/metadata.json", dumps(metadata).encode())
+    return metadata
 
 
 def summary(

@@ -76,7 +76,7 @@ import tensorflow as tf
 import yaml
 
 import transforms
-from pipeline import paths
+from pipeline import fileio, paths, remote_vocabulary
 
 SPEC_VERSION = 1
 DENSE = "dense"  # may appear in `columns`
@@ -441,7 +441,7 @@ def _build_numeric(key, shape, default_value, dtype, normalizer, *, ctx, where):
 
 
 def _build_vocabulary_file(key, path, size, analyze, *, ctx, where, **kw):
-    if analyze is not None and not tf.io.gfile.exists(path):
+    if analyze is not None and not fileio.exists(path):
         from pipeline import analyze as analyze_lib
 
         if size is not None:
@@ -469,7 +469,8 @@ def _build_vocabulary_file(key, path, size, analyze, *, ctx, where, **kw):
             raise ValueError(
                 f"the analyze results have no vocabulary {request.asset!r}"
             )
-    return transforms.sequence_categorical_column_with_vocabulary_file(
+    fileio.check_supported(path, "vocabulary path")
+    return remote_vocabulary.vocabulary_file_column(
         key, path, vocabulary_size=size, **kw
     )
 
@@ -828,8 +829,7 @@ def load(path: str, *, analysis: Any = None, requests=None) -> tuple[list, dict,
       SpecError: a YAML/JSON syntax error (with line and column) or an invalid
         spec, the message starting with the file path.
     """
-    with tf.io.gfile.GFile(path, "rb") as f:
-        data = f.read()
+    data = fileio.read_bytes(path)
     try:
         document = yaml.load(data, Loader=_UniqueKeyLoader)  # noqa: S506 (safe)
         columns, context = parse(

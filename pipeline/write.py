@@ -29,17 +29,21 @@ position of the record in its file (0-based).
 
 Shards are assigned deterministically: batches sorted by their batch key, batch of
 rank r goes to shard r % N, and each shard holds its batches in key order.
-Atomicity: everything is written into a staging directory next to DIR that is
-renamed into place only after metadata.json is written. Replacing an existing
-DIR (--overwrite) swaps the two directories in one step on Linux (renameat2
-RENAME_EXCHANGE); elsewhere it takes two renames. Each file is written under a
-temporary name and renamed to its deterministic final name, so a retried or
-duplicated bundle rewrites the same file with the same bytes (idempotent). The
-Beam job's intermediate piece files (batch records waiting for their shard,
-see `WriteShards`) are named per bundle attempt instead: a retry writes new
-ones, and the whole pieces directory is deleted before the rename.
-A killed run leaves DIR untouched and a `DIR.staging-*` directory, safe to
-delete.
+Atomicity (the protocol is in publish.py): everything is written into a
+staging location next to DIR, metadata.json last, listing every file with its
+size and CRC32C. Locally the staging directory is renamed into place; replacing
+an existing DIR (--overwrite) swaps the two directories in one step on Linux
+(renameat2 RENAME_EXCHANGE); elsewhere it takes two renames. On object stores
+(gs://, s3://), which cannot rename, `publish.commit_remote` copies the listed
+files and writes DIR/metadata.json last. Each local file is written under a
+temporary name and renamed to its deterministic final name (an object appears
+whole when its upload completes), so a retried or duplicated bundle rewrites
+the same file with the same bytes (idempotent). The Beam job's intermediate
+piece files (batch records waiting for their shard, see `WriteShards`) are
+named per bundle attempt instead: a retry writes new ones, and the whole pieces
+directory is deleted before the commit. A killed run leaves DIR untouched (or,
+killed during an object-store commit, without metadata.json: refused by
+readers) and a `DIR.staging-*` directory, safe to delete.
 """
 
 from __future__ import annotations
@@ -51,13 +55,14 @@ import itertools
 import json
 import os
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from pipeline import read, wire
+from pipeline import fileio, publish, read, wire
 from pipeline.paths import (  # noqa: F401 (the layout's names, used as write.X)
     EMBEDDINGS_DIR,
     ERRORS_DIR,
@@ -202,17 +207,26 @@ class RecordWriter:
 
     Local and uncompressed (POSIX): framed here (`read.frame`, CRC over the
     pieces) and written with `os.writev`, so a record's bytes go from the
-    batch's arrays to the file with no copy in between. Otherwise (gzip,
-    remote paths): `tf.io.TFRecordWriter` with the pieces joined.
+    batch's arrays to the file with no copy in between. Remote and
+    uncompressed: framed here, written to a `fileio.open_write` object
+    (uploaded by `close`). Gzip: `tf.io.TFRecordWriter` with the pieces joined
+    (remote: into a local temporary file, uploaded by `close`).
     """
 
     def __init__(self, path: str, compression: str = "none"):
-        self._fd = None
-        self._tf = None
-        if compression == "none" and "://" not in path and hasattr(os, "writev"):
+        self._fd = self._tf = self._stream = self._upload = None
+        self._path = path
+        if compression == "none" and fileio.is_remote(path):
+            self._stream = fileio.open_write(path)
+        elif compression == "none" and hasattr(os, "writev"):
             self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         else:
-            self._tf = tf.io.TFRecordWriter(path, record_options(compression))
+            local = path
+            if fileio.is_remote(path):
+                fd, local = tempfile.mkstemp(suffix=".tfrecord.gz")
+                os.close(fd)
+                self._upload = local
+            self._tf = tf.io.TFRecordWriter(local, record_options(compression))
 
     def write(self, pieces: Sequence) -> int:
         """Writes one record given as pieces (`Pieces`, or a list of bytes and
@@ -225,15 +239,27 @@ class RecordWriter:
         pieces = pieces if isinstance(pieces, Pieces) else Pieces(pieces)
         header, footer = read.frame(pieces, pieces.nbytes)
         nbytes = len(header) + pieces.nbytes + len(footer)
+        if self._stream is not None:
+            for piece in (header, *pieces, footer):
+                self._stream.write(piece)
+            return nbytes
         _write_all(self._fd, [header, *pieces, footer], nbytes)
         return nbytes
 
     def close(self) -> None:
+        """Completes the file (remote: uploads it)."""
         if self._tf is not None:
             self._tf.close()
+            if self._upload is not None:
+                try:
+                    fileio.upload(self._upload, self._path)
+                finally:
+                    os.remove(self._upload)
         elif self._fd is not None:
             os.close(self._fd)
-        self._fd = self._tf = None
+        elif self._stream is not None:
+            self._stream.close()
+        self._fd = self._tf = self._stream = self._upload = None
 
 
 _IOV_MAX = 1024  # buffers per writev call (Linux's IOV_MAX)
@@ -365,8 +391,18 @@ def _values_field(values: np.ndarray) -> Pieces:
 
 
 def _temporary(path: str) -> str:
+    """Where to write `path` first: a temporary name beside it (renamed by
+    `_publish_file`); remote, `path` itself (an object appears whole)."""
+    if fileio.is_remote(path):
+        return path
     head, sep, tail = path.rpartition("/")
     return f"{head}{sep}.{tail}{TMP_MARK}{uuid.uuid4().hex[:12]}"
+
+
+def _publish_file(tmp: str, path: str) -> None:
+    """Moves a file written by `_temporary(path)` to `path`."""
+    if tmp != path:
+        os.replace(tmp, path)
 
 
 def record_options(compression: str = "none") -> tf.io.TFRecordOptions | None:
@@ -394,7 +430,7 @@ def write_records(
             n += 1
     finally:
         writer.close()
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    _publish_file(tmp, path)
     return n
 
 
@@ -419,11 +455,11 @@ def write_errors(path: str, errors: Iterable, files: Sequence[str]) -> int:
     """Writes dead letters (sorted by the caller) as JSON lines; returns the count."""
     n = 0
     tmp = _temporary(path)
-    with tf.io.gfile.GFile(tmp, "w") as f:
+    with fileio.open_write(tmp) as f:
         for error in errors:
-            f.write(error_line(error, files) + "\n")
+            f.write((error_line(error, files) + "\n").encode())
             n += 1
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    _publish_file(tmp, path)
     return n
 
 
@@ -440,12 +476,12 @@ class Staging:
         self.overwrite = overwrite
         self.path = f"{self.output_dir}.staging-{uuid.uuid4().hex[:12]}"
         try:
-            for sub in (SHARDS_DIR, ERRORS_DIR, EMBEDDINGS_DIR, PIECES_DIR):
-                if "://" in self.path:
-                    tf.io.gfile.makedirs(f"{self.path}/{sub}")
-                else:
+            if fileio.is_remote(self.path):
+                _check_bucket(self.path)
+            else:
+                for sub in (SHARDS_DIR, ERRORS_DIR, EMBEDDINGS_DIR, PIECES_DIR):
                     os.makedirs(f"{self.path}/{sub}")
-        except (OSError, tf.errors.OpError) as e:
+        except OSError as e:
             self.abort()
             raise PermissionError(
                 "Invalid value for argument `output`. Expected a writable location. "
@@ -454,30 +490,41 @@ class Staging:
             ) from None
 
     def commit(self) -> None:
-        """Moves the staging directory to DIR (replacing an old DIR if allowed)."""
+        """Puts the staged run at DIR (replacing an old DIR if allowed): a
+        directory rename locally, `publish.commit_remote` on object stores."""
         remove_pieces(self.path)
+        if fileio.is_remote(self.path):
+            check_output_dir(self.output_dir, self.overwrite)
+            publish.commit_remote(self.path, self.output_dir)
+            return
         for sub in (SHARDS_DIR, ERRORS_DIR):  # temporaries of failed attempts
-            for tmp in tf.io.gfile.glob(f"{self.path}/{sub}/.*{TMP_MARK}*"):
-                tf.io.gfile.remove(tmp)
+            for tmp in fileio.glob(f"{self.path}/{sub}/.*{TMP_MARK}*"):
+                fileio.remove(tmp)
         old = None
-        if tf.io.gfile.exists(self.output_dir):
+        if os.path.lexists(self.output_dir):
             check_output_dir(self.output_dir, self.overwrite)
             if _exchange(self.path, self.output_dir):
-                tf.io.gfile.rmtree(self.path)  # now holds the previous DIR
+                fileio.rmtree(self.path)  # now holds the previous DIR
                 return
-            if tf.io.gfile.listdir(self.output_dir):
+            if os.listdir(self.output_dir):
                 old = f"{self.output_dir}.old-{uuid.uuid4().hex[:12]}"
-                tf.io.gfile.rename(self.output_dir, old)
+                os.rename(self.output_dir, old)
             else:
-                tf.io.gfile.rmtree(self.output_dir)
-        tf.io.gfile.rename(self.path, self.output_dir)
+                fileio.rmtree(self.output_dir)
+        os.rename(self.path, self.output_dir)
         if old is not None:
-            tf.io.gfile.rmtree(old)
+            fileio.rmtree(old)
 
     def abort(self) -> None:
-        """Removes the staging directory (DIR is left untouched)."""
-        if tf.io.gfile.exists(self.path):
-            tf.io.gfile.rmtree(self.path)
+        """Removes the staging location (DIR is left untouched)."""
+        fileio.rmtree(self.path)
+
+
+def _check_bucket(path: str) -> None:
+    """Raises OSError if the bucket of a remote path does not exist."""
+    bucket = path.split("://", 1)[0] + "://" + path.split("://", 1)[1].split("/")[0]
+    if not fileio.isdir(bucket):
+        raise FileNotFoundError(f"no bucket {bucket!r}")
 
 
 def _exchange(a: str, b: str) -> bool:
@@ -593,7 +640,7 @@ def _write_shard(item, directory, n):
     path = f"{directory}/{rel}"
     tmp = _temporary(path)
     concatenate([piece for _, _, piece in pieces], tmp)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    _publish_file(tmp, path)
     return {
         "index": index,
         "file": rel,
@@ -606,17 +653,20 @@ def concatenate(sources: Sequence[tuple[str, int, int | None]], path: str) -> No
     """Writes the byte ranges `sources` ((file, offset, size), size None: to the
     end of the file), one after the other, as the file `path` (an empty one for
     no sources). Local files are copied by the kernel (`os.sendfile`: no read
-    into Python, no GFile buffers); remote ones through `tf.io.gfile`."""
-    if "://" in path or any("://" in source for source, _, _ in sources):
-        with tf.io.gfile.GFile(path, "wb") as out:
-            out.write(b"")  # GFile creates the file lazily
-            for f, offset, size in _opened(sources, tf.io.gfile.GFile):
+    into Python); remote ones through `fileio` (ranged reads, one upload)."""
+    if fileio.is_remote(path) or any(fileio.is_remote(s) for s, _, _ in sources):
+        with fileio.open_write(path) as out:
+            for f, offset, size in _opened(sources, _open_read):
                 f.seek(offset)
                 out.write(f.read(-1 if size is None else size))
         return
     with open(path, "wb") as out:
         for f, offset, size in _opened(sources, open):
             _copy(f, out, offset, size)
+
+
+def _open_read(path: str, mode: str):
+    return fileio.open_read(path)
 
 
 def _opened(sources, opener):
@@ -657,9 +707,7 @@ def _copy(src, dst, offset: int = 0, size: int | None = None) -> None:
 
 def remove_pieces(directory: str) -> None:
     """Deletes the per-batch piece files (after every shard has been written)."""
-    path = f"{directory}/{PIECES_DIR}"
-    if tf.io.gfile.exists(path):
-        tf.io.gfile.rmtree(path)
+    fileio.rmtree(f"{directory}/{PIECES_DIR}")
 
 
 class WriteErrors(beam.PTransform):
