@@ -38,6 +38,7 @@ import threading
 from typing import BinaryIO, NamedTuple
 
 import google_crc32c
+import numpy as np
 
 # Remote schemes served here; local paths have none.
 SCHEMES = ("gs", "s3")
@@ -223,6 +224,9 @@ class _GCS:
         while token is not None:
             token, _, _ = dst.rewrite(src, token=token)
 
+    def create_bucket(self, bucket: str) -> None:
+        self.client.create_bucket(bucket)
+
     def bucket_exists(self, bucket: str) -> bool:
         from google.api_core.exceptions import NotFound
 
@@ -305,6 +309,9 @@ class _S3:
     def copy(self, bucket: str, key: str, dst_bucket: str, dst_key: str) -> None:
         self.client.copy({"Bucket": bucket, "Key": key}, dst_bucket, dst_key)
 
+    def create_bucket(self, bucket: str) -> None:
+        self.client.create_bucket(Bucket=bucket)
+
     def bucket_exists(self, bucket: str) -> bool:
         from botocore.exceptions import ClientError
 
@@ -329,6 +336,13 @@ def _backend(name: str):
         if client is None:
             client = _clients[name] = _BACKENDS[name]()
         return client
+
+
+def reset_clients() -> None:
+    """Drops the clients made so far: the next use makes new ones from the
+    environment as it is then (e.g. after an emulator was started)."""
+    with _clients_lock:
+        _clients.clear()
 
 
 def _remote(path: str):
@@ -438,6 +452,13 @@ def glob(pattern: str) -> list[str]:
         for name, found in backend.list(bucket, key[: wildcard.start()], True)
         if found is not None and regex.match(name)
     )
+
+
+def create_bucket(path: str) -> None:
+    """Creates the bucket of `scheme://BUCKET[/...]` (emulators in tests; a
+    job expects its buckets to exist)."""
+    backend, bucket, _ = _remote(path)
+    backend.create_bucket(bucket)
 
 
 def makedirs(path: str) -> None:
@@ -612,7 +633,8 @@ class RemoteWriter(io.RawIOBase):
     def write(self, data) -> int:
         view = memoryview(data).cast("B")
         self._spool.write(view)
-        self._crc = google_crc32c.extend(self._crc, view)
+        # (google_crc32c takes bytes or arrays, not memoryviews: no copy)
+        self._crc = google_crc32c.extend(self._crc, np.frombuffer(view, np.uint8))
         self._size += len(view)
         return len(view)
 

@@ -69,6 +69,7 @@ import dataclasses
 import hashlib
 import math
 import os
+import posixpath
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -240,6 +241,9 @@ def file_path(value, path, ctx):
     string(value, path, ctx)
     if "://" in value or os.path.isabs(value):
         return value
+    if "://" in ctx.base_dir:  # beside a remote spec: keep the `scheme://`
+        head, rest = ctx.base_dir.split("://", 1)
+        return f"{head}://{posixpath.normpath(posixpath.join(rest, value))}"
     return os.path.normpath(os.path.join(ctx.base_dir, value))
 
 
