@@ -48,7 +48,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
-import tensorflow as tf
 
 from pipeline import decode, fileio
 from pipeline.paths import ASSETS_DIR
@@ -297,7 +296,8 @@ def write_assets(
             "frequency_threshold": r.frequency_threshold,
         }
     fileio.write_bytes(
-        f"{assets}/{STATS_FILE}", (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
+        f"{assets}/{STATS_FILE}",
+        (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode(),
     )
     return doc
 

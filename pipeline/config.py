@@ -14,11 +14,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
-import os
 import runpy
+from collections.abc import Mapping, Sequence
 
 from pipeline import fileio
-from collections.abc import Mapping, Sequence
 
 ENGINES = ("beam", "tfdata")
 COMPRESSIONS = ("none", "gzip")

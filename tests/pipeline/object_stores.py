@@ -53,7 +53,9 @@ class Server:
     def __init__(self, args, url: str, ready: str, env: dict, log_path: str):
         self.url, self.env, self.log_path = url, env, log_path
         self._log = open(log_path, "wb")
-        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            args, stdout=self._log, stderr=subprocess.STDOUT
+        )
         _wait(ready, self.process)
 
     def stop(self) -> None:
@@ -77,7 +79,9 @@ def start_gcs(log_path: str) -> Server:
     args = [str(_GCS_BINARY), "-scheme", "http", "-backend", "memory"]
     args += ["-host", "127.0.0.1", "-port", str(port), "-external-url", url]
     args += ["-log-level", "info"]
-    return Server(args, url, f"{url}/storage/v1/b", {"STORAGE_EMULATOR_HOST": url}, log_path)
+    return Server(
+        args, url, f"{url}/storage/v1/b", {"STORAGE_EMULATOR_HOST": url}, log_path
+    )
 
 
 def start_s3(log_path: str) -> Server:

@@ -105,7 +105,10 @@ def _same_output(remote: str, local: str, remote_in: str, local_in: str) -> None
             assert got[rel] == data, rel
         elif rel.startswith("errors/"):
             assert got[rel].decode() == data.decode().replace(local_in, remote_in), rel
-    md_got, md_want = json.loads(got["metadata.json"]), json.loads(want["metadata.json"])
+    md_got, md_want = (
+        json.loads(got["metadata.json"]),
+        json.loads(want["metadata.json"]),
+    )
     for md in (md_got, md_want):
         md.pop("input"), md.pop("columns_file")
         md["files"] = {k: v for k, v in md["files"].items() if "errors/" not in k}
@@ -128,7 +131,9 @@ def test_run_on_store_matches_local_run(store, engine, local_runs, local_input):
     # Read back through the reader (fileio, a tf.data generator), checksums too.
     metadata = reader.load_metadata(output, checksums=True)
     got = [b["sequence_input"].numpy() for b in reader.load_dataset(output)]
-    want = [b["sequence_input"].numpy() for b in reader.load_dataset(local_runs[engine])]
+    want = [
+        b["sequence_input"].numpy() for b in reader.load_dataset(local_runs[engine])
+    ]
     assert len(got) == metadata["counts"]["batches"] == len(want)
     for a, b in zip(got, want, strict=True):
         np.testing.assert_array_equal(a, b)
