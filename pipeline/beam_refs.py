@@ -76,7 +76,7 @@ class RecordFetcher:
             if isinstance(f, io.FileIO):  # local: walk the headers through a buffer
                 with open(f.fileno(), "rb", buffering=_WALK_BUFFER, closefd=False) as w:
                     offsets, complete = header_offsets(w)
-            else:  # remote: the reader fetches ranges ahead (fileio.READ_AHEAD)
+            else:  # remote: the reader caches blocks (fileio.RemoteReader)
                 offsets, complete = header_offsets(f)
             if complete:
                 # offsets[i + 1] - offsets[i]: record i with its framing.

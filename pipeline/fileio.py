@@ -42,9 +42,9 @@ import numpy as np
 
 # Remote schemes served here; local paths have none.
 SCHEMES = ("gs", "s3")
-# Bytes a remote reader fetches at least per request (the header walk and
-# record reads by offset then stay inside one fetched range).
+# A remote reader fetches aligned blocks of this size, and keeps this many.
 READ_AHEAD = 1 << 20
+CACHE_BLOCKS = 8  # per open file: the Beam job keeps its input files open
 # A remote upload is kept in memory up to this size, then in a local temp file.
 _SPOOL_BYTES = 64 << 20
 _WILDCARD = re.compile(r"[*?\[]")
@@ -566,16 +566,20 @@ def open_write(path: str) -> BinaryIO:
 
 
 class RemoteReader(io.RawIOBase):
-    """A remote object read by byte ranges, with a read-ahead buffer of
-    `READ_AHEAD` bytes (sequential reads and nearby seeks cost no request).
-    No `fileno`: callers take the non-local branches."""
+    """A remote object read by byte ranges, through a cache of aligned
+    `READ_AHEAD`-byte blocks (at most `CACHE_BLOCKS`, least recently used
+    dropped): sequential reads cost a request per block, and the Beam job's
+    reads of records by offset (`beam_refs`), which jump around a file, fetch
+    each block once while it stays cached (a small file: once in all). Missing
+    neighbouring blocks are fetched in one request. No `fileno`: callers take
+    their non-local branches."""
 
     def __init__(self, backend, bucket: str, key: str, size: int, name: str):
         super().__init__()
         self._backend, self._bucket, self._key = backend, bucket, key
         self.size, self.name = size, name
         self._pos = 0
-        self._buf, self._buf_start = b"", 0
+        self._blocks: collections.OrderedDict[int, bytes] = collections.OrderedDict()
 
     def readable(self) -> bool:
         return True
@@ -594,20 +598,32 @@ class RemoteReader(io.RawIOBase):
         self._pos = max(0, base + offset)
         return self._pos
 
+    def _fetch(self, first: int, last: int) -> None:
+        """Puts blocks [first, last] in the cache, one request for the missing."""
+        missing = [b for b in range(first, last + 1) if b not in self._blocks]
+        if missing:
+            start = missing[0] * READ_AHEAD
+            end = min(self.size, (missing[-1] + 1) * READ_AHEAD)
+            data = self._backend.read_range(self._bucket, self._key, start, end)
+            STATS.moved(read=len(data))
+            for b in range(missing[0], missing[-1] + 1):
+                offset = (b - missing[0]) * READ_AHEAD
+                self._blocks[b] = data[offset : offset + READ_AHEAD]
+        for b in range(first, last + 1):
+            self._blocks.move_to_end(b)
+        while len(self._blocks) > max(CACHE_BLOCKS, last - first + 1):
+            self._blocks.popitem(last=False)
+
     def read(self, n: int = -1) -> bytes:
         end = self.size if n is None or n < 0 else min(self.size, self._pos + n)
         if end <= self._pos:
             return b""
-        buf_end = self._buf_start + len(self._buf)
-        if not (self._buf_start <= self._pos and end <= buf_end):
-            fetch_end = min(self.size, max(end, self._pos + READ_AHEAD))
-            self._buf = self._backend.read_range(
-                self._bucket, self._key, self._pos, fetch_end
-            )
-            self._buf_start = self._pos
-            STATS.moved(read=len(self._buf))
-        data = self._buf[self._pos - self._buf_start : end - self._buf_start]
-        self._pos += len(data)
+        first, last = self._pos // READ_AHEAD, (end - 1) // READ_AHEAD
+        self._fetch(first, last)
+        data = b"".join(self._blocks[b] for b in range(first, last + 1))
+        skip = self._pos - first * READ_AHEAD
+        data = data[skip : skip + end - self._pos]
+        self._pos = end
         return data
 
     def readinto(self, b) -> int:
