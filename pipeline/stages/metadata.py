@@ -1,6 +1,6 @@
 """metadata.json: build from the run's exact counts, check invariants, write last.
 
-Place in the flow: write -> **metadata** (then the staging dir is renamed to DIR).
+Place in the flow: write -> **metadata** -> publish (the staging dir becomes DIR).
 
 Fields (format `version` 1):
   version, engine, feature_dim, batch_size, bucket_boundaries, id_feature
@@ -19,6 +19,9 @@ Fields (format `version` 1):
   errors_files       [relative paths], embeddings {column: relative path}
   assets             [relative paths] (only with --analyze: vocabularies, stats.json)
   input              {pattern, files: [{path, records}]}
+  files              {relative path: {size, crc32c}}: every file above (shards,
+                     errors_files, embeddings, assets), added by write_metadata;
+                     readers check DIR against it (publish.verify)
 Invariant checked before writing: examples_written + errors_total == examples_in.
 """
 
@@ -28,6 +31,7 @@ import dataclasses
 import json
 from collections.abc import Iterable, Mapping, Sequence
 
+from pipeline.stages import fileio, publish
 from pipeline.stages.paths import METADATA_FILE
 
 FORMAT_VERSION = 1
@@ -244,12 +248,12 @@ def dumps(metadata: Mapping) -> str:
     return json.dumps(metadata, indent=2, sort_keys=True) + "\n"
 
 
-def write_metadata(directory: str, metadata: Mapping) -> None:
-    """Writes DIR/metadata.json (call last: its presence marks a complete run)."""
-    import tensorflow as tf
-
-    with tf.io.gfile.GFile(f"{directory}/{METADATA_FILE}", "w") as f:
-        f.write(dumps(metadata))
+def write_metadata(directory: str, metadata: Mapping) -> dict:
+    """Writes DIR/metadata.json with `files`, the size and CRC32C of every file
+    it names (call last: it is the commit record, see publish.py); returns it."""
+    metadata = publish.with_manifest(directory, metadata)
+    fileio.write_bytes(f"{directory}/{METADATA_FILE}", dumps(metadata).encode())
+    return metadata
 
 
 def summary(
