@@ -7,6 +7,8 @@ Place in the flow: **cli** -> driver. They map 1:1 onto `JobConfig` fields
 from __future__ import annotations
 
 import argparse
+import difflib
+from collections.abc import Sequence
 
 from pipeline.stages import bucket
 
@@ -49,3 +51,58 @@ def add_input_flags(parser: argparse.ArgumentParser) -> None:
         "columns) and optionally CONTEXT (dict name -> tf.io.FixedLenFeature/"
         "VarLenFeature). It is EXECUTED: only for files you trust.",
     )
+
+
+def check_leftover_flags(
+    leftover: Sequence[str], *, engine: str, parser: argparse.ArgumentParser
+) -> None:
+    """Refuses flags that would silently do nothing (before any work).
+
+    `parse_known_args` leaves every flag seqshards does not define for Beam's
+    `PipelineOptions`, which drops what it does not know: a typo such as
+    `--batch_sise 32` would run with the default batch size. With the Beam
+    engine a leftover must be one of Beam's options; with `--engine tfdata`
+    nothing reads them, so any leftover is refused.
+
+    Raises:
+      ValueError: naming the first unknown flag and the closest known one.
+    """
+    if not leftover:
+        return
+    ours = _option_strings(parser)
+    if engine == "tfdata":
+        unknown, known = list(leftover), ours
+        why = (
+            "(with --engine tfdata Beam's pipeline options do nothing: drop it, "
+            "or use --engine beam)"
+        )
+    else:
+        unknown, beam_flags = _unknown_to_beam(leftover)
+        known = ours + beam_flags
+        why = "(neither a seqshards flag nor a Beam pipeline option)"
+    if not unknown:
+        return
+    arg = unknown[0]
+    name = arg.split("=", 1)[0]
+    if not name.startswith("-"):
+        raise ValueError(f"Unexpected argument {arg!r}: seqshards takes only flags.")
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" Did you mean {close[0]}?" if close else ""
+    raise ValueError(f"Unknown flag {name} {why}.{hint}")
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> list[str]:
+    return [s for action in parser._actions for s in action.option_strings]
+
+
+def _unknown_to_beam(args: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(args no Beam option class defines, every Beam option string), parsed
+    the way `PipelineOptions.get_all_options` parses them."""
+    from apache_beam.options import pipeline_options
+
+    parser = argparse.ArgumentParser(allow_abbrev=False, add_help=False)
+    classes = {str(c): c for c in pipeline_options.PipelineOptions.__subclasses__()}
+    for cls in classes.values():
+        cls._add_argparse_args(parser)
+    _, unknown = parser.parse_known_args(list(args))
+    return unknown, _option_strings(parser)

@@ -20,6 +20,8 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
+from pipeline.cli import tf_startup
+
 DEFAULT_PLOT = "inspect.png"
 # Positions shown per dead-letter reason.
 SHOW_POSITIONS = 3
@@ -247,8 +249,8 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = make_parser().parse_args(argv)
+    tf_startup.import_tensorflow(args.verbosity or 0)
     from pipeline import reader
     from pipeline.stages import progress
 

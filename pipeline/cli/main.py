@@ -1,6 +1,8 @@
 """CLI: `python -m pipeline` / `seqshards`: argparse -> JobConfig -> driver.run().
 
-Unknown flags are Beam pipeline options (e.g. --runner, --direct_num_workers).
+Flags seqshards does not define must be Beam pipeline options (e.g. --runner,
+--direct_num_workers), and with `--engine tfdata` there may be none: anything
+else stops the job before work (`flags.check_leftover_flags`).
 Subcommands `seqshards stats ...` (`pipeline.cli.stats`) and `seqshards inspect
 DIR` (`pipeline.cli.inspect_output`) are dispatched on the first argument.
 """
@@ -9,11 +11,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from collections.abc import Sequence
 
-from pipeline.cli.flags import add_input_flags, boundaries, positive_int
+from pipeline.cli import tf_startup
+from pipeline.cli.flags import (
+    add_input_flags,
+    boundaries,
+    check_leftover_flags,
+    positive_int,
+)
 from pipeline.stages import progress
 from pipeline.stages.config import JobConfig
 
@@ -131,7 +138,9 @@ def make_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[JobConfig, list[str]]:
     """Parses argv into (JobConfig, beam_argv)."""
-    args, beam_argv = make_parser().parse_known_args(argv)
+    parser = make_parser()
+    args, beam_argv = parser.parse_known_args(argv)
+    check_leftover_flags(beam_argv, engine=args.engine, parser=parser)
     config = JobConfig(
         input_pattern=args.input,
         output_dir=args.output,
@@ -154,15 +163,15 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[JobConfig, list[str]]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS:
         return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
     try:
         config, beam_argv = parse_args(argv)
-    except ValueError as e:  # JobConfig's checks
+    except ValueError as e:  # JobConfig's checks, unknown flags
         print(f"seqshards: error: {e}", file=sys.stderr)
         return 2
+    tf_startup.import_tensorflow(progress.verbosity_of(argv))
     progress.configure_logging(progress.verbosity_of(argv))
     from pipeline import driver
     from pipeline.stages import fileio, metadata

@@ -18,13 +18,12 @@ import argparse
 import collections
 import dataclasses
 import math
-import os
 import sys
 from collections.abc import Sequence
 
 import numpy as np
 
-from pipeline.cli import flags
+from pipeline.cli import flags, tf_startup
 from pipeline.stages import config
 
 # Hand-picked boundaries of the stock-TensorFlow baseline (bench/reference_pipeline.py).
@@ -385,9 +384,9 @@ def load_spec(columns: str | None, columns_py: str | None):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = make_parser()
     args = parser.parse_args(argv)
+    tf_startup.import_tensorflow(args.verbosity or 0)
     extra = None
     if args.bucket_boundaries:
         from pipeline.stages import bucket

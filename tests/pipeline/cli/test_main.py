@@ -1,5 +1,7 @@
-"""The CLI: flags -> JobConfig, unknown flags -> Beam, --help, the summary."""
+"""The CLI: flags -> JobConfig, leftover flags -> Beam (or refused), --help, the
+summary, and a stderr free of TensorFlow's start-up lines."""
 
+import os
 import re
 import subprocess
 import sys
@@ -25,7 +27,7 @@ def test_flags_map_onto_job_config():
             "--num_shards",
             "4",
             "--engine",
-            "tfdata",
+            "beam",
             "--overwrite",
             "--runner",
             "DirectRunner",
@@ -38,7 +40,7 @@ def test_flags_map_onto_job_config():
         "c.py",
     )
     assert config.batch_size == 32 and config.bucket_boundaries == (8, 16)
-    assert config.num_shards == 4 and config.engine == "tfdata" and config.overwrite
+    assert config.num_shards == 4 and config.engine == "beam" and config.overwrite
     assert beam_argv == ["--runner", "DirectRunner", "--direct_num_workers=2"]
     defaults, _ = parse_args(["--input", "i", "--output", "o", "--columns", "c"])
     assert defaults.batch_size == 64 and defaults.bucket_boundaries == "auto"
@@ -99,3 +101,103 @@ def test_main_prints_a_summary(dataset, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "examples written" in out and "padding efficiency" in out
     assert re.search(r"dead letters +13 ", out) and "time" in out
+
+
+JOB = ["--input", "i", "--output", "o", "--columns", "c"]
+
+
+@pytest.mark.parametrize(
+    "extra, engine, message",
+    [
+        (["--batch_sise", "32"], "beam", "--batch_sise .* Did you mean --batch_size?"),
+        (["--batch_sise=32"], "tfdata", "--batch_sise .* Did you mean --batch_size?"),
+        (["--runer", "DirectRunner"], "beam", "Did you mean --runner?"),
+        (["--runner", "DirectRunner"], "tfdata", "with --engine tfdata Beam's"),
+        (["--direct_num_workers=2"], "tfdata", "--direct_num_workers"),
+        (["stray"], "beam", "Unexpected argument 'stray'"),
+    ],
+)
+def test_leftover_flags_that_would_do_nothing_are_errors(extra, engine, message):
+    with pytest.raises(ValueError, match=message):
+        parse_args([*JOB, "--engine", engine, *extra])
+
+
+def test_beam_options_pass_through_with_the_beam_engine():
+    _, beam_argv = parse_args(
+        [*JOB, "--runner", "DirectRunner", "--direct_running_mode", "in_memory"]
+    )
+    assert beam_argv == [
+        "--runner",
+        "DirectRunner",
+        "--direct_running_mode",
+        "in_memory",
+    ]
+
+
+def test_a_mistyped_flag_stops_before_any_work(dataset, tmp_path, capsys):
+    out = tmp_path / "o"
+    argv = [
+        "--input",
+        dataset["pattern"],
+        "--columns",
+        dataset["columns"],
+        "--output",
+        str(out),
+        "--batch_sise",
+        "32",
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Unknown flag --batch_sise" in err and "--batch_size" in err
+    assert not out.exists()
+
+
+# seqshards' own stderr lines: progress lines and the Beam runner's warnings we
+# do not control are not expected on these runs.
+OWN_LINE = re.compile(
+    r"^(lengths pass|materialize|read|features|stats): [\d,]+ (records|examples) "
+)
+TF_NOISE = (
+    "absl",
+    "oneDNN",
+    "cuda",
+    "cuInit",
+    "I0000",
+    "W0000",
+    "E0000",
+    "cpu_feature",
+)
+
+
+def run_cli(args, env_level=None):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    if env_level is not None:
+        env["TF_CPP_MIN_LOG_LEVEL"] = env_level
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stderr.splitlines()
+
+
+@pytest.mark.slow  # four CLI processes, ~10 s each
+def test_every_command_keeps_tensorflow_start_up_lines_off_stderr(dataset, tmp_path):
+    base = ["--input", dataset["pattern"], "--columns", dataset["columns"]]
+    runs = {
+        "tfdata": run_cli(
+            [*base, "--output", str(tmp_path / "t"), "--engine", "tfdata"]
+        ),
+        "beam": run_cli([*base, "--output", str(tmp_path / "b"), "--engine", "beam"]),
+        "stats": run_cli(["stats", *base]),
+        "inspect": run_cli(["inspect", str(tmp_path / "t")]),
+    }
+    for command, lines in runs.items():
+        assert all(OWN_LINE.match(line) for line in lines), (command, lines)
+    assert runs["tfdata"] and runs["stats"]  # the progress lines are there
+    # A user who asks for TensorFlow's logs gets them.
+    verbose = run_cli(["stats", *base], env_level="0")
+    assert any(noise in line for line in verbose for noise in TF_NOISE), verbose
