@@ -13,8 +13,9 @@ import sys
 import numpy as np
 import object_stores
 import pytest
+import yaml
 from beam_probe import beam_loaded
-from pipeline_data import dir_bytes
+from pipeline_data import COLUMNS_YAML, dir_bytes
 from repo_paths import ROOT
 
 from pipeline import driver, reader
@@ -23,21 +24,18 @@ from pipeline.stages import fileio, publish
 
 pytestmark = pytest.mark.slow
 
-# The pipeline tests' columns, the genre vocabulary read from a file beside
-# the spec (on the store when the spec is).
-COLUMNS_YAML = """
-columns:
-  - {kind: numeric, key: rating}
-  - kind: embedding
-    dimension: 4
-    categorical: {kind: identity, key: watches, num_buckets: 50}
-  - kind: indicator
-    categorical: {kind: vocabulary_file, key: genre, path: genres.txt}
-context:
-  id: {dtype: string}
-  label: {dtype: int64}
-"""
-GENRES = "action\ncomedy\ndrama\nhorror\n"
+
+def _columns_with_vocabulary_file() -> tuple[str, str]:
+    """The pipeline tests' spec with the genre vocabulary read from a file
+    beside it (on the store when the spec is): (spec YAML, vocabulary file)."""
+    spec = yaml.safe_load(COLUMNS_YAML)
+    (genre,) = [c for c in spec["columns"] if c["kind"] == "indicator"]
+    vocabulary = genre["categorical"].pop("vocabulary")
+    genre["categorical"].update(kind="vocabulary_file", path="genres.txt")
+    return yaml.safe_dump(spec), "".join(f"{v}\n" for v in vocabulary)
+
+
+STORE_COLUMNS_YAML, GENRES = _columns_with_vocabulary_file()
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +45,7 @@ def local_input(dataset, tmp_path_factory):
     for path in dataset["paths"]:
         with open(path, "rb") as f:
             (directory / os.path.basename(path)).write_bytes(f.read())
-    (directory / "columns.yaml").write_text(COLUMNS_YAML)
+    (directory / "columns.yaml").write_text(STORE_COLUMNS_YAML)
     (directory / "genres.txt").write_text(GENRES)
     return directory
 
