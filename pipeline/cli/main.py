@@ -179,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tf_startup.import_tensorflow(progress.verbosity_of(argv))
     progress.configure_logging(progress.verbosity_of(argv))
     from pipeline import driver
-    from pipeline.stages import metadata
+    from pipeline.stages import fileio, metadata
 
     try:
         result = driver.run(config, beam_argv)
@@ -191,6 +191,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"seqshards: error: {e}", file=sys.stderr)
         return 2
     print(metadata.summary(result.metadata, result.seconds, config.output_dir))
+    line = fileio.stats_line()  # gs:// / s3:// runs: what the store served
+    if line:
+        print(f"  {line}")
     return 0
 
 

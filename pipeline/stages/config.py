@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 import runpy
 from collections.abc import Mapping, Sequence
+
+from pipeline.stages import fileio
 
 ENGINES = ("beam", "tfdata")
 COMPRESSIONS = ("none", "gzip")
@@ -107,6 +108,13 @@ class JobConfig:
                 "Invalid value for argument `input`. Expected a non-empty glob of "
                 f"TFRecord files. Received: input={self.input_pattern!r}"
             )
+        for flag, value in (
+            ("input", self.input_pattern),
+            ("output", self.output_dir),
+            ("columns", self.columns_file),
+            ("columns_py", self.columns_py),
+        ):
+            fileio.check_supported(value, flag)  # before any work
         if bool(self.columns_file) == bool(self.columns_py):
             raise ValueError(
                 "Expected exactly one of `columns` (a YAML/JSON columns spec) and "
@@ -240,7 +248,8 @@ def load_columns(
         (`spec.SpecError`, naming the key); COLUMNS / CONTEXT missing or malformed.
     """
     flag = "columns_py" if allow_python else "columns"
-    if not os.path.isfile(path):
+    fileio.check_supported(path, flag)
+    if not fileio.isfile(path):
         raise FileNotFoundError(
             f"Invalid value for argument `{flag}`. Expected an existing columns file. "
             f"Received: {flag}={path!r}"
@@ -260,6 +269,12 @@ def load_columns(
             f"spec. Received: columns={path!r}, a Python file: running it would "
             "execute its code. Pass it as --columns_py to run it explicitly, or write "
             "the columns as YAML (see pipeline/README.md)."
+        )
+    if fileio.is_remote(path):
+        raise ValueError(
+            "Invalid value for argument `columns_py`. Expected a local Python file "
+            f"(it is run with runpy). Received: columns_py={path!r}: copy it to a "
+            "local path, or write the columns as YAML (which may be remote)."
         )
     with open(path, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()

@@ -16,13 +16,14 @@ layer's `step_rows` (`flat_rows`), and adds the padding as it writes
 from __future__ import annotations
 
 import dataclasses
+import io
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 import transforms
-from pipeline.stages import batch_format, decode, paths
+from pipeline.stages import batch_format, decode, fileio, paths
 from pipeline.stages.decode import id_feature_of
 
 
@@ -52,7 +53,7 @@ def save_embedding_weights(directory: str, weights: Mapping[str, np.ndarray]) ->
     files = {}
     for name, table in sorted(weights.items()):
         rel = f"{paths.EMBEDDINGS_DIR}/{paths.safe_file_name(name)}.npy"
-        with tf.io.gfile.GFile(f"{directory}/{rel}", "wb") as f:
+        with fileio.open_write(f"{directory}/{rel}") as f:
             np.save(f, np.asarray(table, np.float32))
         files[name] = rel
     return files
@@ -62,8 +63,8 @@ def load_embedding_weights(paths: Mapping[str, str]) -> dict[str, np.ndarray]:
     """{column: .npy path} (`save_embedding_weights` files) -> {column: table}."""
     weights = {}
     for name, path in paths.items():
-        with tf.io.gfile.GFile(path, "rb") as f:
-            weights[name] = np.load(f)
+        with fileio.open_read(path) as f:
+            weights[name] = np.load(io.BytesIO(f.read()))
     return weights
 
 

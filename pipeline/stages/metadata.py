@@ -1,6 +1,6 @@
 """metadata.json: build from the run's exact counts, check invariants, write last.
 
-Place in the flow: write -> **metadata** (then the staging dir is renamed to DIR).
+Place in the flow: write -> **metadata** -> publish (the staging dir becomes DIR).
 
 Fields (format `version` 1):
   version, engine, feature_dim, batch_size, bucket_boundaries, id_feature
@@ -23,6 +23,9 @@ Fields (format `version` 1):
                      drop_remainder, shapes: [{shape: [B, T, D], batches}],
                      short_batches, dropped_files}; counts then has `dropped`
   max_buckets        only with --max_buckets
+  files              {relative path: {size, crc32c}}: every file above (shards,
+                     errors_files, dropped_files, embeddings, assets), added by
+                     write_metadata; readers check DIR against it (publish.verify)
 Invariant checked before writing: examples_written + errors_total (+ dropped)
 == examples_in.
 """
@@ -33,6 +36,7 @@ import dataclasses
 import json
 from collections.abc import Iterable, Mapping, Sequence
 
+from pipeline.stages import fileio, publish
 from pipeline.stages.paths import METADATA_FILE
 
 FORMAT_VERSION = 1
@@ -266,12 +270,12 @@ def dumps(metadata: Mapping) -> str:
     return json.dumps(metadata, indent=2, sort_keys=True) + "\n"
 
 
-def write_metadata(directory: str, metadata: Mapping) -> None:
-    """Writes DIR/metadata.json (call last: its presence marks a complete run)."""
-    import tensorflow as tf
-
-    with tf.io.gfile.GFile(f"{directory}/{METADATA_FILE}", "w") as f:
-        f.write(dumps(metadata))
+def write_metadata(directory: str, metadata: Mapping) -> dict:
+    """Writes DIR/metadata.json with `files`, the size and CRC32C of every file
+    it names (call last: it is the commit record, see publish.py); returns it."""
+    metadata = publish.with_manifest(directory, metadata)
+    fileio.write_bytes(f"{directory}/{METADATA_FILE}", dumps(metadata).encode())
+    return metadata
 
 
 def summary(

@@ -41,7 +41,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from pipeline.stages import bucket
+from pipeline.stages import bucket, fileio
 from pipeline.stages.bucket import BucketPlan
 from pipeline.stages.config import check_max_buckets
 from pipeline.stages.paths import DROPPED_DIR, DROPPED_FILE
@@ -329,11 +329,11 @@ def write_dropped(
     the files written (relative to DIR)."""
     if not len(lengths):
         return []
-    import tensorflow as tf
-
-    tf.io.gfile.makedirs(f"{directory}/{DROPPED_DIR}")
-    with tf.io.gfile.GFile(f"{directory}/{DROPPED_FILE}", "w") as f:
-        f.write(dropped_lines(positions, lengths, files))
+    fileio.makedirs(f"{directory}/{DROPPED_DIR}")
+    fileio.write_bytes(
+        f"{directory}/{DROPPED_FILE}",
+        dropped_lines(positions, lengths, files).encode("utf-8"),
+    )
     return [DROPPED_FILE]
 
 

@@ -11,7 +11,7 @@ import collections
 import numpy as np
 import tensorflow as tf
 
-from pipeline.stages import decode
+from pipeline.stages import decode, fileio
 from pipeline.stages.validate import FirstIdWins
 from pipeline.tfdata import chunks
 from pipeline.tfdata.threads import ahead
@@ -28,11 +28,15 @@ def histogram(files, spec, new_report, policy) -> dict[int, int]:
     dead-letters for another reason (dtype, unequal lengths, NaN...) are
     counted too: they can only move the boundaries, an estimate by nature.
 
-    Healthy input is read and parsed by tf.data (C++ reader, parallel parse);
-    damaged framing or a record the parse rejects makes the pass start over
-    with the engine's own reader, which isolates them.
+    Healthy local input is read and parsed by tf.data (C++ reader, parallel
+    parse); damaged framing or a record the parse rejects makes the pass start
+    over with the engine's own reader, which isolates them. Remote input
+    (gs://, s3://) is read by the engine's reader through `fileio` (not
+    TensorFlow's file systems), its chunks decoded by TensorFlow.
     """
     light = decode.length_spec(spec)
+    if any(fileio.is_remote(f) for f in files):  # bytes through fileio, not TF
+        return count_lengths(_reader_lengths(files, light), policy, new_report())
     try:
         return count_lengths(_tfdata_lengths(files, light), policy, new_report())
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError):
