@@ -10,26 +10,26 @@ its wire format (`stages.protowire`): Example {1: Features {1: map<string,
 Feature>}}, Feature {1: BytesList, 2: FloatList, 3: Int64List}, each {1:
 repeated value} (packed or not).
 
-Imports: json, gzip, numpy, `pipeline.stages.protowire` (nothing) and
-`pipeline.stages.tfrecord` (google_crc32c; TensorFlow only inside functions
-this module does not call). Not
-`stages.metadata`: it loads TensorFlow (`stages.paths`), so the format version
-is repeated here (tests/pipeline/test_numpy_reader.py checks they agree).
+Imports: gzip, numpy, `pipeline.stages.protowire` (nothing),
+`pipeline.stages.tfrecord` (google_crc32c), `pipeline.stages.fileio` (local,
+gs:// and s3://; clients on first use) and `pipeline.stages.metadata`
+(`load_metadata`, which checks DIR against metadata.json's file list); none of
+them loads TensorFlow (tests/pipeline/test_numpy_reader.py checks).
 """
 
 from __future__ import annotations
 
 import gzip
-import json
-import os
+import io
 from collections.abc import Iterator
 
 import numpy as np
 
+from pipeline.stages import fileio
+from pipeline.stages.metadata import load_metadata
 from pipeline.stages.protowire import Malformed, fields, varints
 from pipeline.stages.tfrecord import CRC, HEADER, masked_crc32c
 
-FORMAT_VERSION = 1  # stages.metadata's (see the module docstring)
 _SHUFFLE_BUFFER = 256  # batches, as load_dataset's shuffle
 _CYCLE = 4  # shards read in turn, as load_dataset's interleave
 
@@ -39,27 +39,16 @@ class ShardError(ValueError):
 
 
 def read_metadata(directory: str) -> dict:
-    """DIR/metadata.json, checked like `load_metadata` (local paths only).
+    """DIR/metadata.json, once DIR checks out against it: `load_metadata`
+    itself (`stages.metadata`, no TensorFlow), for local, gs:// and s3:// DIRs.
 
     Raises:
       FileNotFoundError: if DIR has no metadata.json (not a complete run).
       ValueError: if its format version is not supported by this reader.
+      publish.IncompleteOutputError: a file metadata.json lists is missing or
+        differs.
     """
-    path = os.path.join(directory, "metadata.json")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            "Invalid value for argument `directory`. Expected a seqshards output "
-            f"directory with metadata.json. Received: directory={directory!r}"
-        )
-    with open(path) as f:
-        metadata = json.load(f)
-    if metadata.get("version") != FORMAT_VERSION:
-        raise ValueError(
-            f"Unsupported seqshards metadata version in {path}. Expected "
-            f"version={FORMAT_VERSION}. Received: version={metadata.get('version')!r}. "
-            "Upgrade seqshards or re-run the job with this version."
-        )
-    return metadata
+    return load_metadata(directory)
 
 
 def iter_records(path: str, compression: str = "none") -> Iterator[bytes]:
@@ -69,8 +58,12 @@ def iter_records(path: str, compression: str = "none") -> Iterator[bytes]:
       ShardError: on a CRC mismatch or a record cut short, naming the file and
         the byte offset.
     """
-    opener = gzip.open if compression == "gzip" else open
-    with opener(path, "rb") as f:
+    with fileio.open_read(path) as raw:
+        f = (
+            gzip.GzipFile(fileobj=raw)
+            if compression == "gzip"
+            else io.BufferedReader(raw)
+        )
         offset = 0
         while True:
             header = f.read(HEADER.size)
@@ -239,7 +232,7 @@ def iter_batches(
       ShardError: a shard record fails its CRC or does not decode.
     """
     metadata = read_metadata(directory)
-    paths = [os.path.join(directory, s["file"]) for s in metadata["shards"]]
+    paths = [f"{directory.rstrip('/')}/{s['file']}" for s in metadata["shards"]]
     compression = metadata.get("compression", "none")
     rng = np.random.default_rng(seed)
     if shuffle:

@@ -266,6 +266,41 @@ def build_metadata(
     return md
 
 
+def load_metadata(directory: str, *, checksums: bool = False) -> dict:
+    """Loads DIR/metadata.json, once DIR checks out against it.
+
+    Args:
+      directory: A seqshards output directory DIR.
+      checksums: Also compare every listed file's CRC32C (reads them all,
+        except on GCS); by default their presence and sizes are compared (one
+        listing).
+
+    Raises:
+      FileNotFoundError: if DIR has no metadata.json (not a complete run).
+      ValueError: if its format version is not supported by this reader.
+      publish.IncompleteOutputError: a file metadata.json lists is missing or
+        differs (an interrupted run, or files changed since).
+    """
+    fileio.check_supported(directory, "directory")
+    path = f"{directory.rstrip('/')}/metadata.json"
+    if not fileio.isfile(path):
+        raise FileNotFoundError(
+            f"Invalid value for argument `directory`. Expected a seqshards output "
+            f"directory with metadata.json (written last: without it the run is "
+            f"not complete). Received: directory={directory!r}"
+        )
+    metadata = json.loads(fileio.read_bytes(path))
+    version = metadata.get("version")
+    if version != FORMAT_VERSION:
+        raise ValueError(
+            f"Unsupported seqshards metadata version in {path}. Expected "
+            f"version={FORMAT_VERSION}. Received: version={version!r}. Upgrade "
+            "seqshards or re-run the job with this version."
+        )
+    publish.verify(directory, metadata, checksums=checksums)
+    return metadata
+
+
 def dumps(metadata: Mapping) -> str:
     return json.dumps(metadata, indent=2, sort_keys=True) + "\n"
 

@@ -18,7 +18,7 @@ from beam_probe import beam_loaded
 from pipeline_data import COLUMNS_YAML, dir_bytes
 from repo_paths import ROOT
 
-from pipeline import driver, reader
+from pipeline import driver, numpy_reader, reader
 from pipeline.stages import config as config_lib
 from pipeline.stages import fileio, publish
 
@@ -126,6 +126,11 @@ def test_run_on_store_matches_local_run(store, engine, local_runs, local_input):
     ]
     assert len(got) == metadata["counts"]["batches"] == len(want)
     for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # The NumPy reader (no TensorFlow) reads the store through fileio as well.
+    from_numpy = [b["sequence_input"] for b in numpy_reader.iter_batches(output)]
+    assert len(from_numpy) == len(want)
+    for a, b in zip(from_numpy, want, strict=True):
         np.testing.assert_array_equal(a, b)
     assert not fileio.list_files(f"{output}.staging")  # nothing left beside DIR
 

@@ -12,7 +12,6 @@ from repo_paths import ROOT
 
 import pipeline
 from pipeline import numpy_reader
-from pipeline.stages import metadata
 
 # The fixture's columns, with `label` read as a var_len context feature too.
 VAR_LEN_YAML = COLUMNS_YAML.replace(
@@ -124,8 +123,3 @@ def test_a_damaged_shard_fails_its_crc_naming_the_file(outputs, tmp_path):
 def test_missing_metadata_is_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match="metadata.json"):
         list(numpy_reader.iter_batches(str(tmp_path)))
-
-
-def test_the_format_version_is_the_writer_s():
-    # Repeated in numpy_reader (stages.metadata loads TensorFlow): kept equal.
-    assert numpy_reader.FORMAT_VERSION == metadata.FORMAT_VERSION
