@@ -432,15 +432,14 @@ class SequenceFeatures(keras.layers.Layer):
 
     def _shared_layout_call(self, layout, general):
         """Traced, inputs with a shared step layout (shared_layout.py): one
-        `Case` per batch, taking `general` (the per-column path) unless the
+        cond per batch, taking `general` (the per-column path) unless the
         batch has the layout; then the columns' rows are laid out by
         `_ragged_rows`, or `_gathered_rows` for outputs of more than
         `_GATHER_OUTPUT_SIZE` values. Shares no ops with `general`: the
-        general path's lengths, asserts and positions only run in its branch.
+        general path's lengths, asserts and positions only run in its call.
         """
         depth = self.output_width
         large = layout.batch_size * layout.num_steps > _GATHER_OUTPUT_SIZE // depth
-        branch = tf.where(layout.full, tf.where(large, 2, 1), 0)
         shape = tf.stack([layout.batch_size, layout.num_steps, depth])
         padding = _padding_row(self._feature_columns, layout.paddings)
 
@@ -452,12 +451,18 @@ class SequenceFeatures(keras.layers.Layer):
             )
             return output, layout.lengths
 
-        # Functional (see `_output`): the branches not taken cost nothing.
-        return cond_v2.indexed_case(
-            branch,
-            [general, lambda: fast(_ragged_rows), lambda: fast(_gathered_rows)],
-            name="shared_layout",
-            lower_using_switch_merge=False,
+        # The fast branch is lowered into the caller's graph (no function
+        # call per batch); the general path stays one call op, not inlined by
+        # grappler (its ~120 nodes would go dead every batch).
+        general_call = tf.function(
+            general, autograph=False, experimental_attributes={"_noinline": True}
+        )
+        return tf.cond(
+            layout.full,
+            lambda: tf.cond(
+                large, lambda: fast(_gathered_rows), lambda: fast(_ragged_rows)
+            ),
+            general_call,
         )
 
     def _call_columns(self, features, sequence_length, padding_value):
