@@ -112,6 +112,15 @@ def make_parser() -> argparse.ArgumentParser:
         "load_dataset reads either; about 3x smaller, much slower to write).",
     )
     parser.add_argument(
+        "--shuffle_payload",
+        choices=("bytes", "reference"),
+        default="bytes",
+        help="Beam engine: what its grouping steps carry per valid record: the "
+        "record's bytes (default: the input is read once) or a reference "
+        "(file, offset, size; the bytes are read again where the batch is "
+        "computed: less to shuffle and hold, the input read twice). See README.",
+    )
+    parser.add_argument(
         "--overwrite",
         action="store_true",
         help="Replace DIR if it is a seqshards output (atomically, on success "
@@ -163,6 +172,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[JobConfig, list[str]]
         max_buckets=args.max_buckets,
         static_shapes=args.static_shapes,
         drop_remainder=args.drop_remainder,
+        shuffle_payload=args.shuffle_payload,
     )
     return config, beam_argv
 

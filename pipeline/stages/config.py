@@ -21,6 +21,8 @@ from pipeline.stages import fileio
 
 ENGINES = ("beam", "tfdata")
 COMPRESSIONS = ("none", "gzip")
+# What the Beam job's grouping steps carry per record (`--shuffle_payload`).
+SHUFFLE_PAYLOADS = ("bytes", "reference")
 ON_LONG = ("dead_letter", "truncate")
 ON_INVALID = ("dead_letter", "fail")
 # Keys of the output record; context features may not use them.
@@ -101,6 +103,7 @@ class JobConfig:
     max_buckets: int | None = None
     static_shapes: bool = False
     drop_remainder: bool = False
+    shuffle_payload: str = "bytes"
 
     def __post_init__(self):
         if not self.input_pattern:
@@ -152,6 +155,11 @@ class JobConfig:
             raise ValueError(
                 "Invalid value for argument `compression`. Expected one of "
                 f"{COMPRESSIONS}. Received: compression={self.compression!r}"
+            )
+        if self.shuffle_payload not in SHUFFLE_PAYLOADS:
+            raise ValueError(
+                "Invalid value for argument `shuffle_payload`. Expected one of "
+                f"{SHUFFLE_PAYLOADS}. Received: shuffle_payload={self.shuffle_payload!r}"
             )
         if self.engine not in ENGINES:
             raise ValueError(
