@@ -16,7 +16,7 @@ Engines (`--engines` picks a subset by name):
   ceiling-beam-read-mp
   tfdata              python -m pipeline --engine tfdata
   beam                python -m pipeline --engine beam --runner DirectRunner (in_memory)
-  beam-reference      the same with --shuffle_payload reference
+  beam-bytes          the same with --shuffle_payload bytes (default here: reference)
   beam-mp             ... --direct_running_mode=multi_processing --direct_num_workers=2
 Ours use `--columns_py bench/columns.py --batch_size 128 --bucket_boundaries auto`. A failing engine gives a row
 "n/a: <first line of its error>" and the suite goes on.
@@ -56,7 +56,7 @@ import gen_data  # noqa: E402
 SIZES = (20_000, 200_000)
 # --quick: no 2-worker rows (at 20k they mostly measure ~9 s of worker start-up).
 QUICK_ENGINES = ("reference", "ceiling-read", "ceiling-tf-parse", "ceiling-tfxbsl",
-                 "tfdata", "beam", "beam-reference")  # fmt: skip
+                 "tfdata", "beam", "beam-bytes")  # fmt: skip
 BEAM_MP = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
 
 
@@ -118,8 +118,8 @@ ENGINES = [
     Engine("beam", "ours", "pipeline", "tensorflow,apache_beam",
            _ours("--engine", "beam", "--runner=DirectRunner",
                  "--direct_running_mode=in_memory"), runner="DirectRunner in_memory"),
-    Engine("beam-reference", "ours", "pipeline", "tensorflow,apache_beam",
-           _ours("--engine", "beam", "--shuffle_payload", "reference",
+    Engine("beam-bytes", "ours", "pipeline", "tensorflow,apache_beam",
+           _ours("--engine", "beam", "--shuffle_payload", "bytes",
                  "--runner=DirectRunner", "--direct_running_mode=in_memory"),
            runner="DirectRunner in_memory"),
     Engine("beam-mp", "ours", "pipeline", "tensorflow,apache_beam",

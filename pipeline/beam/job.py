@@ -237,10 +237,11 @@ def build(
     info: metadata.StaticInfo,
 ) -> None:
     """Adds the whole job to `p`, writing into `directory` (the staging dir)."""
+    payload = config.shuffle_payload_for(files)
     read_out = (
         p
         | "ListFiles" >> beam.Create(list(enumerate(files)))
-        | "Read" >> read.ReadRecords(located=config.shuffle_payload == "reference")
+        | "Read" >> read.ReadRecords(located=payload == "reference")
     )
     out = read_out.records | "Materialize" >> MaterializeSequenceFeatures(
         spec.columns,
@@ -258,7 +259,7 @@ def build(
         max_buckets=config.max_buckets,
         static_shapes=config.static_shapes,
         drop_remainder=config.drop_remainder,
-        shuffle_payload=config.shuffle_payload,
+        shuffle_payload=payload,
         shards=ShardTarget(directory, num_shards, config.compression),
     )
     # Through a Map: Beam's legacy BundleBasedDirectRunner (the local runner

@@ -33,9 +33,7 @@ class RecordFetcher:
         with self._lock:
             f = self._open.get(file_index)
             if f is None:
-                f = self._open[file_index] = tfrecord.open_file(
-                    self._files[file_index]
-                )
+                f = self._open[file_index] = tfrecord.open_file(self._files[file_index])
             return f
 
     def fetch(self, file_index: int, offset: int, size: int) -> bytes:
@@ -60,9 +58,7 @@ class RecordFetcher:
         order: a payload that is an `(offset, size)` extent is read (reads
         sorted by file and offset), bytes are kept."""
         members = list(members)
-        wanted = sorted(
-            (m[0][0], *m[2]) for m in members if isinstance(m[2], tuple)
-        )
+        wanted = sorted((m[0][0], *m[2]) for m in members if isinstance(m[2], tuple))
         got = {(f, offset): self.fetch(f, offset, size) for f, offset, size in wanted}
         return [
             (m[0], m[1], got[(m[0][0], m[2][0])]) if isinstance(m[2], tuple) else m

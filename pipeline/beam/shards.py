@@ -38,9 +38,9 @@ import apache_beam as beam
 import google_crc32c
 import numpy as np
 import tensorflow as tf
-from apache_beam.metrics import Metrics
 
-from pipeline.beam import NAMESPACE, overlap, refs
+from pipeline.beam import overlap, refs
+from pipeline.beam.features import BatchCounters
 from pipeline.stages import decode, fileio, output, validate
 from pipeline.stages.batch_format import join_pieces
 from pipeline.stages.features import FeatureComputer, load_embedding_weights
@@ -74,7 +74,8 @@ class WriteShards(beam.PTransform):
             formed
             | "Keys" >> beam.Map(lambda batch: batch[0])
             | "AllKeys" >> beam.combiners.ToList()
-            | "Ranks" >> beam.Map(lambda keys: {k: r for r, k in enumerate(sorted(keys))})
+            | "Ranks"
+            >> beam.Map(lambda keys: {k: r for r, k in enumerate(sorted(keys))})
         )
         assigned = formed | "ToShard" >> beam.Map(
             lambda batch, ranks: (output.shard_of(ranks[batch[0]], n), batch),
@@ -183,9 +184,7 @@ class _WriteShardDoFn(beam.DoFn):
         self._compression, self._features = compression, features
         self._decoder = self._computer = self._fetcher = None
         self._overlap = overlap.Overlapped(self._compute)
-        self._written = Metrics.counter(NAMESPACE, "records_written")
-        self._batches = Metrics.counter(NAMESPACE, "batches")
-        self._padding = Metrics.counter(NAMESPACE, "padding_steps")
+        self._counters = BatchCounters()
 
     def setup(self):
         f = self._features
@@ -252,9 +251,7 @@ class _WriteShardDoFn(beam.DoFn):
                 totals[3] += stats.padded_steps
                 steps = stats.real_steps + stats.padded_steps
                 shapes[(stats.examples, steps // stats.examples)] += 1
-                self._written.inc(stats.examples)
-                self._batches.inc()
-                self._padding.inc(stats.padded_steps)
+                self._counters.add(stats)
                 yield beam.pvalue.TaggedOutput(WRITTEN, stats.examples)
 
         try:  # at most `overlap` in-flight groups are held, not the shard

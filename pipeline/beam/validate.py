@@ -166,9 +166,7 @@ class DropDuplicateIds(beam.PTransform):
     input (its size is the number of duplicates).
     """
 
-    def __init__(
-        self, ids, files: Sequence[str] = (), policy: Policy | None = None
-    ):
+    def __init__(self, ids, files: Sequence[str] = (), policy: Policy | None = None):
         super().__init__()
         self._ids, self._files = ids, tuple(files)  # ids: (ids, positions) per chunk
         self._policy = policy or Policy()  # by-reference duplicates: re-applied

@@ -113,12 +113,13 @@ def make_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--shuffle_payload",
-        choices=("bytes", "reference"),
-        default="bytes",
-        help="Beam engine: what its grouping steps carry per valid record: the "
-        "record's bytes (default: the input is read once) or a reference "
-        "(file, offset, size; the bytes are read again where the batch is "
-        "computed: less to shuffle and hold, the input read twice). See README.",
+        choices=("auto", "bytes", "reference"),
+        default="auto",
+        help="Beam engine: what its grouping steps carry per valid record: its "
+        "bytes (the input read once) or a reference (file, offset, size: read "
+        "again where its batch is computed; less to shuffle and hold). auto "
+        "(default): reference for local input, bytes for gs:// and s3://. "
+        "See README.",
     )
     parser.add_argument(
         "--overwrite",

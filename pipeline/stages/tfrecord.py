@@ -299,7 +299,9 @@ def read_file(
       file_index: Its index in the sorted list of input files.
       chunk_size: Records per yielded chunk.
     """
-    for records, errors, _ in read_file_located(path, file_index, chunk_size=chunk_size):
+    for records, errors, _ in read_file_located(
+        path, file_index, chunk_size=chunk_size
+    ):
         yield records, errors
 
 
@@ -340,9 +342,10 @@ def read_at(f: BinaryIO, offset: int, size: int, name: str = "") -> bytes:
         f.seek(start)
         framed = f.read(end - start)
     data = framed[:size]
-    if len(framed) != size + CRC.size or masked_crc32c(data) != CRC.unpack_from(
-        framed, size
-    )[0]:
+    if (
+        len(framed) != size + CRC.size
+        or masked_crc32c(data) != CRC.unpack_from(framed, size)[0]
+    ):
         raise RuntimeError(
             f"Input file {name!r} changed while the job ran: the record at byte "
             f"{offset} ({size} bytes) no longer matches its CRC. Rerun the job on "

@@ -33,7 +33,6 @@ from pipeline.beam import validate as beam_validate
 from pipeline.stages import output
 from pipeline.stages.config import JobConfig
 
-
 # --- retries ---------------------------------------------------------------------------
 
 

@@ -83,12 +83,13 @@ def test_fetch_reads_only_the_records_asked_for(tmp_path, monkeypatch):
     records = [b"x" * 1000 for _ in range(50)]
     path = write(tmp_path / "a.tfrecord", b"".join(frame(r) for r in records))
     (chunk,) = [
-        LocatedChunk(r, np.asarray(o)) for r, _, o in tfrecord.read_file_located(path, 0)
+        LocatedChunk(r, np.asarray(o))
+        for r, _, o in tfrecord.read_file_located(path, 0)
     ]
     monkeypatch.setattr(tfrecord.fileio, "open_read", lambda p: CountingFile(p, "rb"))
     CountingFile.read_bytes = 0
     fetcher = refs.RecordFetcher([path], validate.Policy())
-    (offset, size), = chunk.extents([(0, 37)]).tolist()
+    ((offset, size),) = chunk.extents([(0, 37)]).tolist()
     assert fetcher.fetch(0, offset, size) == records[37]
     fetcher.close()
     assert CountingFile.read_bytes == 0  # pread: not through read() at all

@@ -5,30 +5,15 @@ import os
 import google_crc32c
 import numpy as np
 import pytest
-import tensorflow as tf
-from pipeline_data import frame, good_record
+from pipeline_data import COLUMNS_PY, frame, good_record
 
-import transforms
 from pipeline.beam import shards
 from pipeline.stages import decode, output, tfrecord, validate
 from pipeline.stages.features import FeatureComputer, build_embedding_weights
 
-COLUMNS = [
-    transforms.sequence_numeric_column("rating"),
-    transforms.embedding_column(
-        transforms.sequence_categorical_column_with_identity("watches", num_buckets=50),
-        dimension=4,
-    ),
-    transforms.indicator_column(
-        transforms.sequence_categorical_column_with_vocabulary_list(
-            "genre", ["action", "comedy", "drama", "horror"]
-        )
-    ),
-]
-CONTEXT = {
-    "id": tf.io.FixedLenFeature([], tf.string),
-    "label": tf.io.FixedLenFeature([], tf.int64),
-}
+NAMESPACE: dict = {}
+exec(COLUMNS_PY, NAMESPACE)  # the test data's columns
+COLUMNS, CONTEXT = NAMESPACE["COLUMNS"], NAMESPACE["CONTEXT"]
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +39,7 @@ def batches_of(records, lengths, payloads, sizes):
     """(key, members) batches of consecutive records, `sizes` records each."""
     out, at = [], 0
     for k, size in enumerate(sizes):
-        members = [
-            ((0, i), lengths[i], payloads[i]) for i in range(at, at + size)
-        ]
+        members = [((0, i), lengths[i], payloads[i]) for i in range(at, at + size)]
         out.append(((0, 0, 0, k), members))
         at += size
     return out
