@@ -71,7 +71,9 @@ def flaky(monkeypatch, tmp_path):
         monkeypatch.setattr(cls, "start_bundle", start_bundle)
         monkeypatch.setattr(cls, "process", flaky_process)
 
-    make_flaky(beam_validate._ValidateDoFn, "validate", lambda chunk: chunk[0][0])
+    make_flaky(
+        beam_validate._ValidateDoFn, "validate", lambda chunk: next(iter(chunk))[0]
+    )
     make_flaky(beam_shards._WriteShardDoFn, "shard", lambda item: item[0])
     return markers
 
