@@ -175,6 +175,17 @@ def gzip_member(pieces) -> bytes:
     return data
 
 
+def _abandon(writer, tmp: str) -> None:
+    """Closes a failed attempt's shard writer without completing its file."""
+    if isinstance(writer, output.RecordWriter):
+        writer.abort()
+    elif hasattr(writer, "discard"):  # a remote object: not uploaded
+        writer.discard()
+    else:
+        writer.close()
+        fileio.remove(tmp)
+
+
 class _WriteShardDoFn(beam.DoFn):
     """(shard index, [(batch_key, members) | None]) -> the shard file and its
     counts (see `WriteShards`)."""
@@ -260,8 +271,10 @@ class _WriteShardDoFn(beam.DoFn):
                     yield from write(computed)
             for computed in self._overlap.drain():
                 yield from write(computed)
-        finally:
-            writer.close()
+        except BaseException:  # no partial shard, local or uploaded
+            _abandon(writer, tmp)
+            raise
+        writer.close()
         output.publish_file(tmp, path)
         entry = output.shard_entry(index, self._n, totals[0], totals[1])
         checksum = (written[0], f"{written[1]:08x}") if gzip else writer.checksum()

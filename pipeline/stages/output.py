@@ -142,6 +142,19 @@ class RecordWriter:
             return None
         return self.nbytes, f"{self._crc:08x}"
 
+    def abort(self) -> None:
+        """Abandons the file: closed, nothing uploaded, a local file removed
+        (a failed attempt leaves no partial file under any name)."""
+        upload, self._upload = self._upload, None  # (gzip, remote) not uploaded
+        if self._stream is not None:
+            self._stream.discard()
+            self._stream = None
+        self.close()
+        local = None if fileio.is_remote(self._path) else self._path
+        for leftover in (upload, local):
+            if leftover is not None:
+                fileio.remove(leftover)
+
     def close(self) -> None:
         """Completes the file (remote: uploads it)."""
         if self._tf is not None:

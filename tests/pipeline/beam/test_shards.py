@@ -159,3 +159,16 @@ def test_gzip_shards_hold_one_member_per_batch(tmp_path, records, weights):
         want += piece.read_bytes()
     assert got == want
     do_fn.teardown()
+
+
+def test_a_failed_attempt_leaves_no_partial_shard(tmp_path, records, weights):
+    (tmp_path / "shards").mkdir()
+    lengths = lengths_of(records)
+    batches = batches_of(records, lengths, records, [16, 16, 8])
+    do_fn = writer(tmp_path, weights)
+    outputs = do_fn.process((0, batches))
+    next(outputs)  # the first batch written (its WRITTEN count)...
+    with pytest.raises(RuntimeError, match="worker lost"):
+        outputs.throw(RuntimeError("worker lost"))  # ...then the attempt fails
+    assert os.listdir(tmp_path / "shards") == []  # no temporary, no shard
+    do_fn.teardown()
