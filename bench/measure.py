@@ -14,6 +14,12 @@ Usage:
   python bench/measure.py --result OUT.json --target pipeline -- --engine tfdata ...
 `--target` is a .py file or a module (its `__main__` submodule if it has one); its
 `main` is called with sys.argv set (and with argv if it takes a parameter).
+
+Besides the time it reports, over the same span (from the call of `main`), the
+process's CPU seconds (user + system, every thread; `cpu_seconds`) and its I/O
+counters (`io`: the deltas of /proc/self/io). Worker processes a runner starts
+(`--direct_running_mode=multi_processing`) are not in them: their CPU is in
+`cpu_seconds_children` (counted when they are reaped), their I/O nowhere.
 """
 
 from __future__ import annotations
@@ -87,6 +93,24 @@ def _summary(error: BaseException) -> str:
     return f"{type(error).__name__}: {lines[0] if lines else ''}".strip()
 
 
+def io_counters() -> dict[str, int]:
+    """This process's I/O counters (/proc/self/io: every thread, dead ones
+    included): `rchar`/`wchar` count the bytes of read and write system
+    calls (page-cache hits included, so a warm cache does not hide a second
+    read), `read_bytes`/`write_bytes` what reached the storage layer."""
+    try:
+        with open("/proc/self/io") as f:
+            return {k: int(v) for k, v in (line.split(":") for line in f)}
+    except OSError:  # not Linux
+        return {}
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process (every thread) so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _mb(kb: int) -> float:
     return round(kb / 1024, 1)  # ru_maxrss is in KiB on Linux
 
@@ -110,6 +134,7 @@ def main() -> int:
         module = _load(args.target)
         sys.argv = [args.target] + engine_argv
         takes_argv = bool(inspect.signature(module.main).parameters)
+        io_start, cpu_start = io_counters(), cpu_seconds()
         start = time.perf_counter()
         try:
             returned = module.main(engine_argv) if takes_argv else module.main()
@@ -118,6 +143,10 @@ def main() -> int:
                 raise RuntimeError(f"exited with status {e.code}") from e
             returned = None
         report["seconds"] = time.perf_counter() - start
+        # From the call of `main` on, like the clock: the preloaded modules'
+        # reads (and the interpreter's start) are not counted.
+        report["cpu_seconds"] = cpu_seconds() - cpu_start
+        report["io"] = {k: v - io_start.get(k, 0) for k, v in io_counters().items()}
         if isinstance(returned, dict):
             report["metrics"] = returned
         status = 0
@@ -126,6 +155,8 @@ def main() -> int:
         report["traceback"] = traceback.format_exc()
         status = 1
     report["maxrss_self_mb"] = _mb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    report["cpu_seconds_children"] = usage.ru_utime + usage.ru_stime
     report["maxrss_children_mb"] = _mb(
         resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     )

@@ -16,6 +16,7 @@ Engines (`--engines` picks a subset by name):
   ceiling-beam-read-mp
   tfdata              python -m pipeline --engine tfdata
   beam                python -m pipeline --engine beam --runner DirectRunner (in_memory)
+  beam-bytes          the same with --shuffle_payload bytes (default here: reference)
   beam-mp             ... --direct_running_mode=multi_processing --direct_num_workers=2
 Ours use `--columns_py bench/columns.py --batch_size 128 --bucket_boundaries auto`. A failing engine gives a row
 "n/a: <first line of its error>" and the suite goes on.
@@ -55,7 +56,7 @@ import gen_data  # noqa: E402
 SIZES = (20_000, 200_000)
 # --quick: no 2-worker rows (at 20k they mostly measure ~9 s of worker start-up).
 QUICK_ENGINES = ("reference", "ceiling-read", "ceiling-tf-parse", "ceiling-tfxbsl",
-                 "tfdata", "beam")  # fmt: skip
+                 "tfdata", "beam", "beam-bytes")  # fmt: skip
 BEAM_MP = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
 
 
@@ -117,6 +118,10 @@ ENGINES = [
     Engine("beam", "ours", "pipeline", "tensorflow,apache_beam",
            _ours("--engine", "beam", "--runner=DirectRunner",
                  "--direct_running_mode=in_memory"), runner="DirectRunner in_memory"),
+    Engine("beam-bytes", "ours", "pipeline", "tensorflow,apache_beam",
+           _ours("--engine", "beam", "--shuffle_payload", "bytes",
+                 "--runner=DirectRunner", "--direct_running_mode=in_memory"),
+           runner="DirectRunner in_memory"),
     Engine("beam-mp", "ours", "pipeline", "tensorflow,apache_beam",
            _ours("--engine", "beam", "--runner=DirectRunner", *BEAM_MP),
            runner="DirectRunner multi_processing x2"),
@@ -280,6 +285,10 @@ def measure_engine(
                              f"{batches} batches")  # fmt: skip
         if notes:
             row["note"] = "; ".join(notes)
+        row["cpu_seconds"] = report.get("cpu_seconds")
+        row["io"] = report.get("io") or {}
+        row["input_bytes"] = data["bytes"]
+        row.update(amplification(row))
         row["examples_per_s"] = n / report["seconds"]
         row["mb_per_s_in"] = data["bytes"] / 1e6 / report["seconds"]
         row["output_mb"] = (
@@ -358,23 +367,87 @@ def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def amplification(row: dict) -> dict:
+    """Read amplification (bytes of read calls / input bytes) and write
+    amplification (bytes of write calls / output bytes: ours, DIR/shards),
+    from the engine process's /proc/self/io deltas (`measure.io_counters`)."""
+    io, out = row.get("io") or {}, row.get("output_mb")
+    outputs = (row.get("metrics") or {}).get("output_bytes") or (out or 0) * 1e6
+    return {
+        "read_amp": io["rchar"] / row["input_bytes"] if "rchar" in io else None,
+        "write_amp": io["wchar"] / outputs if "wchar" in io and outputs else None,
+    }
+
+
+def marginal_table(rows: list[dict]) -> str:
+    """Per engine measured at two sizes: the differences between its largest
+    and smallest N, so what does not grow with the data (start-up, tracing,
+    lazy module reads, the embedding tables) cancels. CPU per example is also
+    given as a ratio to the tfdata engine's."""
+    by = {}
+    for r in rows:
+        if "error" not in r and r.get("cpu_seconds") is not None and r.get("io"):
+            by.setdefault(r["engine"], []).append(r)
+    out = {}
+    for name, runs in by.items():
+        if len({r["n"] for r in runs}) < 2:
+            continue
+        lo, hi = min(runs, key=lambda r: r["n"]), max(runs, key=lambda r: r["n"])
+        dn = hi["examples"] - lo["examples"]
+        d_out = (hi["metrics"].get("output_bytes") or 0) - (
+            lo["metrics"].get("output_bytes") or 0
+        )
+        out[name] = {
+            "n": f"{lo['n']}->{hi['n']}",
+            "cpu_us": 1e6 * (hi["cpu_seconds"] - lo["cpu_seconds"]) / dn,
+            "read_amp": (hi["io"]["rchar"] - lo["io"]["rchar"])
+            / (hi["input_bytes"] - lo["input_bytes"]),
+            "write_amp": (hi["io"]["wchar"] - lo["io"]["wchar"]) / d_out
+            if d_out
+            else None,
+            "cpu_s": (lo["cpu_seconds"], hi["cpu_seconds"]),
+        }
+    if not out:
+        return ""
+    base = out.get("tfdata", {}).get("cpu_us")
+    head = ["engine", "N", "CPU-s", "CPU us/example", "x tfdata CPU",
+            "read amp", "write amp"]  # fmt: skip
+    lines = ["Marginal (largest N minus smallest N, same engine):",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]  # fmt: skip
+    for name, m in out.items():
+        cells = [name, m["n"], f"{m['cpu_s'][0]:.1f} / {m['cpu_s'][1]:.1f}",
+                 f"{m['cpu_us']:.0f}",
+                 _fmt(m["cpu_us"] / base if base else None, ".2f"),
+                 f"{m['read_amp']:.2f}x", _fmt(m["write_amp"], ".2f") + "x"]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def table(rows: list[dict]) -> str:
-    """The markdown table: one line per (N, engine), ratio to the reference at N."""
+    """The markdown table: one line per (N, engine), ratio to the reference at N.
+
+    CPU-s: user + system seconds of the engine's process from the call of its
+    `main` (worker processes of a multi-process runner excluded); read amp /
+    write amp: see `amplification` (whole run: fixed costs included; the
+    marginal table removes them)."""
     ref = {r["n"]: r.get("examples_per_s") for r in rows if r["engine"] == "reference"}
-    head = ["engine", "runner", "N", "examples/s", "MB/s in", "output MB",
-            "padding eff.", "peak RSS MB", "x reference"]  # fmt: skip
+    head = ["engine", "runner", "N", "examples/s", "CPU-s", "read amp", "write amp",
+            "MB/s in", "output MB", "padding eff.", "peak RSS MB",
+            "x reference"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         if "error" in r:
             error = r["error"] if len(r["error"]) <= 100 else r["error"][:97] + "..."
             cells = [r["engine"], r["runner"], str(r["n"]), f"n/a: {error}",
-                     "", "", "", _fmt(r.get("peak_rss_mb"), ".0f"), ""]  # fmt: skip
+                     "", "", "", "", "", "", _fmt(r.get("peak_rss_mb"), ".0f"),
+                     ""]  # fmt: skip
         else:
             base = ref.get(r["n"])
             eff = r.get("padding_efficiency")
             cells = [
                 r["engine"], r["runner"], str(r["n"]), _fmt(r["examples_per_s"], ",.0f"),
-                _fmt(r["mb_per_s_in"], ".1f"), _fmt(r.get("output_mb"), ",.0f"),
+                _fmt(r.get("cpu_seconds"), ".1f"), _fmt(r.get("read_amp"), ".2f"),
+                _fmt(r.get("write_amp"), ".2f"), _fmt(r["mb_per_s_in"], ".1f"), _fmt(r.get("output_mb"), ",.0f"),
                 "-" if eff is None else f"{100 * eff:.1f} %",
                 _fmt(r.get("peak_rss_mb"), ".0f"),
                 _fmt(r["examples_per_s"] / base if base else None, ".2f"),
@@ -451,6 +524,8 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr, flush=True)  # fmt: skip
 
     text = table(rows)
+    marginal = marginal_table(rows)
+    text += "\n\n" + marginal if marginal else ""
     print(text)
     results = {
         "started": started.isoformat(timespec="seconds"),

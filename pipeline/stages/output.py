@@ -28,11 +28,9 @@ an existing DIR (--overwrite) swaps the two directories in one step on Linux
 files and writes DIR/metadata.json last. Each local file is written under a
 temporary name and renamed to its deterministic final name (an object appears
 whole when its upload completes), so a retried or duplicated bundle rewrites
-the same file with the same bytes (idempotent). The Beam job's intermediate
-piece files (batch records waiting for their shard, see
-`pipeline.beam.write.WriteShards`) are named per bundle attempt instead: a
-retry writes new ones, and the whole pieces directory is deleted before the
-commit. A killed run leaves DIR untouched (or, killed during an object-store
+the same file with the same bytes (idempotent); the Beam job writes each
+shard once, where its batches are computed (`pipeline.beam.shards`), the same
+way. A killed run leaves DIR untouched (or, killed during an object-store
 commit, without metadata.json: refused by readers) and a `DIR.staging-*`
 directory, safe to delete.
 """
@@ -47,6 +45,7 @@ import tempfile
 import uuid
 from collections.abc import Iterable, Sequence
 
+import google_crc32c
 import tensorflow as tf
 
 from pipeline.stages import fileio, publish, tfrecord
@@ -56,7 +55,6 @@ from pipeline.stages.paths import (  # noqa: F401 (the layout's names, used as o
     EMBEDDINGS_DIR,
     ERRORS_DIR,
     METADATA_FILE,
-    PIECES_DIR,
     SHARDS_DIR,
     TMP_MARK,
     check_output_dir,
@@ -102,6 +100,7 @@ class RecordWriter:
     def __init__(self, path: str, compression: str = "none"):
         self._fd = self._tf = self._stream = self._upload = None
         self._path = path
+        self._crc = self.nbytes = 0  # of the file's bytes (uncompressed only)
         if compression == "none" and fileio.is_remote(path):
             self._stream = fileio.open_write(path)
         elif compression == "none" and hasattr(os, "writev"):
@@ -113,6 +112,7 @@ class RecordWriter:
                 os.close(fd)
                 self._upload = local
             self._tf = tf.io.TFRecordWriter(local, record_options(compression))
+        self._compressed = self._tf is not None
 
     def write(self, pieces: Sequence) -> int:
         """Writes one record given as pieces (`Pieces`, or a list of bytes and
@@ -125,12 +125,35 @@ class RecordWriter:
         pieces = pieces if isinstance(pieces, Pieces) else Pieces(pieces)
         header, footer = tfrecord.frame(pieces, pieces.nbytes)
         nbytes = len(header) + pieces.nbytes + len(footer)
+        for piece in (header, *pieces, footer):
+            self._crc = google_crc32c.extend(self._crc, piece)
+        self.nbytes += nbytes
         if self._stream is not None:
             for piece in (header, *pieces, footer):
                 self._stream.write(piece)
             return nbytes
         _write_all(self._fd, [header, *pieces, footer], nbytes)
         return nbytes
+
+    def checksum(self) -> tuple[int, str] | None:
+        """`(size, CRC32C hex)` of the file written (what `publish.manifest`
+        takes as known), or None (gzip: TensorFlow's writer compresses)."""
+        if self._compressed:
+            return None
+        return self.nbytes, f"{self._crc:08x}"
+
+    def abort(self) -> None:
+        """Abandons the file: closed, nothing uploaded, a local file removed
+        (a failed attempt leaves no partial file under any name)."""
+        upload, self._upload = self._upload, None  # (gzip, remote) not uploaded
+        if self._stream is not None:
+            self._stream.discard()
+            self._stream = None
+        self.close()
+        local = None if fileio.is_remote(self._path) else self._path
+        for leftover in (upload, local):
+            if leftover is not None:
+                fileio.remove(leftover)
 
     def close(self) -> None:
         """Completes the file (remote: uploads it)."""
@@ -198,8 +221,8 @@ def write_records(
 ) -> int:
     """Writes TFRecords to `path` (via a temporary name); returns the number.
 
-    Gzip files concatenate into a valid gzip file (one member each), so pieces
-    written here can be joined into a shard whatever the compression.
+    Gzip: one gzip member per call (gzip members concatenate into a valid
+    gzip file).
     """
     n = 0
     tmp = temporary_path(path)
@@ -265,11 +288,6 @@ def write_dead_letters(
     }
 
 
-def remove_pieces(directory: str) -> None:
-    """Deletes the per-batch piece files (after every shard has been written)."""
-    fileio.rmtree(f"{directory}/{PIECES_DIR}")
-
-
 class Staging:
     """A staging location next to DIR, put in place by `commit()`.
 
@@ -286,7 +304,7 @@ class Staging:
             if fileio.is_remote(self.path):
                 _check_bucket(self.path)
             else:
-                for sub in (SHARDS_DIR, ERRORS_DIR, EMBEDDINGS_DIR, PIECES_DIR):
+                for sub in (SHARDS_DIR, ERRORS_DIR, EMBEDDINGS_DIR):
                     os.makedirs(f"{self.path}/{sub}")
         except OSError as e:
             self.abort()
@@ -299,7 +317,6 @@ class Staging:
     def commit(self) -> None:
         """Puts the staged run at DIR (replacing an old DIR if allowed): a
         directory rename locally, `publish.commit_remote` on object stores."""
-        remove_pieces(self.path)
         if fileio.is_remote(self.path):
             check_output_dir(self.output_dir, self.overwrite)
             publish.commit_remote(self.path, self.output_dir)

@@ -56,13 +56,26 @@ def listed_files(metadata: Mapping) -> list[str]:
     return sorted(set(rels))
 
 
-def manifest(directory: str, rels: Iterable[str]) -> dict[str, dict]:
+def manifest(
+    directory: str,
+    rels: Iterable[str],
+    known: Mapping[str, tuple[int, str]] | None = None,
+) -> dict[str, dict]:
     """`{rel: {"size", "crc32c"}}` of files under `directory` (one listing;
-    the CRC32C from the store where it keeps one, else read).
+    the CRC32C from the store where it keeps one, else from `known`, else
+    read).
+
+    Args:
+      directory: The run's (staging) directory.
+      rels: The files, relative to it.
+      known: `{rel: (size, crc32c hex)}` its writer computed while writing it
+        (the shards: not read back, 1x their size of reads saved); used when
+        the listed size is that size.
 
     Raises:
       FileNotFoundError: a file of `rels` is not there.
     """
+    known = known or {}
     directory = directory.rstrip("/")
     found = fileio.list_files(directory)
     out = {}
@@ -73,14 +86,22 @@ def manifest(directory: str, rels: Iterable[str]) -> dict[str, dict]:
                 f"The run wrote no {rel!r} under {directory!r}, yet counts it: a "
                 "worker's output was lost. Rerun the job."
             )
-        crc = fileio.checksum(f"{directory}/{rel}", entry)
+        size, crc = known.get(rel, (None, None))
+        if size != entry.size or entry.crc32c:
+            crc = fileio.checksum(f"{directory}/{rel}", entry)
         out[rel] = {"size": entry.size, "crc32c": crc}
     return out
 
 
-def with_manifest(directory: str, metadata: Mapping) -> dict:
-    """`metadata` with `files`: the manifest of every file it names."""
-    return {**metadata, FILES_KEY: manifest(directory, listed_files(metadata))}
+def with_manifest(
+    directory: str,
+    metadata: Mapping,
+    known: Mapping[str, tuple[int, str]] | None = None,
+) -> dict:
+    """`metadata` with `files`: the manifest of every file it names
+    (`known`: see `manifest`)."""
+    files = manifest(directory, listed_files(metadata), known)
+    return {**metadata, FILES_KEY: files}
 
 
 def verify(directory: str, metadata: Mapping, *, checksums: bool = False) -> None:

@@ -19,6 +19,7 @@ Framing: uint64 length, uint32 masked_crc32c(length), data, uint32 masked_crc32c
 from __future__ import annotations
 
 import glob as _glob
+import io
 import os
 import struct
 from collections.abc import Iterator
@@ -181,6 +182,16 @@ def iter_records(f: BinaryIO) -> Iterator[tuple[int, bytes | ReadError]]:
     Args:
       f: A binary file object positioned at the start of a TFRecord file.
     """
+    for index, _, item in iter_located(f):
+        yield index, item
+
+
+def iter_located(f: BinaryIO) -> Iterator[tuple[int, int, bytes | ReadError]]:
+    """`iter_records` with each record's byte offset in the file: yields
+    `(record_index, offset, data | ReadError)`; a record's data is the bytes
+    `[offset + 12, offset + 12 + len(data))`, its CRC the next 4 (what
+    `read_at` reads back, with no walk over the headers before it).
+    """
     buf = _Buffer(f)
     offset, index = 0, 0
     while True:
@@ -190,6 +201,7 @@ def iter_records(f: BinaryIO) -> Iterator[tuple[int, bytes | ReadError]]:
             if rest:
                 yield (
                     index,
+                    offset,
                     ReadError(
                         "truncated_record",
                         f"incomplete length header at byte {offset} "
@@ -206,6 +218,7 @@ def iter_records(f: BinaryIO) -> Iterator[tuple[int, bytes | ReadError]]:
             skipped = buf.get(offset, min(stop, offset + MAX_ERROR_BYTES))
             yield (
                 index,
+                offset,
                 ReadError(
                     "corrupt_record",
                     f"length header CRC mismatch at byte {offset}; "
@@ -224,6 +237,7 @@ def iter_records(f: BinaryIO) -> Iterator[tuple[int, bytes | ReadError]]:
             rest = buf.get(offset, buf.end())
             yield (
                 index,
+                offset,
                 ReadError(
                     "truncated_record",
                     f"record at byte {offset} declares {length} bytes, the file ends "
@@ -237,6 +251,7 @@ def iter_records(f: BinaryIO) -> Iterator[tuple[int, bytes | ReadError]]:
         if masked_crc32c(data) != data_crc:
             yield (
                 index,
+                offset,
                 ReadError(
                     "corrupt_record",
                     f"data CRC mismatch in the record at byte {offset} "
@@ -245,7 +260,7 @@ def iter_records(f: BinaryIO) -> Iterator[tuple[int, bytes | ReadError]]:
                 ),
             )
         else:
-            yield index, data
+            yield index, offset, data
         index += 1
         offset = end
 
@@ -284,18 +299,59 @@ def read_file(
       file_index: Its index in the sorted list of input files.
       chunk_size: Records per yielded chunk.
     """
-    records, errors = [], []
+    for records, errors, _ in read_file_located(
+        path, file_index, chunk_size=chunk_size
+    ):
+        yield records, errors
+
+
+def read_file_located(
+    path: str, file_index: int, *, chunk_size: int = 512
+) -> Iterator[tuple[list, list, list[int]]]:
+    """`read_file` with where each record is: yields `(records, read_errors,
+    offsets)`, `offsets[i]` the byte offset of `records[i]` in the file
+    (`iter_located`), so a later step reads a record back with `read_at`."""
+    records, errors, offsets = [], [], []
     with open_file(path) as f:
-        for index, item in iter_records(f):
+        for index, offset, item in iter_located(f):
             if isinstance(item, ReadError):
                 errors.append(((file_index, index), item))
             else:
                 records.append(((file_index, index), item))
+                offsets.append(offset)
             if len(records) >= chunk_size:
-                yield records, errors
-                records, errors = [], []
+                yield records, errors, offsets
+                records, errors, offsets = [], [], []
     if records or errors:
-        yield records, errors
+        yield records, errors, offsets
+
+
+def read_at(f: BinaryIO, offset: int, size: int, name: str = "") -> bytes:
+    """The data of the record at byte `offset` of the open file `f` holding
+    `size` bytes (as `iter_located` met it): one ranged read (local: `pread`,
+    no seek) of the data and its CRC, checked.
+
+    Raises:
+      RuntimeError: the bytes no longer match their CRC (the file `name`
+        changed since it was first read).
+    """
+    start, end = offset + HEADER.size, offset + HEADER.size + size + CRC.size
+    if isinstance(f, io.FileIO):
+        framed = os.pread(f.fileno(), end - start, start)
+    else:
+        f.seek(start)
+        framed = f.read(end - start)
+    data = framed[:size]
+    if (
+        len(framed) != size + CRC.size
+        or masked_crc32c(data) != CRC.unpack_from(framed, size)[0]
+    ):
+        raise RuntimeError(
+            f"Input file {name!r} changed while the job ran: the record at byte "
+            f"{offset} ({size} bytes) no longer matches its CRC. Rerun the job on "
+            "input that stays unchanged while it runs."
+        )
+    return data
 
 
 def write_tfrecords(path: str, records) -> None:

@@ -153,6 +153,15 @@ class ShardWriter:
         for w in self._writers:
             w.close()
 
+    def checksums(self) -> dict[str, tuple[int, str]]:
+        """`{shard file: (size, CRC32C)}` computed as they were written
+        (metadata.json's `files` need not read them back); after `close`."""
+        sums = {
+            output.shard_file(i, self._n): w.checksum()
+            for i, w in enumerate(self._writers)
+        }
+        return {rel: s for rel, s in sums.items() if s is not None}
+
     def entries(self) -> list[dict]:
         """metadata.json's `shards`, in shard order."""
         return [
@@ -368,5 +377,5 @@ def run(
             depth=engine.computer.depth,
         ),
     )
-    metadata.write_metadata(directory, md)
+    metadata.write_metadata(directory, md, writer.checksums())
     return md
