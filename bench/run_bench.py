@@ -17,12 +17,16 @@ Engines (`--engines` picks a subset by name):
   tfdata              python -m pipeline --engine tfdata
   beam                python -m pipeline --engine beam --runner DirectRunner (in_memory)
   beam-mp             ... --direct_running_mode=multi_processing --direct_num_workers=2
+  flink-1, flink-2    ... --runner FlinkRunner --parallelism 1 / 2: Apache Flink in
+                      Beam's job server (`make runners`), SDK worker processes
 Ours use `--columns_py bench/columns.py --batch_size 128 --bucket_boundaries auto`. A failing engine gives a row
 "n/a: <first line of its error>" and the suite goes on.
 
 Columns: examples/s = N / seconds of the engine's `main`; MB/s in = input bytes /
 the same seconds; output MB = bytes written (ours: DIR/shards); padding efficiency
-= real steps / (sum over batches of B * T) (ours: metadata.json); peak RSS = max
+= real steps / (sum over batches of B * T) (ours: metadata.json); CPU s = user +
+system seconds of the engine's process and every descendant it waited for (for
+Flink: the JVM and the SDK workers), start-up included; peak RSS = max
 over samples of the summed VmRSS of the engine's process tree, or the process's
 own ru_maxrss if larger; x ref = examples/s over the reference's at the same N.
 
@@ -40,6 +44,7 @@ import json
 import os
 import pathlib
 import platform
+import resource
 import shutil
 import struct
 import subprocess
@@ -120,6 +125,9 @@ ENGINES = [
     Engine("beam-mp", "ours", "pipeline", "tensorflow,apache_beam",
            _ours("--engine", "beam", "--runner=DirectRunner", *BEAM_MP),
            runner="DirectRunner multi_processing x2"),
+    *(Engine(f"flink-{k}", "ours", "pipeline", "tensorflow,apache_beam",
+             _ours("--engine", "beam", "--runner=FlinkRunner", f"--parallelism={k}"),
+             runner=f"FlinkRunner [local] parallelism {k}") for k in (1, 2)),
 ]  # fmt: skip
 
 
@@ -157,7 +165,9 @@ def _tree(root: int) -> list[int]:
 
 
 def run_measured(cmd: list[str], log: pathlib.Path, timeout: float) -> dict:
-    """Runs `cmd`, sampling its tree's summed VmRSS; returns wall time and peaks."""
+    """Runs `cmd`, sampling its tree's summed VmRSS; returns wall time, peaks and the
+    CPU seconds of the tree (this process's waited-for children, before and after)."""
+    cpu_before = _children_cpu()
     start = time.perf_counter()
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
@@ -179,7 +189,14 @@ def run_measured(cmd: list[str], log: pathlib.Path, timeout: float) -> dict:
         "wall_seconds": time.perf_counter() - start,
         "peak_tree_rss_mb": round(peak_tree / 1024, 1),
         "peak_process_hwm_mb": round(peak_hwm / 1024, 1),
+        "cpu_seconds": round(_children_cpu() - cpu_before, 1),
     }
+
+
+def _children_cpu() -> float:
+    """User + system seconds of every terminated, waited-for descendant."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 # --- one engine -----------------------------------------------------------------------
@@ -362,13 +379,14 @@ def table(rows: list[dict]) -> str:
     """The markdown table: one line per (N, engine), ratio to the reference at N."""
     ref = {r["n"]: r.get("examples_per_s") for r in rows if r["engine"] == "reference"}
     head = ["engine", "runner", "N", "examples/s", "MB/s in", "output MB",
-            "padding eff.", "peak RSS MB", "x reference"]  # fmt: skip
+            "padding eff.", "CPU s", "peak RSS MB", "x reference"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         if "error" in r:
             error = r["error"] if len(r["error"]) <= 100 else r["error"][:97] + "..."
             cells = [r["engine"], r["runner"], str(r["n"]), f"n/a: {error}",
-                     "", "", "", _fmt(r.get("peak_rss_mb"), ".0f"), ""]  # fmt: skip
+                     "", "", "", _fmt(r.get("cpu_seconds"), ".0f"),
+                     _fmt(r.get("peak_rss_mb"), ".0f"), ""]  # fmt: skip
         else:
             base = ref.get(r["n"])
             eff = r.get("padding_efficiency")
@@ -376,7 +394,7 @@ def table(rows: list[dict]) -> str:
                 r["engine"], r["runner"], str(r["n"]), _fmt(r["examples_per_s"], ",.0f"),
                 _fmt(r["mb_per_s_in"], ".1f"), _fmt(r.get("output_mb"), ",.0f"),
                 "-" if eff is None else f"{100 * eff:.1f} %",
-                _fmt(r.get("peak_rss_mb"), ".0f"),
+                _fmt(r.get("cpu_seconds"), ".0f"), _fmt(r.get("peak_rss_mb"), ".0f"),
                 _fmt(r["examples_per_s"] / base if base else None, ".2f"),
             ]  # fmt: skip
         if r.get("note"):

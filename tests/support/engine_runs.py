@@ -84,7 +84,9 @@ def kill_paused_worker(probe: str, proc: subprocess.Popen) -> int:
 
 
 def paths(tmp_path) -> tuple:
-    """A run's output directory, probe directory and log file."""
+    """A run's output directory, probe directory and log file (under `tmp_path`,
+    created)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     return tmp_path / "out", str(tmp_path / "probe"), str(tmp_path / "job.log")
 
 

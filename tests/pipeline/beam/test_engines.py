@@ -45,6 +45,18 @@ def test_flink_alone_runs_locally_on_process_workers_of_this_interpreter(runners
     assert f"attempts-before-reset-backoff: {ed.FLINK_RETRIES}" in conf
 
 
+def test_the_local_job_server_gets_light_jvm_flags_unless_given(runners):
+    out = ed.with_engine_defaults(["--runner", "FlinkRunner"], runners_dir=runners)
+    jvm = [a.split("=", 1)[1] for a in out if a.startswith("--job_server_jvm_prop")]
+    assert jvm == ["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"]
+    mine = ["--runner", "SparkRunner", "--job_server_jvm_properties=-Xmx2g"]
+    out = ed.with_engine_defaults(mine, runners_dir=runners)
+    assert [a for a in out if a.startswith("--job_server_jvm")] == mine[2:]
+    cluster = ["--runner", "FlinkRunner", "--flink_master=flink-host:8081"]
+    out = ed.with_engine_defaults(cluster, runners_dir=runners)
+    assert not [a for a in out if a.startswith("--job_server_jvm")]
+
+
 def test_spark_alone_runs_on_local_2(runners):
     got = flags(ed.with_engine_defaults(["--runner=spark"], runners_dir=runners))
     assert got["spark_master_url"] == "local[2]"
