@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import transforms
 from pipeline.stages import (
@@ -83,7 +83,7 @@ def static_info(
     files: Sequence[str],
     embeddings: dict,
     engine: str,
-    assets: Sequence[str] = (),
+    assets: Mapping[str, str] | None = None,
 ) -> metadata.StaticInfo:
     """The facts of a run metadata.json records, known before the engine runs."""
     return metadata.StaticInfo(
@@ -97,7 +97,7 @@ def static_info(
         files=tuple(files),
         embeddings=dict(embeddings),
         compression=config.compression,
-        assets=tuple(assets),
+        assets=tuple(sorted((assets or {}).items())),
         max_buckets=config.max_buckets,
     )
 
@@ -156,7 +156,7 @@ def run(config: JobConfig, beam_argv: Sequence[str] = ()) -> RunResult:
     spec, files, num_shards = prepare(config)
     staging = output.Staging(config.output_dir, config.overwrite)
     try:
-        assets = []
+        assets = {}
         stages = dict(config=config, spec=spec, files=files, directory=staging.path)
         if config.analyze:  # DIR/assets first; the columns then use them
             spec = stages["spec"] = analyze(**stages, beam_argv=beam_argv)

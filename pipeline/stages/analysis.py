@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import fractions
+import hashlib
 import heapq
 import json
 import math
@@ -327,13 +328,23 @@ class Analysis:
         return None if entry is None else f"{self.directory}/{entry['file']}"
 
 
-def asset_files(directory: str) -> list[str]:
-    """The files under DIR/assets, as sorted paths relative to DIR (metadata.json
-    lists them)."""
+def asset_files(directory: str) -> dict[str, str]:
+    """The files under DIR/assets: `{path relative to DIR: sha256 hex}`, sorted.
+
+    metadata.json lists them so that a training job (or TF Transform-style
+    serving code) that loads a vocabulary later can check it is the one this
+    run computed, whatever copied DIR since; assets are small (vocabularies and
+    stats.json), so hashing them costs one read each.
+    """
     assets = f"{directory}/{ASSETS_DIR}"
     if not fileio.isdir(assets):
-        return []
-    return sorted(f"{ASSETS_DIR}/{name}" for name in fileio.listdir(assets))
+        return {}
+    return {
+        f"{ASSETS_DIR}/{name}": hashlib.sha256(
+            fileio.read_bytes(f"{assets}/{name}")
+        ).hexdigest()
+        for name in sorted(fileio.listdir(assets))
+    }
 
 
 def load_analysis(directory: str) -> Analysis:

@@ -18,7 +18,8 @@ Fields (format `version` 1):
   estimated_padding_efficiency  the plan's bound (each bucket padded to its max)
   shards             [{file, batches, examples}] (paths relative to DIR)
   errors_files       [relative paths], embeddings {column: relative path}
-  assets             [relative paths] (only with --analyze: vocabularies, stats.json)
+  assets             {relative path: sha256 hex} (only with --analyze: vocabularies,
+                     stats.json)
   input              {pattern, files: [{path, records}]}
   static_shapes      only with --static_shapes (`stages.static_shapes`): {max_buckets,
                      drop_remainder, shapes: [{shape: [B, T, D], batches}],
@@ -63,7 +64,7 @@ class StaticInfo:
     files: tuple
     embeddings: dict
     compression: str = "none"
-    assets: tuple = ()
+    assets: tuple = ()  # ((path relative to DIR, sha256 hex), ...)
     max_buckets: int | None = None
     runner: str | None = None  # the Beam runner (None: the tfdata engine)
 
@@ -175,7 +176,7 @@ def build_metadata(
     truncated_positions: Sequence[Sequence[int]] = (),
     truncated: int | None = None,
     compression: str = "none",
-    assets: Sequence[str] = (),
+    assets: Iterable[tuple[str, str]] = (),
     static: Mapping | None = None,
     dropped: int = 0,
     max_buckets: int | None = None,
@@ -264,7 +265,7 @@ def build_metadata(
     if compression != "none":  # absent: uncompressed shards (older outputs too)
         md["compression"] = compression
     if assets:  # absent: no analyze pass
-        md["assets"] = sorted(assets)
+        md["assets"] = dict(sorted(assets))
     if static is not None:  # absent: dynamic shapes (T = each batch's longest)
         md["static_shapes"] = dict(static)
         md["counts"]["dropped"] = int(dropped)

@@ -155,7 +155,7 @@ def test_a_mistyped_flag_stops_before_any_work(dataset, tmp_path, capsys):
 # seqshards' own stderr lines: progress lines and the Beam runner's warnings we
 # do not control are not expected on these runs.
 OWN_LINE = re.compile(
-    r"^(lengths pass|materialize|read|features|stats): [\d,]+ (records|examples) "
+    r"^(lengths pass|materialize|read|features|stats): [\d,]+ (records|examples)\b"
 )
 TF_NOISE = (
     "absl",

@@ -5,6 +5,7 @@ a materialized output that uses them."""
 import collections
 import fractions
 import glob
+import hashlib
 import json
 import math
 import os
@@ -148,8 +149,11 @@ def test_same_assets_on_both_engines(runs):
 @pytest.mark.parametrize("engine", ["beam", "tfdata"])
 def test_metadata_lists_the_assets(runs, engine):
     listed = runs[engine].metadata["assets"]
-    assert listed == [f"assets/{name}" for name in assets_of(runs["base"] / engine)]
+    directory = runs["base"] / engine
+    assert list(listed) == [f"assets/{name}" for name in assets_of(directory)]
     assert "assets/stats.json" in listed
+    for rel, sha256 in listed.items():  # the bytes' SHA-256, as any tool computes
+        assert sha256 == hashlib.sha256((directory / rel).read_bytes()).hexdigest()
 
 
 @pytest.mark.slow  # ~40 s: two multi-process pipelines
