@@ -114,18 +114,22 @@ RUNNERS = (
 )
 
 
-def require_tools() -> None:
-    """Raises if `java` or `mvn` is not on PATH (both are needed to fetch and run).
+TOOLS = {"java": "a JDK 11 or 17", "mvn": "Apache Maven 3"}
+
+
+def require_tools(*tools: str) -> None:
+    """Raises if one of `tools` ("java": to run the job servers, "mvn": to fetch
+    them) is not on PATH.
 
     Raises:
       FileNotFoundError: naming the missing tool and how to get it.
     """
-    for tool, hint in (("java", "a JDK 11 or 17"), ("mvn", "Apache Maven 3")):
+    for tool in tools:
         if shutil.which(tool) is None:
             raise FileNotFoundError(
-                f"`{tool}` is not on PATH. Expected {hint}: the Flink and Spark job "
-                f"servers are Java programs fetched with Maven. Received: PATH="
-                f"{os.environ.get('PATH', '')!r}. Install it (Debian: `apt-get "
+                f"`{tool}` is not on PATH. Expected {TOOLS[tool]}: the Flink and "
+                "Spark job servers are Java programs fetched with Maven. Received: "
+                f"PATH={os.environ.get('PATH', '')!r}. Install it (Debian: `apt-get "
                 "install openjdk-17-jdk-headless maven`) and rerun `make runners`."
             )
 
@@ -195,6 +199,7 @@ def fetch(runner: Runner, cache: pathlib.Path, *, quiet: bool = True) -> pathlib
     """Resolves `runner` into `cache` unless already there; returns its thin jar.
 
     Raises:
+      FileNotFoundError: not fetched yet and `mvn` is not on PATH.
       RuntimeError: Maven failed (its output's last lines are in the message).
     """
     jar = cache / engines.JOB_SERVER_JARS[runner.engine]
@@ -208,6 +213,7 @@ def fetch(runner: Runner, cache: pathlib.Path, *, quiet: bool = True) -> pathlib
     if jar.exists() and record.exists() and json.loads(record.read_text()) == wanted:
         print(f"{runner.engine}: {jar} (cached)")
         return jar
+    require_tools("mvn")
     home.mkdir(parents=True, exist_ok=True)
     (home / "pom.xml").write_text(_pom(runner))
     lib = home / "lib"
@@ -235,6 +241,8 @@ def fetch(runner: Runner, cache: pathlib.Path, *, quiet: bool = True) -> pathlib
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`make runners`: fetches the engines named by `--engines`; returns the exit
+    code (2, with the reason on stderr, when a tool is missing or Maven fails)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "--engines",
@@ -252,9 +260,13 @@ def main(argv: list[str] | None = None) -> int:
             f"Invalid value for argument `--engines`. Expected names from "
             f"{sorted(known)}. Received: {unknown}"
         )
-    require_tools()
-    for name in names:
-        fetch(known[name], pathlib.Path(args.cache), quiet=not args.verbose)
+    try:
+        require_tools("java")  # the job servers run on it, fetched or not
+        for name in names:
+            fetch(known[name], pathlib.Path(args.cache), quiet=not args.verbose)
+    except (FileNotFoundError, RuntimeError) as e:
+        print(f"fetch_runners: error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
