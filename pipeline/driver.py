@@ -145,7 +145,8 @@ def run(config: JobConfig, beam_argv: Sequence[str] = ()) -> RunResult:
         `["--runner=DataflowRunner", ...]`.
 
     Raises:
-      FileNotFoundError: no input file / columns file.
+      FileNotFoundError: no input file / columns file; `--runner FlinkRunner`
+        / `SparkRunner` on the local engine without a fetched job server.
       FileExistsError: DIR exists, is not empty and `overwrite` is false.
     """
     start = time.time()
