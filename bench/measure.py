@@ -19,6 +19,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
 import importlib.util
 import inspect
@@ -125,6 +126,13 @@ def main() -> int:
         report["error"] = _summary(e)
         report["traceback"] = traceback.format_exc()
         status = 1
+    # What the engine left to exit handlers: Beam's job servers (a Flink or
+    # Spark JVM and its SDK workers) stop there. os._exit below skips them:
+    # the JVM would outlive this process, its CPU uncounted.
+    try:
+        atexit._run_exitfuncs()
+    except BaseException as e:
+        report.setdefault("error", f"exit handlers: {_summary(e)}")
     report["maxrss_self_mb"] = _mb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     report["maxrss_children_mb"] = _mb(
         resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
