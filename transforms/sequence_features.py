@@ -12,9 +12,12 @@ train the same variable. The semantics (T, padding, lengths, errors) are those o
 
 Speed: TF densifies every column separately (one-hot tensors, [B*T, dim]
 embedding buffers, zero masks) and then concatenates. Here each column looks
-up its ids once on the flat values. Traced, when every column has one full row
-at every step before its row's length (the usual sequence input; checked per
-batch), the rows of the present steps `[S, D]` are concatenated and one
+up its ids once on the flat values. Traced, with 3-D SparseTensor inputs that
+share one step layout (shared_layout.py: checked per batch on the indices,
+before any per-column work), the columns' rows are laid out directly; other
+traced inputs go through the per-column parts. There, when every column has
+one full row at every step before its row's length (checked per batch), the
+rows of the present steps `[S, D]` are concatenated and one
 `RaggedTensorToTensor` (or, for large outputs, a multi-threaded gather) pads
 them to `[B, T, D]`, writing each output value once. Otherwise (and eagerly) each column emits (position, value) writes and
 one `SparseToDense` over the padding value builds `[B, T, D]`; with one id per
@@ -40,7 +43,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.ops import cond_v2  # functional Case (not lowered)
 
-from transforms import _base, serialization
+from transforms import _base, serialization, shared_layout
 from transforms.dense import EmbeddingColumn, check_sequence_categorical
 from transforms.numeric import SequenceNumericColumn
 from transforms.specs import make_parse_example_spec
@@ -253,6 +256,51 @@ def _full_steps(step_rows, sequence_length) -> tf.Tensor:
     return tf.reduce_all(tf.stack(conditions))
 
 
+def _padding_row(columns, paddings) -> np.ndarray:
+    """The output's row `[D]` at absent steps: each column's padding value."""
+    return np.concatenate(
+        [
+            np.full(column.output_width, padding, np.float32)
+            for column, padding in zip(columns, paddings, strict=True)
+        ]
+    )
+
+
+def _ragged_rows(values, padding, splits, lengths, shape) -> tf.Tensor:
+    """`shape` `[B, T, D]` from the present steps' rows `values` `[S, D]` (row
+    b's steps at `splits[b]:splits[b + 1]`) by one RaggedTensorToTensor: it
+    copies each row's run of steps and fills the rest with `padding` `[D]`,
+    writing every output value once (SparseToDense fills the whole output,
+    then writes each value at an int64 position built for it). One thread."""
+    del lengths  # the splits carry them
+    uniform = len(set(padding.view(np.uint32))) == 1
+    return tf.raw_ops.RaggedTensorToTensor(
+        shape=shape,
+        values=values,
+        # One value: the op fills gaps with std::fill, not row copies.
+        default_value=padding[0] if uniform else padding,
+        row_partition_tensors=[splits],
+        row_partition_types=["ROW_SPLITS"],
+    )
+
+
+def _gathered_rows(values, padding, splits, lengths, shape) -> tf.Tensor:
+    """As `_ragged_rows`, by a gather of `[B * T]` row indices into the rows
+    plus a padding row.
+
+    For large outputs: such an output is a fresh mapping on every call,
+    whose first-touch page faults dominate the layer (~75 % of its CPU at
+    B=1024, T=1000); TF shards the gather over the intra-op threads, which
+    take the faults in parallel (+12 % CPU, -30 % wall time than
+    `_ragged_rows` with a second core free).
+    """
+    table = tf.concat([values, padding[None, :]], 0)
+    steps = tf.range(shape[1])[None, :]
+    index = tf.where(steps < lengths[:, None], splits[:-1, None] + steps, splits[-1])
+    output = tf.gather(table, tf.reshape(index, [-1]))
+    return tf.reshape(output, shape)
+
+
 @keras.saving.register_keras_serializable(package="transforms")
 class SequenceFeatures(keras.layers.Layer):
     """A layer for sequence input (Keras 3 port of tf_keras' SequenceFeatures).
@@ -367,6 +415,59 @@ class SequenceFeatures(keras.layers.Layer):
                     "Invalid value for argument `padding_value`. Expected keys among "
                     f"{sorted(keys)}. Received: {unknown}"
                 )
+        layout = shared_layout.plan(
+            self._feature_columns, features, self._lookups, self._state
+        )
+        if layout is None:
+            return self._call_columns(features, sequence_length, padding_value)
+        output, sequence_length = self._shared_layout_call(
+            layout, lambda: self._call_columns(features, sequence_length, padding_value)
+        )
+        static_batch = None
+        for key in make_parse_example_spec(self._feature_columns):
+            static_batch = static_batch or features[key].shape[0]
+        output.set_shape([static_batch, None, self.output_width])
+        sequence_length.set_shape([static_batch])
+        return output, sequence_length
+
+    def _shared_layout_call(self, layout, general):
+        """Traced, inputs with a shared step layout (shared_layout.py): one
+        cond per batch, taking `general` (the per-column path) unless the
+        batch has the layout; then the columns' rows are laid out by
+        `_ragged_rows`, or `_gathered_rows` for outputs of more than
+        `_GATHER_OUTPUT_SIZE` values. Shares no ops with `general`: the
+        general path's lengths, asserts and positions only run in its call.
+        """
+        depth = self.output_width
+        large = layout.batch_size * layout.num_steps > _GATHER_OUTPUT_SIZE // depth
+        shape = tf.stack([layout.batch_size, layout.num_steps, depth])
+        padding = _padding_row(self._feature_columns, layout.paddings)
+
+        def fast(rows_to_output):
+            values = layout.rows()
+            values = tf.concat(values, 1) if len(values) > 1 else values[0]
+            output = rows_to_output(
+                values, padding, layout.splits, layout.lengths, shape
+            )
+            return output, layout.lengths
+
+        # The fast branch is lowered into the caller's graph (no function
+        # call per batch); the general path stays one call op, not inlined by
+        # grappler (its ~120 nodes would go dead every batch).
+        general_call = tf.function(
+            general, autograph=False, experimental_attributes={"_noinline": True}
+        )
+        return tf.cond(
+            layout.full,
+            lambda: tf.cond(
+                large, lambda: fast(_gathered_rows), lambda: fast(_ragged_rows)
+            ),
+            general_call,
+        )
+
+    def _call_columns(self, features, sequence_length, padding_value):
+        """The general path: each column's `ColumnParts`, checked to agree on
+        the lengths and T, laid out by `_output`."""
         cache = _base.InputCache(
             features,
             self._lookups,
@@ -410,7 +511,14 @@ class SequenceFeatures(keras.layers.Layer):
         branch = tf.where(
             _full_steps(step_rows, sequence_length), 1 + tf.cast(large, tf.int32), 0
         )
-        args = (parts, step_rows, sequence_length)
+        padding = _padding_row(self._feature_columns, [r.padding for r in step_rows])
+
+        def lay_out(rows_to_output):  # in the branch: the rows only there
+            splits = tf.concat([tf.zeros([1], tf.int64), tf.cumsum(sequence_length)], 0)
+            shape = tf.stack([batch_size, num_steps, self.output_width])
+            values = _concat_values(step_rows)
+            return rows_to_output(values, padding, splits, sequence_length, shape)
+
         # A functional Case (the branch taken runs as its own function call):
         # lowered into the caller's graph (tf.switch_case), ~190 nodes of the
         # branches not taken would go dead every batch.
@@ -418,8 +526,8 @@ class SequenceFeatures(keras.layers.Layer):
             branch,
             [
                 lambda: self._scatter(parts),
-                lambda: self._ragged_rows(*args),
-                lambda: self._gathered_rows(*args),
+                lambda: lay_out(_ragged_rows),
+                lambda: lay_out(_gathered_rows),
             ],
             name="switch_case",
             lower_using_switch_merge=False,
@@ -518,56 +626,6 @@ class SequenceFeatures(keras.layers.Layer):
             conditions.append(tf.reduce_all(tf.equal(first[:n], splits[:n])))
         full = tf.reduce_all(tf.stack(conditions))
         return full, lambda: _concat_values(step_rows), first[1:] - first[:-1]
-
-    def _step_rows(self, step_rows, sequence_length):
-        """The rows `[S, D]` of the present steps (S = sum of lengths, each
-        row's steps in turn), the padding row `[D]` and the row splits `[B+1]`."""
-        padding = np.concatenate(
-            [
-                np.full(column.output_width, rows.padding, np.float32)
-                for column, rows in zip(self._feature_columns, step_rows, strict=True)
-            ]
-        )
-        values = _concat_values(step_rows)
-        splits = tf.concat([tf.zeros([1], tf.int64), tf.cumsum(sequence_length)], 0)
-        return values, padding, splits
-
-    def _ragged_rows(self, parts, step_rows, sequence_length):
-        """`[B, T, D]` from the step rows by one RaggedTensorToTensor: it copies
-        each row's run of steps and fills the rest, writing every output value
-        once (SparseToDense fills the whole output, then writes each value at
-        an int64 position built for it). One thread."""
-        values, padding, splits = self._step_rows(step_rows, sequence_length)
-        uniform = len(set(padding.view(np.uint32))) == 1
-        shape = [parts[0].batch_size, parts[0].num_steps, self.output_width]
-        return tf.raw_ops.RaggedTensorToTensor(
-            shape=tf.stack(shape),
-            values=values,
-            # One value: the op fills gaps with std::fill, not row copies.
-            default_value=padding[0] if uniform else padding,
-            row_partition_tensors=[splits],
-            row_partition_types=["ROW_SPLITS"],
-        )
-
-    def _gathered_rows(self, parts, step_rows, sequence_length):
-        """`[B, T, D]` from the step rows by a gather of `[B * T]` row indices
-        into the rows plus a padding row.
-
-        For large outputs: such an output is a fresh mapping on every call,
-        whose first-touch page faults dominate the layer (~75 % of its CPU at
-        B=1024, T=1000); TF shards the gather over the intra-op threads, which
-        take the faults in parallel (+12 % CPU, -30 % wall time than
-        `_ragged_rows` with a second core free).
-        """
-        values, padding, splits = self._step_rows(step_rows, sequence_length)
-        table = tf.concat([values, padding[None, :]], 0)
-        steps = tf.range(parts[0].num_steps)[None, :]
-        index = tf.where(
-            steps < sequence_length[:, None], splits[:-1, None] + steps, splits[-1]
-        )
-        output = tf.gather(table, tf.reshape(index, [-1]))
-        shape = [parts[0].batch_size, parts[0].num_steps, self.output_width]
-        return tf.reshape(output, tf.stack(shape))
 
     def _scatter(self, parts):
         """Builds `[B, T, D]` in one pass: a single SparseToDense of every

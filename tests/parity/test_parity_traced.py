@@ -131,6 +131,65 @@ STEP_ROW_CASES = {
 }
 
 
+# 3-D inputs (parse_sequence_example's form) first take the shared-layout
+# check (transforms/shared_layout.py): the full layout is laid out directly,
+# every other batch falls back to the per-column path.
+def _full_3d():
+    return {
+        "n": sp3([[[0.5], [-0.0]], [], [[2.0], [1.0], [4.0]]]),
+        "p": sp3([[[1.0, 2], [3.0, 4]], [], [[5.0, 6], [7.0, 8], [9.0, 1]]]),
+        "c": sp3([[[1], [2]], [], [[4], [5], [0]]], tf.int64),
+        "v": sp3([[["a"], ["zz"]], [], [["c"], ["b"], ["a"]]]),
+    }
+
+
+def _with_3d(**changes):
+    return {**_full_3d(), **changes}
+
+
+def _st3(indices, values, shape):
+    return tf.SparseTensor(np.array(indices, np.int64).reshape(-1, 3), values, shape)
+
+
+STEP_ROW_CASES.update(
+    {
+        "shared_layout_3d": _full_3d(),
+        "shared_layout_padded_t_3d": {
+            k: tf.sparse.reset_shape(v, [3, 5, v.dense_shape[2]])
+            for k, v in _full_3d().items()
+        },
+        "numeric_slot_missing_3d": _with_3d(
+            p=sp3([[[1.0, 2], [3.0]], [], [[5.0, 6], [7.0, 8], [9.0, 1]]])
+        ),
+        "numeric_step_missing_3d": _with_3d(
+            n=_st3(
+                [[0, 1, 0], [2, 0, 0], [2, 1, 0], [2, 2, 0]],
+                [0.5, 2.0, 1.0, 4.0],
+                [3, 3, 1],
+            )
+        ),
+        "id_step_missing_3d": _with_3d(
+            c=_st3(
+                [[0, 1, 0], [2, 0, 0], [2, 1, 0], [2, 2, 0]], [2, 4, 5, 0], [3, 3, 1]
+            )
+        ),
+        "id_in_second_slot_3d": _with_3d(
+            v=_st3(
+                [[0, 0, 1], [0, 1, 0], [2, 0, 0], [2, 1, 0], [2, 2, 0]],
+                ["a", "zz", "c", "b", "a"],
+                [3, 3, 2],
+            )
+        ),
+        "two_ids_in_a_step_3d": _with_3d(
+            v=sp3([[["a", "b"], ["zz"]], [], [["c"], ["b"], ["a"]]])
+        ),
+        "negative_embedding_id_3d": _with_3d(
+            c=sp3([[[1], [-1]], [], [[4], [5], [0]]], tf.int64)
+        ),
+    }
+)
+
+
 @pytest.fixture(params=["ragged", "gather"])
 def step_rows_by(request, monkeypatch):
     """Both layouts of step rows: gather from the first output value on."""

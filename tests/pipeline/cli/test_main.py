@@ -169,8 +169,11 @@ TF_NOISE = (
 )
 
 
-def run_cli(args, env_level=None):
+def run_cli(args, cwd, env_level=None):
+    """`python -m pipeline ARGS` in `cwd` (stats and inspect write their
+    figures there); returns its stderr lines."""
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)  # this checkout, from any cwd
     if env_level is not None:
         env["TF_CPP_MIN_LOG_LEVEL"] = env_level
     done = subprocess.run(
@@ -178,6 +181,7 @@ def run_cli(args, env_level=None):
         capture_output=True,
         text=True,
         env=env,
+        cwd=cwd,
         timeout=600,
     )
     assert done.returncode == 0, done.stderr
@@ -189,15 +193,17 @@ def test_every_command_keeps_tensorflow_start_up_lines_off_stderr(dataset, tmp_p
     base = ["--input", dataset["pattern"], "--columns", dataset["columns"]]
     runs = {
         "tfdata": run_cli(
-            [*base, "--output", str(tmp_path / "t"), "--engine", "tfdata"]
+            [*base, "--output", str(tmp_path / "t"), "--engine", "tfdata"], tmp_path
         ),
-        "beam": run_cli([*base, "--output", str(tmp_path / "b"), "--engine", "beam"]),
-        "stats": run_cli(["stats", *base]),
-        "inspect": run_cli(["inspect", str(tmp_path / "t")]),
+        "beam": run_cli(
+            [*base, "--output", str(tmp_path / "b"), "--engine", "beam"], tmp_path
+        ),
+        "stats": run_cli(["stats", *base], tmp_path),
+        "inspect": run_cli(["inspect", str(tmp_path / "t")], tmp_path),
     }
     for command, lines in runs.items():
         assert all(OWN_LINE.match(line) for line in lines), (command, lines)
     assert runs["tfdata"] and runs["stats"]  # the progress lines are there
     # A user who asks for TensorFlow's logs gets them.
-    verbose = run_cli(["stats", *base], env_level="0")
+    verbose = run_cli(["stats", *base], tmp_path, env_level="0")
     assert any(noise in line for line in verbose for noise in TF_NOISE), verbose
