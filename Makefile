@@ -7,7 +7,8 @@ STAMP  := $(VENV)/.installed-stamp
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help install test test-fast parity run example example-static bench bench-quick lint fmt clean
+.PHONY: help install runners test test-fast parity run run-flink run-spark example \
+	example-static bench bench-quick lint fmt clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -20,7 +21,10 @@ $(STAMP): setup.py
 
 install: $(STAMP)  ## Create .venv and install seqshards with its test extras.
 
-test: $(STAMP)  ## Run the whole test suite (what CI runs).
+runners: $(STAMP)  ## Fetch the Flink and Spark job servers into .runners/ (needs java, mvn).
+	$(PY) tools/fetch_runners.py
+
+test: $(STAMP) runners  ## Run the whole test suite (what CI runs).
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP)  ## Run the tests not marked slow.
@@ -32,6 +36,14 @@ parity: $(STAMP)  ## Run only the parity tests against tf_keras.
 run: $(STAMP)  ## Materialize data/ into out/ and print a summary.
 	$(PY) -m pipeline --input 'data/sample-*.tfrecord' --columns data/columns.yaml \
 	    --output out --overwrite --runner DirectRunner
+
+run-flink: runners  ## Materialize data/ into out-flink/ on a local Apache Flink.
+	$(PY) -m pipeline --input 'data/sample-*.tfrecord' --columns data/columns.yaml \
+	    --output out-flink --overwrite --runner FlinkRunner
+
+run-spark: runners  ## Materialize data/ into out-spark/ on a local Apache Spark.
+	$(PY) -m pipeline --input 'data/sample-*.tfrecord' --columns data/columns.yaml \
+	    --output out-spark --overwrite --runner SparkRunner
 
 out/metadata.json: $(STAMP) data/columns.yaml $(wildcard data/sample-*.tfrecord)
 	$(MAKE) run
@@ -57,11 +69,11 @@ bench-quick: $(STAMP)  ## A shorter `make bench` (20k only, a few minutes).
 	$(PY) bench/static_shapes_bench.py --quick
 
 lint: $(STAMP)  ## ruff check (88 columns, isort).
-	$(VENV)/bin/ruff check transforms pipeline tests bench data examples
+	$(VENV)/bin/ruff check transforms pipeline tests bench data examples tools
 
 fmt: $(STAMP)  ## ruff format + import sorting.
-	$(VENV)/bin/ruff check --select I --fix transforms pipeline tests bench data examples
-	$(VENV)/bin/ruff format transforms pipeline tests bench data examples
+	$(VENV)/bin/ruff check --select I --fix transforms pipeline tests bench data examples tools
+	$(VENV)/bin/ruff format transforms pipeline tests bench data examples tools
 
-clean:  ## Remove the venv and generated output.
-	rm -rf $(VENV) out out_static *.egg-info .pytest_cache
+clean:  ## Remove the venv and generated output (not the .runners/ cache).
+	rm -rf $(VENV) out out_static out-flink out-spark *.egg-info .pytest_cache

@@ -25,6 +25,7 @@ counters (`io`: the deltas of /proc/self/io). Worker processes a runner starts
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
 import importlib.util
 import inspect
@@ -154,6 +155,13 @@ def main() -> int:
         report["error"] = _summary(e)
         report["traceback"] = traceback.format_exc()
         status = 1
+    # What the engine left to exit handlers: Beam's job servers (a Flink or
+    # Spark JVM and its SDK workers) stop there. os._exit below skips them:
+    # the JVM would outlive this process, its CPU uncounted.
+    try:
+        atexit._run_exitfuncs()
+    except BaseException as e:
+        report.setdefault("error", f"exit handlers: {_summary(e)}")
     report["maxrss_self_mb"] = _mb(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     report["cpu_seconds_children"] = usage.ru_utime + usage.ru_stime

@@ -18,12 +18,16 @@ Engines (`--engines` picks a subset by name):
   beam                python -m pipeline --engine beam --runner DirectRunner (in_memory)
   beam-bytes          the same with --shuffle_payload bytes (default here: reference)
   beam-mp             ... --direct_running_mode=multi_processing --direct_num_workers=2
+  flink-1, flink-2    ... --runner FlinkRunner --parallelism 1 / 2: Apache Flink in
+                      Beam's job server (`make runners`), SDK worker processes
 Ours use `--columns_py bench/columns.py --batch_size 128 --bucket_boundaries auto`. A failing engine gives a row
 "n/a: <first line of its error>" and the suite goes on.
 
 Columns: examples/s = N / seconds of the engine's `main`; MB/s in = input bytes /
 the same seconds; output MB = bytes written (ours: DIR/shards); padding efficiency
-= real steps / (sum over batches of B * T) (ours: metadata.json); peak RSS = max
+= real steps / (sum over batches of B * T) (ours: metadata.json); CPU s = user +
+system seconds of the engine's process and every descendant it waited for (for
+Flink: the JVM and the SDK workers), start-up included; peak RSS = max
 over samples of the summed VmRSS of the engine's process tree, or the process's
 own ru_maxrss if larger; x ref = examples/s over the reference's at the same N.
 
@@ -41,6 +45,7 @@ import json
 import os
 import pathlib
 import platform
+import resource
 import shutil
 import struct
 import subprocess
@@ -125,6 +130,9 @@ ENGINES = [
     Engine("beam-mp", "ours", "pipeline", "tensorflow,apache_beam",
            _ours("--engine", "beam", "--runner=DirectRunner", *BEAM_MP),
            runner="DirectRunner multi_processing x2"),
+    *(Engine(f"flink-{k}", "ours", "pipeline", "tensorflow,apache_beam",
+             _ours("--engine", "beam", "--runner=FlinkRunner", f"--parallelism={k}"),
+             runner=f"FlinkRunner [local] parallelism {k}") for k in (1, 2)),
 ]  # fmt: skip
 
 
@@ -162,7 +170,9 @@ def _tree(root: int) -> list[int]:
 
 
 def run_measured(cmd: list[str], log: pathlib.Path, timeout: float) -> dict:
-    """Runs `cmd`, sampling its tree's summed VmRSS; returns wall time and peaks."""
+    """Runs `cmd`, sampling its tree's summed VmRSS; returns wall time, peaks and the
+    CPU seconds of the tree (this process's waited-for children, before and after)."""
+    cpu_before = _children_cpu()
     start = time.perf_counter()
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
@@ -184,7 +194,14 @@ def run_measured(cmd: list[str], log: pathlib.Path, timeout: float) -> dict:
         "wall_seconds": time.perf_counter() - start,
         "peak_tree_rss_mb": round(peak_tree / 1024, 1),
         "peak_process_hwm_mb": round(peak_hwm / 1024, 1),
+        "cpu_seconds": round(_children_cpu() - cpu_before, 1),
     }
+
+
+def _children_cpu() -> float:
+    """User + system seconds of every terminated, waited-for descendant."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 # --- one engine -----------------------------------------------------------------------
@@ -285,7 +302,11 @@ def measure_engine(
                              f"{batches} batches")  # fmt: skip
         if notes:
             row["note"] = "; ".join(notes)
-        row["cpu_seconds"] = report.get("cpu_seconds")
+        # The engine's process from its `main` on, plus the processes it
+        # started and reaped (Flink/Spark: the job server's JVM, SDK workers).
+        row["cpu_seconds"] = (report.get("cpu_seconds") or 0) + (
+            report.get("cpu_seconds_children") or 0
+        )
         row["io"] = report.get("io") or {}
         row["input_bytes"] = data["bytes"]
         row.update(amplification(row))

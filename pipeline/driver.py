@@ -145,10 +145,15 @@ def run(config: JobConfig, beam_argv: Sequence[str] = ()) -> RunResult:
         `["--runner=DataflowRunner", ...]`.
 
     Raises:
-      FileNotFoundError: no input file / columns file.
+      FileNotFoundError: no input file / columns file; `--runner FlinkRunner`
+        / `SparkRunner` on the local engine without a fetched job server.
       FileExistsError: DIR exists, is not empty and `overwrite` is false.
     """
     start = time.time()
+    if config.engine != "tfdata":  # Flink / Spark: the local engine's defaults
+        from pipeline.beam import engines
+
+        beam_argv = engines.with_engine_defaults(beam_argv)
     spec, files, num_shards = prepare(config)
     staging = output.Staging(config.output_dir, config.overwrite)
     try:

@@ -10,6 +10,7 @@ The runner is chosen by `runner.make_runner`.
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
@@ -18,7 +19,16 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineState
 
-from pipeline.beam import bucket, features, progress, read, shards, validate, write
+from pipeline.beam import (
+    bucket,
+    engines,
+    features,
+    progress,
+    read,
+    shards,
+    validate,
+    write,
+)
 from pipeline.beam import static_shapes as static_batches
 from pipeline.beam.runner import make_runner
 from pipeline.stages import blocks, decode, metadata, static_shapes, tfrecord
@@ -364,14 +374,16 @@ def _write_metadata(
 
 def run(stages: Mapping, beam_argv: Sequence[str] = ()):
     """Builds the job (`build(p, **stages)`) on the runner `beam_argv` names and
-    runs it to the end; returns Beam's `PipelineResult`.
+    runs it to the end; returns Beam's `PipelineResult`. metadata.json records
+    that runner (`engines.runner_name`: `FlinkRunner`, `DirectRunner`, ...).
 
     Raises:
       RuntimeError: the pipeline ended in another state than DONE.
     """
     options = PipelineOptions(list(beam_argv))
     p = beam.Pipeline(runner=make_runner(options), options=options)
-    build(p, **stages)
+    info = dataclasses.replace(stages["info"], runner=engines.runner_name(beam_argv))
+    build(p, **{**stages, "info": info})  # metadata.json names the runner
     result = p.run()
     state = result.wait_until_finish()
     if state != PipelineState.DONE:

@@ -4,6 +4,7 @@ Place in the flow: write -> **metadata** -> publish (the staging dir becomes DIR
 
 Fields (format `version` 1):
   version, engine, feature_dim, batch_size, bucket_boundaries, id_feature
+  runner             the Beam runner that ran the job (absent for tfdata)
   columns            [{name, offset, width}] = transforms.column_layout(COLUMNS)
   columns_file       {path, sha256}
   context            {name: {kind: fixed_len|var_len, dtype, shape?}}
@@ -65,6 +66,7 @@ class StaticInfo:
     compression: str = "none"
     assets: tuple = ()  # ((path relative to DIR, sha256 hex), ...)
     max_buckets: int | None = None
+    runner: str | None = None  # the Beam runner (None: the tfdata engine)
 
     def metadata_args(self) -> dict:
         """These facts as `metadata.build_metadata` keyword arguments (each
@@ -178,8 +180,11 @@ def build_metadata(
     static: Mapping | None = None,
     dropped: int = 0,
     max_buckets: int | None = None,
+    runner: str | None = None,
 ) -> dict:
     """Assembles metadata.json's dict and checks the accounting invariant.
+
+    `runner` names the Beam runner that ran the job (None: the tfdata engine).
 
     `truncated_positions` are positions of records cut to --max_sequence_length
     (at least the first few), `truncated` their number (default: all given).
@@ -255,6 +260,8 @@ def build_metadata(
             ],
         },
     }
+    if runner is not None:  # absent: the tfdata engine (and older outputs)
+        md["runner"] = runner
     if compression != "none":  # absent: uncompressed shards (older outputs too)
         md["compression"] = compression
     if assets:  # absent: no analyze pass

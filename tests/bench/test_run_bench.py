@@ -70,6 +70,7 @@ def test_table_shows_ratios_to_the_reference_and_na_rows():
             "mb_per_s_in": 1.0,
             "output_mb": 2.0,
             "padding_efficiency": 0.9,
+            "cpu_seconds": 12.0,
             "peak_rss_mb": 50.0,
         },
         {
@@ -91,8 +92,8 @@ def test_table_shows_ratios_to_the_reference_and_na_rows():
         },
     ]
     lines = run_bench.table(rows).splitlines()
-    assert lines[2].endswith("| 90.0 % | 50 | 1.00 |")
-    assert lines[3].endswith("| 98.5 % | 60 | 2.50 |")
+    assert lines[2].endswith("| 90.0 % | 12 | 50 | 1.00 |")
+    assert lines[3].endswith("| 98.5 % | - | 60 | 2.50 |")
     assert "n/a: ImportError: x" in lines[4]
 
 

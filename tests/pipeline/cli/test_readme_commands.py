@@ -47,6 +47,12 @@ COVERED_BY = {
         "test_portable_runner_with_external_worker_pool",
         "apache_beam.runners.portability.local_job_service_main",
     ),
+    "seqshards --input 'data/sample-*.tfrecord' --columns data/columns.yaml "
+    "--output out-flink --overwrite --runner FlinkRunner": (
+        "tests/pipeline/beam/test_flink_spark.py",
+        "test_engine_output_equals_direct_runner_in_two_worker_processes",
+        '"--runner", RUNNERS[engine]',
+    ),
     "python -m apache_beam.runners.worker.worker_pool_main --service_port 50000": (
         "tests/pipeline/beam/test_portable.py",
         "test_portable_runner_with_external_worker_pool",
