@@ -10,6 +10,30 @@ from __future__ import annotations
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 
+class JobServerOptions(PipelineOptions):
+    """Options of Beam's Java job servers that its Python SDK does not declare,
+    set by `beam.engines` for the local Flink/Spark engines: `flinkConfDir`
+    (Flink's restart strategy) and `environmentExpirationMillis` (a killed SDK
+    worker is replaced). Declared so that parsing them does not log
+    "Unparseable argument ... Did you mean --flink_version?"; the portable
+    runner sends them to the job server as before (it adds the job server's own
+    option descriptions, skipping names already declared here)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser) -> None:
+        parser.add_argument(
+            "--flink_conf_dir",
+            default=None,
+            help="Directory of the flink-conf.yaml the Flink job server loads.",
+        )
+        parser.add_argument(
+            "--environment_expiration_millis",
+            type=int,
+            default=None,
+            help="Milliseconds after which an SDK worker environment is replaced.",
+        )
+
+
 def make_runner(options: PipelineOptions):
     """The runner `options` name; the in-process FnApiRunner for DirectRunner/None
     (`direct_running_mode` and `direct_num_workers` apply), its data plane made

@@ -1,10 +1,14 @@
 """A Beam plugin for the Flink / Spark tests (tests/pipeline/beam/
 test_flink_spark.py, started by `engine_runs.start_job`): each SDK worker imports it at start
 (`--beam_plugins=engine_probe`), and with SEQSHARDS_PROBE_DIR set it wraps the
-features DoFn's per-batch computation (no hook in the library):
+per-batch feature computation of the shard writer (`shards._WriteShardDoFn.
+_compute`, what the job runs) and of `features._FeaturesDoFn._compute` (the
+`batches` of `MaterializeSequenceFeatures` without shards); no hook in the
+library:
 
-* every process that computes a batch leaves `<dir>/features-<pid>`, so the test
-  sees how many worker processes did the work;
+* every process that computes a batch leaves `<dir>/features-<pid>`, and every
+  process that validates a chunk `<dir>/validate-<pid>`, so the test sees how
+  many worker processes did the work;
 * with SEQSHARDS_PROBE_PAUSE=1 the first batch computed by any worker (the first
   to create `<dir>/paused`, holding its pid) stops there until killed: the test
   SIGKILLs that process in the middle of computing features. The retried work
@@ -14,7 +18,7 @@ features DoFn's per-batch computation (no hook in the library):
 import os
 import time
 
-from pipeline.beam import features
+from pipeline.beam import features, shards, validate
 
 PROBE_DIR = os.environ.get("SEQSHARDS_PROBE_DIR")
 PAUSE = os.environ.get("SEQSHARDS_PROBE_PAUSE") == "1"
@@ -35,9 +39,9 @@ def _claim_pause(directory: str) -> bool:
     return True
 
 
-def _install(directory: str) -> None:
-    """Wraps `_FeaturesDoFn._compute` (once per process)."""
-    compute = features._FeaturesDoFn._compute
+def _wrap(do_fn_class, directory: str) -> None:
+    """Wraps `do_fn_class._compute` (once per process)."""
+    compute = do_fn_class._compute
     if getattr(compute, "probed", False):
         return
 
@@ -48,7 +52,29 @@ def _install(directory: str) -> None:
         return compute(self, item)
 
     probed.probed = True
-    features._FeaturesDoFn._compute = probed
+    do_fn_class._compute = probed
+
+
+def _record_validate(directory: str) -> None:
+    """Wraps `validate._ValidateDoFn.process`: each process that validates a
+    chunk leaves `<dir>/validate-<pid>` (a small input has one shard, so one
+    process computes its features; its many chunks show the workers sharing)."""
+    process = validate._ValidateDoFn.process
+    if getattr(process, "probed", False):
+        return
+
+    def probed(self, chunk):
+        open(os.path.join(directory, f"validate-{os.getpid()}"), "a").close()
+        return process(self, chunk)
+
+    probed.probed = True
+    validate._ValidateDoFn.process = probed
+
+
+def _install(directory: str) -> None:
+    for do_fn_class in (shards._WriteShardDoFn, features._FeaturesDoFn):
+        _wrap(do_fn_class, directory)
+    _record_validate(directory)
 
 
 if PROBE_DIR:

@@ -90,8 +90,14 @@ def paths(tmp_path) -> tuple:
     return tmp_path / "out", str(tmp_path / "probe"), str(tmp_path / "job.log")
 
 
-def feature_pids(probe: str) -> set[int]:
-    """The pids of the processes that computed features (the probe's files)."""
+def probed_pids(probe: str, stage: str) -> set[int]:
+    """The pids of the processes that ran `stage` ("features": computed batch
+    records; "validate": validated chunks of records), from the probe's files."""
     return {
-        int(n.split("-")[1]) for n in os.listdir(probe) if n.startswith("features-")
+        int(n.split("-")[1]) for n in os.listdir(probe) if n.startswith(f"{stage}-")
     }
+
+
+def feature_pids(probe: str) -> set[int]:
+    """The pids of the processes that computed features."""
+    return probed_pids(probe, "features")

