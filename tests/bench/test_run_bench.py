@@ -92,8 +92,10 @@ def test_table_shows_ratios_to_the_reference_and_na_rows():
         },
     ]
     lines = run_bench.table(rows).splitlines()
-    assert lines[2].endswith("| 90.0 % | 12 | 50 | 1.00 |")
-    assert lines[3].endswith("| 98.5 % | - | 60 | 2.50 |")
+    # engine, runner, N, examples/s, CPU-s, read amp, write amp, MB/s in,
+    # output MB, padding eff., peak RSS MB, x reference
+    assert lines[2].endswith("| 100 | 12.0 | - | - | 1.0 | 2 | 90.0 % | 50 | 1.00 |")
+    assert lines[3].endswith("| 250 | - | - | - | 2.5 | 2 | 98.5 % | 60 | 2.50 |")
     assert "n/a: ImportError: x" in lines[4]
 
 
