@@ -3,7 +3,8 @@
 Place in the flow: **read -> decode/validate -> drop duplicate ids** of the
 tfdata engine and its analyze pass. Files are read one after the other,
 records in file order, so the first record of an example id met is the one at
-the smallest position (`validate.FirstIdWins`), as in the Beam job.
+the smallest position (`validate.FirstIdWins`), as in the Beam job; the main
+pass looks up only the ids the first pass saw repeated (`ids`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 
 from pipeline.stages import tfrecord, validate
 from pipeline.stages.validate import read_error
+from pipeline.tfdata import ids
 from pipeline.tfdata.threads import ahead
 
 CHUNK = 1024  # records per chunk
@@ -46,10 +48,18 @@ def checked_chunks(files, decoder, spec, policy):
 
 
 def drop_duplicates(
-    spec, result, files: Sequence[str], first_ids: validate.FirstIdWins
+    spec,
+    result,
+    files: Sequence[str],
+    first_ids: validate.FirstIdWins,
+    repeated: np.ndarray | None = None,
 ):
     """Drops later duplicate ids of a validated chunk (`first_ids`: the ids
     seen so far, updated).
+
+    With `repeated` (the first pass's `ids`: sorted fingerprints of the ids
+    met more than once), only records whose id fingerprint is in it are
+    looked up, and `first_ids` holds those ids alone; without it, every id.
 
     Returns `(valid, errors, truncated, decoded, rows)` of a validated chunk.
     """
@@ -57,16 +67,23 @@ def drop_duplicates(
         return [], [], [], None, np.zeros(0, np.int64)
     checked, decoded, rows = result
     valid, errors = checked.valid, list(checked.errors)
-    if spec.id_feature is not None:
-        valid, keep = [], []
-        for k, (member, ident) in enumerate(
-            zip(checked.valid, checked.ids, strict=True)
-        ):
-            first = first_ids.first(ident, member[0])
-            if first is None:
-                valid.append(member)
-                keep.append(k)
-            else:
-                errors.append(validate.duplicate_error(member, ident, first, files))
-        rows = rows[np.asarray(keep, np.int64)]
+    if spec.id_feature is None:
+        return valid, errors, checked.truncated, decoded, rows
+    if repeated is None:
+        suspects = range(len(valid))
+    else:
+        fps = ids.fingerprints(decoded.ids[rows])
+        suspects = np.flatnonzero(ids.repeated_in(fps, repeated)).tolist()
+    later = []
+    for k in suspects:
+        member, ident = valid[k], checked.ids[k]
+        first = first_ids.first(ident, member[0])
+        if first is not None:
+            later.append(k)
+            errors.append(validate.duplicate_error(member, ident, first, files))
+    if later:
+        keep = np.ones(len(valid), bool)
+        keep[later] = False
+        valid = [member for member, kept in zip(valid, keep, strict=True) if kept]
+        rows = rows[keep]
     return valid, errors, checked.truncated, decoded, rows

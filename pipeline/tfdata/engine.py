@@ -21,8 +21,10 @@ shard `output.shard_of(k)`. With `--bucket_boundaries auto` a first, light
 pass (`lengths`) computes the length histogram. Files are read one after the
 other, records in file order, so the first record of an example id met is the
 one at the smallest position: later ones are `duplicate_id` dead letters, like
-in the Beam job (the ids seen stay in memory). Progress lines go to stderr
-(`stages.progress`).
+in the Beam job. The ids seen are not kept: the first pass (`lengths`, run
+with an id feature even for explicit boundaries) finds the fingerprints of
+ids met more than once (`ids`), and the main pass looks up only those ids.
+Progress lines go to stderr (`stages.progress`).
 """
 
 from __future__ import annotations
@@ -162,8 +164,10 @@ class _Counts:
         self.truncated.extend(cut)
         for e in bad:
             self.errors[e.reason.value].append(e)
-        for position, _ in chunk:
-            self.records_per_file[position[0]] += 1
+        if chunk and chunk[0][0][0] == chunk[-1][0][0]:  # one file (`read_all`)
+            self.records_per_file[chunk[0][0][0]] += len(chunk)
+        else:
+            self.records_per_file.update(position[0] for position, _ in chunk)
         if work is not None:
             self.lengths.update(work[2].tolist())
 
@@ -182,6 +186,7 @@ class Engine:
             spec.columns, spec.context, embedding_weights, config.id_feature
         )
         self._total_bytes = sum(tfrecord.file_size(f) for f in self.files)
+        self.repeated: np.ndarray | None = None  # the first pass's (`ids`)
 
     def _reporter(self, label: str) -> progress.Progress | None:
         if not self.config.progress:
@@ -189,7 +194,9 @@ class Engine:
         return progress.Progress(label, total_bytes=self._total_bytes)
 
     def plan(self) -> BucketPlan:
-        """The bucket plan; with `auto` boundaries from the lengths pass.
+        """The bucket plan; with `auto` boundaries from the lengths pass,
+        which also finds the repeated ids (`self.repeated`): it runs whenever
+        there are boundaries to find or ids to check.
 
         Tracing the parser and the layer (~1 s of Python, no data needed) runs
         while the lengths pass keeps TF's threads busy.
@@ -198,13 +205,16 @@ class Engine:
         with concurrent.futures.ThreadPoolExecutor(1) as tracer:
             traced = tracer.submit(trace, self.decoder, self.computer)
             histogram = {}
-            if config.bucket_boundaries == "auto":
-                histogram = lengths.histogram(
+            auto = config.bucket_boundaries == "auto"
+            if auto or self.record_spec.id_feature is not None:
+                found = lengths.first_pass(
                     self.files,
                     self.record_spec,
-                    lambda: self._reporter("lengths pass"),
+                    lambda: self._reporter("lengths pass" if auto else "ids pass"),
                     self.policy,
                 )
+                self.repeated = found.repeated
+                histogram = found.histogram if auto else {}
             traced.result()
         return bucket.make_plan(histogram, config.bucket_boundaries, config.batch_size)
 
@@ -215,7 +225,9 @@ class Engine:
         for chunk, read_errors, nbytes, result in checked_chunks(
             self.files, self.decoder, self.record_spec, self.policy
         ):
-            checked = drop_duplicates(self.record_spec, result, self.files, first_ids)
+            checked = drop_duplicates(
+                self.record_spec, result, self.files, first_ids, self.repeated
+            )
             valid, _, _, decoded, rows = checked
             work, full = None, []
             if valid:
