@@ -186,18 +186,24 @@ class SequenceCategoricalColumn(FeatureColumn):
         self.check_input_dtype(flat.values.dtype)
         ids = self.lookup(flat.values, cache.state(self))
         rows, steps = flat.coords[0], flat.coords[1]
-        batch_size = flat.dims[0]
+        batch_size, num_steps = flat.dims[0], flat.dims[1]
         length = flat.length
+        segments = increasing = None
+        if not tf.executing_eagerly():  # one order check for lengths and rows
+            segments = rows * num_steps + steps
+            increasing = strictly_increasing(segments)
         if length is None:
-            length = sequence_length(rows, steps, batch_size)
+            length = sequence_length(rows, steps, batch_size, in_order=increasing)
         return SparseIds(
             rows=rows,
             steps=steps,
             ids=ids,
             batch_size=batch_size,
-            num_steps=flat.dims[1],
+            num_steps=num_steps,
             length=length,
             static_batch_size=flat.static_batch_size,
+            segments=segments,
+            increasing=increasing,
         )
 
     @abc.abstractmethod
@@ -274,6 +280,7 @@ class StepRows(NamedTuple):
     valid: tf.Tensor | None  # a further scalar bool condition, or None
     values: Any  # Callable[[], float32 [N / per_step, output_width]]
     padding: float  # the column's value at absent steps
+    increasing: tf.Tensor | None = None  # `positions` strictly increase, if known
 
 
 class ColumnParts(NamedTuple):
@@ -315,26 +322,35 @@ class SparseIds(NamedTuple):
     length: tf.Tensor  # int64 [B]
     static_batch_size: int | None
     weights: tf.Tensor | None = None  # float32 [N]
+    # Traced only (else None): `rows * num_steps + steps` [N], and whether they
+    # strictly increase (scalar bool).
+    segments: tf.Tensor | None = None
+    increasing: tf.Tensor | None = None
 
 
-def sequence_length(rows, steps, batch_size):
+def sequence_length(rows, steps, batch_size, in_order=None):
     """`max(step) + 1` per row, 0 for rows without entries; int64 [B].
 
     Traced, rows in order (canonical SparseTensors, ragged inputs: checked
     per batch) take SegmentMax, ~5x faster on CPU than UnsortedSegmentMax,
-    which other inputs take; the same values either way.
+    which other inputs take; the same values either way. `in_order`: a scalar
+    bool already computed that implies the rows are in order (e.g. strictly
+    increasing row-major positions, which the step rows check anyway), used
+    instead of a check of its own (4 ops on N values fewer per batch).
     """
     if tf.executing_eagerly():
         return _unsorted_length(rows, steps, batch_size)
 
-    def in_order():
+    def in_order_length():
         length = tf.math.segment_max(steps + 1, rows)  # [max(rows) + 1]
         missing = batch_size - tf.shape(length, out_type=tf.int64)[0]
         return tf.maximum(tf.pad(length, tf.reshape(tf.stack([0, missing]), [1, 2])), 0)
 
+    if in_order is None:
+        in_order = tf.reduce_all(rows[1:] >= rows[:-1])
     return tf.cond(
-        tf.reduce_all(rows[1:] >= rows[:-1]),
         in_order,
+        in_order_length,
         lambda: _unsorted_length(rows, steps, batch_size),
     )
 
@@ -447,7 +463,10 @@ class InputCache:
         """`row * T + step` of each id of `column`, int64 [N] (once per call)."""
         if column not in self._segments:
             ids = self.ids(column)
-            self._segments[column] = ids.rows * ids.num_steps + ids.steps
+            segments = ids.segments
+            if segments is None:
+                segments = ids.rows * ids.num_steps + ids.steps
+            self._segments[column] = segments
         return self._segments[column]
 
 

@@ -445,7 +445,10 @@ class EmbeddingColumn(_base.SequenceDenseColumn):
                 # select and reduce.
                 steps, out = tf.cond(
                     tf.logical_and(
-                        tf.reduce_all(ids.ids >= 0), _base.strictly_increasing(segments)
+                        tf.reduce_all(ids.ids >= 0),
+                        _base.strictly_increasing(segments)
+                        if ids.increasing is None
+                        else ids.increasing,
                     ),
                     lambda: (segments, tf.gather(table, ids.ids)),
                     lambda: self._reduce_steps(table, *self._valid(ids, segments)),
@@ -469,6 +472,7 @@ class EmbeddingColumn(_base.SequenceDenseColumn):
                 valid=tf.reduce_all(ids.ids >= 0),
                 values=lambda: tf.gather(table, ids.ids),
                 padding=0.0,
+                increasing=ids.increasing,
             )
 
         return _base.ColumnParts(
@@ -570,6 +574,7 @@ class IndicatorColumn(_base.SequenceDenseColumn):
                 valid=None,
                 values=lambda: tf.one_hot(ids.ids, num_buckets, dtype=tf.float32),
                 padding=0.0,
+                increasing=ids.increasing,
             )
 
         return _base.ColumnParts(

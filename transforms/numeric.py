@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import keras
 import numpy as np
@@ -196,12 +196,22 @@ class SequenceNumericColumn(_base.SequenceDenseColumn):
             strides = tf.math.cumprod(dense_shape[1:], exclusive=True, reverse=True)
             offsets = tf.reduce_sum(tf.stack(coords[1:], axis=1) * strides, axis=1)
             row_size = tf.reduce_prod(dense_shape[1:])
+        # Traced: the values' positions in [B, R], checked once for order
+        # (strictly increasing: rows in order) for the lengths and the step rows.
+        positions = increasing = None
+        if not tf.executing_eagerly():
+            positions = coords[0] * row_size + offsets
+            increasing = _base.strictly_increasing(positions)
         length = flat.length
         if length is None:
-            length = _base.sequence_length(coords[0], coords[1], dims[0])
+            length = _base.sequence_length(
+                coords[0], coords[1], dims[0], in_order=increasing
+            )
             if rank == 2 and self.output_width > 1:
                 length = (length + (self.output_width - 1)) // self.output_width
-        return flat, coords[0], offsets, dims[0], row_size, length
+        return _Flat(
+            flat, coords[0], offsets, dims[0], row_size, length, positions, increasing
+        )
 
     def _dense_steps(self, steps: inputs.DenseSteps):
         """`[B, T, width]` of a dense input with explicit lengths."""
@@ -218,7 +228,7 @@ class SequenceNumericColumn(_base.SequenceDenseColumn):
         steps = self.flat_values(cache, dense_steps=True)
         if isinstance(steps, inputs.DenseSteps):
             return self._dense_steps(steps), steps.length
-        flat, rows, offsets, batch_size, row_size, length = self._flat(cache)
+        flat, rows, offsets, batch_size, row_size, length, *_ = self._flat(cache)
         width = self.output_width
         default = tf.convert_to_tensor(self.default_value, dtype=flat.values.dtype)
         dense = tf.tensor_scatter_nd_update(
@@ -237,7 +247,9 @@ class SequenceNumericColumn(_base.SequenceDenseColumn):
         steps = self.flat_values(cache, dense_steps=True)
         if isinstance(steps, inputs.DenseSteps):
             return self._dense_parts(steps)
-        flat, rows, offsets, batch_size, row_size, length = self._flat(cache)
+        flat, rows, offsets, batch_size, row_size, length, positions, increasing = (
+            self._flat(cache)
+        )
         values = flat.values
         width = self.output_width
         tf.convert_to_tensor(self.default_value, dtype=values.dtype)  # TF's TypeError
@@ -290,11 +302,12 @@ class SequenceNumericColumn(_base.SequenceDenseColumn):
             if flat.rank > 3:
                 return None
             return _base.StepRows(
-                positions=rows * row_size + offsets,
+                positions=rows * row_size + offsets if positions is None else positions,
                 per_step=width,
                 valid=None if flat.rank == 2 else tf.equal(flat.dims[2], width),
                 values=lambda: tf.reshape(values, [-1, width]),
                 padding=float(np.float32(self.default_value)),
+                increasing=increasing,
             )
 
         return _base.ColumnParts(
@@ -329,6 +342,19 @@ class SequenceNumericColumn(_base.SequenceDenseColumn):
             updates=updates,
             dense=lambda: dense,
         )
+
+
+class _Flat(NamedTuple):
+    """A numeric column's present values with their rows and in-row offsets."""
+
+    flat: inputs.Flat
+    rows: tf.Tensor  # int64 [N]
+    offsets: tf.Tensor  # int64 [N], row-major position inside the row
+    batch_size: tf.Tensor  # int64 scalar B
+    row_size: tf.Tensor  # int64 scalar R
+    length: tf.Tensor  # int64 [B]
+    positions: tf.Tensor | None  # traced: rows * R + offsets, else None
+    increasing: tf.Tensor | None  # traced: positions strictly increase
 
 
 def _all_slots(num_slots, width: int, offset: int, depth: int, values):

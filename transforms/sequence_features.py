@@ -238,7 +238,11 @@ def _full_steps(step_rows, sequence_length) -> tf.Tensor:
     for rows in step_rows:
         if rows.positions.ref() not in seen:  # shared by columns of one feature
             seen.add(rows.positions.ref())
-            conditions.append(_base.strictly_increasing(rows.positions))
+            conditions.append(
+                _base.strictly_increasing(rows.positions)
+                if rows.increasing is None
+                else rows.increasing
+            )
             sizes.append(tf.size(rows.positions, out_type=tf.int64))
             per_step.append(rows.per_step)
         if rows.valid is not None:
