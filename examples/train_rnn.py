@@ -17,7 +17,6 @@ the same examples is printed beside it as the baseline.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -30,8 +29,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+import training_flags  # noqa: E402
 
 import pipeline  # noqa: E402
+
+DEFAULTS = training_flags.Defaults("out", "make run", "", 15, 0.005)
 
 
 def build_model(feature_dim: int, units: int = 32) -> keras.Model:
@@ -68,30 +70,8 @@ def split(ds: tf.data.Dataset, num_batches: int, val_every: int):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--data",
-        default="out",
-        help="A seqshards output directory (default: out, what `make run` writes).",
-    )
-    parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--units", type=int, default=32)
-    parser.add_argument(
-        "--val_every",
-        type=int,
-        default=5,
-        help="Hold out every N-th batch for validation (default 5).",
-    )
-    parser.add_argument("--learning_rate", type=float, default=0.005)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-
-    if not os.path.exists(os.path.join(args.data, "metadata.json")):
-        print(
-            f"No seqshards output in {args.data!r} (no metadata.json). Run `make run` "
-            "first (it writes out/ from the data/ sample), or pass --data DIR.",
-            file=sys.stderr,
-        )
+    args = training_flags.parse_args(argv, __doc__.splitlines()[0], DEFAULTS)
+    if args is None:
         return 2
     metadata = pipeline.load_metadata(args.data)
     if "label" not in metadata.get("context", {}):

@@ -4,8 +4,8 @@ Place in the flow: cli -> **driver** -> engine (`pipeline.beam.job` or
 `pipeline.tfdata.engine`) -> stages. The only module that knows both engines;
 it imports the chosen one when the run starts, so a tfdata run never loads
 Beam. Everything that can fail before work starts (input, columns, output) is
-checked first (`prepare`); output goes to a staging directory (`output.Staging`)
-renamed into place only once the engine wrote metadata.json.
+checked first (`prepare`); output goes to a staging location (`output.Staging`)
+put in place (`stages.publish`) only once the engine wrote metadata.json.
 """
 
 from __future__ import annotations
@@ -15,14 +15,13 @@ import json
 import time
 from collections.abc import Sequence
 
-import tensorflow as tf
-
 import transforms
 from pipeline.stages import (
     analysis,
     bucket,
     decode,
     features,
+    fileio,
     metadata,
     output,
     paths,
@@ -72,7 +71,8 @@ def read_files(
     if columns_file:
         reads.append(paths.ReadFile(columns_file, "columns file"))
     for read_file in paths.column_files(spec.columns):
-        if "checkpoint" in read_file.what or tf.io.gfile.exists(read_file.path):
+        fileio.check_supported(read_file.path, read_file.what)
+        if "checkpoint" in read_file.what or fileio.exists(read_file.path):
             reads.append(read_file)  # a vocabulary still to compute is not read
     return reads
 
@@ -98,6 +98,7 @@ def static_info(
         embeddings=dict(embeddings),
         compression=config.compression,
         assets=tuple(assets),
+        max_buckets=config.max_buckets,
     )
 
 
@@ -169,8 +170,7 @@ def run(config: JobConfig, beam_argv: Sequence[str] = ()) -> RunResult:
             from pipeline.beam import job
 
             result = job.run(stages, beam_argv)
-        with tf.io.gfile.GFile(f"{staging.path}/{metadata.METADATA_FILE}") as f:
-            md = json.load(f)
+        md = json.loads(fileio.read_bytes(f"{staging.path}/{metadata.METADATA_FILE}"))
         staging.commit()
     except BaseException:
         staging.abort()

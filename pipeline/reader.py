@@ -1,41 +1,56 @@
 """Reading materialized shards back: `load_metadata`, `load_dataset`.
 
 Place in the flow: the consumer side of DIR (training). Imports TensorFlow only
-(no Beam). See `stages.batch_format` for the batch record format.
+(no Beam). See `stages.batch_format` for the batch record format. DIR may be
+local, gs:// or s3:// (`stages.fileio`); remote shards are read through
+`fileio` and fed to tf.data by a generator (TensorFlow's own GCS client cannot
+be pointed at an emulator and TensorFlow 2.21 has no s3://). DIR is read only
+once it checks out against its metadata.json (`stages.publish.verify`).
 """
 
 from __future__ import annotations
 
-import json
+import gzip
 
 import tensorflow as tf
 
-from pipeline.stages.metadata import FORMAT_VERSION
+from pipeline.stages import fileio, publish, tfrecord
+from pipeline.stages.metadata import load_metadata
+
+__all__ = ["load_dataset", "load_metadata"]
 
 
-def load_metadata(directory: str) -> dict:
-    """Loads DIR/metadata.json.
+def iter_shard_records(path: str, compression: str = "none"):
+    """Yields the records of one shard file read through `fileio`.
 
     Raises:
-      FileNotFoundError: if DIR has no metadata.json (not a complete run).
-      ValueError: if its format version is not supported by this reader.
+      publish.IncompleteOutputError: the file's framing or a CRC is damaged.
     """
-    path = f"{directory.rstrip('/')}/metadata.json"
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(
-            f"Invalid value for argument `directory`. Expected a seqshards output "
-            f"directory with metadata.json. Received: directory={directory!r}"
+    with fileio.open_read(path) as raw:
+        f = gzip.GzipFile(fileobj=raw) if compression == "gzip" else raw
+        for index, item in tfrecord.iter_records(f):
+            if isinstance(item, tfrecord.ReadError):
+                raise publish.IncompleteOutputError(
+                    f"Invalid shard {path!r}. Expected intact TFRecords. Received: "
+                    f"record {index}: {item.detail}. Rerun the job with --overwrite."
+                )
+            yield item
+
+
+def _records(files, compression: str):
+    """Records of `files` (a dataset of paths): TensorFlow's reader for local
+    files, `iter_shard_records` (a generator) for remote ones."""
+    if not any(fileio.is_remote(f) for f in files):
+        return lambda f: tf.data.TFRecordDataset(
+            f, compression_type="GZIP" if compression == "gzip" else ""
         )
-    with tf.io.gfile.GFile(path, "r") as f:
-        metadata = json.load(f)
-    version = metadata.get("version")
-    if version != FORMAT_VERSION:
-        raise ValueError(
-            f"Unsupported seqshards metadata version in {path}. Expected "
-            f"version={FORMAT_VERSION}. Received: version={version!r}. Upgrade "
-            "seqshards or re-run the job with this version."
-        )
-    return metadata
+
+    def generate(path):
+        yield from iter_shard_records(path.decode(), compression)
+
+    return lambda f: tf.data.Dataset.from_generator(
+        generate, args=(f,), output_signature=tf.TensorSpec([], tf.string)
+    )
 
 
 def _context_parse_spec(context: dict) -> dict:
@@ -96,9 +111,8 @@ def load_dataset(
     ds = tf.data.Dataset.from_tensor_slices(tf.constant(files, tf.string))
     if shuffle_batches and files:
         ds = ds.shuffle(len(files), seed=seed)
-    compression = "GZIP" if metadata.get("compression") == "gzip" else ""
     ds = ds.interleave(
-        lambda f: tf.data.TFRecordDataset(f, compression_type=compression),
+        _records(files, metadata.get("compression", "none")),
         cycle_length=max(1, min(4, len(files))),
         num_parallel_calls=max(1, min(4, len(files))),
         deterministic=not shuffle_batches,

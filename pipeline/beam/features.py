@@ -21,7 +21,9 @@ class ComputeFeatures(beam.PTransform):
     Members are `(position, length, bytes)`; with `files`, bytes may be None:
     they are read back from the input files (`refs.RecordFetcher`, length
     `policy` applied again). `embedding_files` ({column: .npy path}) are loaded
-    where the DoFn runs instead of pickling `embedding_weights` into it.
+    where the DoFn runs instead of pickling `embedding_weights` into it. With
+    `length_in_key` (`--static_shapes`) a batch is padded to T = its key's last
+    item (`static_shapes.FormStaticBatches`).
     """
 
     def __init__(
@@ -34,6 +36,7 @@ class ComputeFeatures(beam.PTransform):
         files=(),
         policy=None,
         embedding_files=None,
+        length_in_key=False,
     ):
         super().__init__()
         weights = {} if embedding_files else dict(embedding_weights or {})
@@ -45,6 +48,7 @@ class ComputeFeatures(beam.PTransform):
             files=files,
             policy=policy,
             embedding_files=embedding_files,
+            length_in_key=length_in_key,
         )
 
     def expand(self, batches):
@@ -65,8 +69,10 @@ class _FeaturesDoFn(beam.DoFn):
         files=(),
         policy=None,
         embedding_files=None,
+        length_in_key=False,
     ):
         self._columns, self._context = columns, context
+        self._length_in_key = length_in_key
         self._weights, self._id_feature = embedding_weights, id_feature
         self._files, self._policy = tuple(files), policy
         self._embedding_files = dict(embedding_files or {})
@@ -93,7 +99,11 @@ class _FeaturesDoFn(beam.DoFn):
 
     def _compute(self, item):  # on a pool thread
         key, members = item
-        record, stats = self._computer.batch_record(self._fetcher.fill(members))
+        members = self._fetcher.fill(members)
+        if self._length_in_key:  # --static_shapes: T is the key's last item
+            record, stats = self._computer.batch_record(members, key[-1])
+        else:
+            record, stats = self._computer.batch_record(members)
         return key, record, stats
 
     def _emit(self, result):  # on the bundle's thread (metrics live there)

@@ -18,10 +18,10 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineState
 
 from pipeline.beam import bucket, features, progress, read, refs, validate, write
+from pipeline.beam import static_shapes as static_batches
 from pipeline.beam.runner import make_runner
-from pipeline.stages import blocks, decode, metadata, tfrecord
+from pipeline.stages import blocks, decode, metadata, static_shapes, tfrecord
 from pipeline.stages import progress as progress_lines
-from pipeline.stages.bucket import make_plan
 from pipeline.stages.config import ColumnsSpec, JobConfig, columns_spec
 from pipeline.stages.features import build_embedding_weights
 from pipeline.stages.validate import Policy
@@ -51,6 +51,9 @@ class MaterializeSequenceFeatures(beam.PTransform):
     computed (`refs`), so the shuffles move 24 bytes per record.
     `embedding_files` ({column: .npy path}) replace `embedding_weights` where
     the features run (nothing big is pickled into the DoFn).
+    `max_buckets`, `static_shapes`, `drop_remainder`: see
+    `pipeline.stages.static_shapes`; with `static_shapes` the dict also has
+    "dropped" (`blocks.Block`s of the examples `drop_remainder` dropped).
     """
 
     def __init__(
@@ -66,8 +69,13 @@ class MaterializeSequenceFeatures(beam.PTransform):
         policy: Policy | None = None,
         files: Sequence[str] = (),
         embedding_files: Mapping[str, str] | None = None,
+        max_buckets: int | None = None,
+        static_shapes: bool = False,
+        drop_remainder: bool = False,
     ):
         super().__init__()
+        self._max_buckets, self._static = max_buckets, static_shapes
+        self._drop_remainder = drop_remainder
         spec = columns_spec(list(columns), dict(context or {}))
         self._columns, self._context = spec.columns, spec.context
         self._batch_size, self._boundaries = batch_size, bucket_boundaries
@@ -117,35 +125,49 @@ class MaterializeSequenceFeatures(beam.PTransform):
             | "Histogram" >> beam.CombinePerKey(sum)
         )
         boundaries, batch_size = self._boundaries, self._batch_size
+        plan_options = {
+            "max_buckets": self._max_buckets,
+            "static_shapes": self._static,
+            "drop_remainder": self._drop_remainder,
+        }
         plan = (
             records.pipeline
             | "PlanSeed" >> beam.Create([None])
             | "Plan"
             >> beam.Map(
-                lambda _, h: make_plan(dict(h), boundaries, batch_size),
+                lambda _, h: static_shapes.make_plan(
+                    dict(h), boundaries, batch_size, **plan_options
+                ),
                 h=beam.pvalue.AsList(histogram),
             )
         )
-        batches = (
-            valid
-            | "FormBatches" >> bucket.FormBatches(plan)
-            | "Features"
-            >> features.ComputeFeatures(
-                self._columns,
-                self._context,
-                self._weights,
-                self._id_feature,
-                files=self._files if by_reference else (),
-                policy=self._policy,
-                embedding_files=self._embedding_files,
+        dropped = None
+        if self._static:
+            formed = valid | "FormStaticBatches" >> static_batches.FormStaticBatches(
+                plan, drop_remainder=self._drop_remainder
             )
+            formed, dropped = formed["batches"], formed[static_batches.DROPPED]
+        else:
+            formed = valid | "FormBatches" >> bucket.FormBatches(plan)
+        batches = formed | "Features" >> features.ComputeFeatures(
+            self._columns,
+            self._context,
+            self._weights,
+            self._id_feature,
+            files=self._files if by_reference else (),
+            policy=self._policy,
+            embedding_files=self._embedding_files,
+            length_in_key=self._static,
         )
-        return {
+        out = {
             "batches": batches,
             "errors": errors,
             "plan": plan,
             "truncated": checked[validate.TRUNCATED],
         }
+        if dropped is not None:
+            out["dropped"] = dropped
+        return out
 
 
 def _with_position(item):
@@ -193,7 +215,15 @@ def build(
         embedding_files={
             name: f"{directory}/{rel}" for name, rel in info.embeddings.items()
         },
+        max_buckets=config.max_buckets,
+        static_shapes=config.static_shapes,
+        drop_remainder=config.drop_remainder,
     )
+    static = {}
+    if config.static_shapes:  # side inputs of the metadata step
+        static = static_batches.metadata_side_inputs(
+            out, directory=directory, files=files
+        )
     if config.progress:  # side branches: log lines, no output
         total = (
             sum(map(tfrecord.file_size, files))
@@ -247,6 +277,8 @@ def build(
                     )
                 )
             ),
+            config=config,
+            **static,
         )
     )
 
@@ -262,6 +294,9 @@ def _write_metadata(
     plan,
     truncated,
     truncated_first,
+    config,
+    shapes=None,
+    dropped=None,
 ):
     md = metadata.assemble(
         info,
@@ -273,6 +308,13 @@ def _write_metadata(
         shards=[entry for _, entry in sorted(shard_infos, key=lambda s: s[0])],
         truncated_positions=truncated_first,
         truncated=truncated,
+        **static_shapes.metadata_args(
+            config,
+            shapes={tuple(k): n for k, n in shapes or []},
+            dropped=sum(d["count"] for d in dropped or []),
+            dropped_files=[f for d in dropped or [] for f in d["files"]],
+            depth=sum(s.width for s in info.layout),
+        ),
     )
     metadata.write_metadata(directory, md)
     return md

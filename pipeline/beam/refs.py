@@ -19,6 +19,7 @@ are rare and the first read already dead-lettered the damage.
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 from collections.abc import Iterable, Sequence
@@ -74,11 +75,11 @@ class RecordFetcher:
         if f is None:
             path = self._files[file_index]
             f = tfrecord.open_file(path)
-            walk = f
-            if hasattr(f, "fileno"):  # local: walk the headers through a buffer
-                walk = open(f.fileno(), "rb", buffering=_WALK_BUFFER, closefd=False)
-            with walk:
-                offsets, complete = header_offsets(walk)
+            if isinstance(f, io.FileIO):  # local: walk the headers through a buffer
+                with open(f.fileno(), "rb", buffering=_WALK_BUFFER, closefd=False) as w:
+                    offsets, complete = header_offsets(w)
+            else:  # remote: the reader caches blocks (fileio.RemoteReader)
+                offsets, complete = header_offsets(f)
             if complete:
                 # offsets[i + 1] - offsets[i]: record i with its framing.
                 self._offsets[file_index] = [*offsets, tfrecord.file_size(path)]
@@ -93,7 +94,7 @@ class RecordFetcher:
         return f
 
     def _read_at(self, f, offset: int, size: int) -> bytes:
-        if hasattr(f, "fileno"):  # local file: one pread, no seek
+        if isinstance(f, io.FileIO):  # local file: one pread, no seek
             return os.pread(f.fileno(), size, offset)
         with self._lock:
             f.seek(offset)

@@ -13,9 +13,8 @@ import uuid
 from collections.abc import Sequence
 
 import apache_beam as beam
-import tensorflow as tf
 
-from pipeline.stages import output
+from pipeline.stages import fileio, output
 from pipeline.stages.output import PIECES_DIR, RecordWriter
 
 
@@ -110,7 +109,7 @@ def _write_shard(item, directory, n):
     path = f"{directory}/{output.shard_file(index, n)}"
     tmp = output.temporary_path(path)
     concatenate([piece for _, _, piece in pieces], tmp)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    output.publish_file(tmp, path)
     examples = sum(examples for _, examples, _ in pieces)
     return index, output.shard_entry(index, n, len(pieces), examples)
 
@@ -119,20 +118,19 @@ def concatenate(sources: Sequence[tuple[str, int, int | None]], path: str) -> No
     """Writes the byte ranges `sources` ((file, offset, size), size None: to the
     end of the file), one after the other, as the file `path` (an empty one for
     no sources). Local files are copied by the kernel (`os.sendfile`: no read
-    into Python, no GFile buffers); remote ones through `tf.io.gfile`."""
-    if "://" in path or any("://" in source for source, _, _ in sources):
-        with tf.io.gfile.GFile(path, "wb") as out:
-            out.write(b"")  # GFile creates the file lazily
-            for f, offset, size in _opened(sources, tf.io.gfile.GFile):
+    into Python); remote ones through `fileio` (ranged reads, one upload)."""
+    if fileio.is_remote(path) or any(fileio.is_remote(s) for s, _, _ in sources):
+        with fileio.open_write(path) as out:
+            for f, offset, size in _opened(sources):
                 f.seek(offset)
                 out.write(f.read(-1 if size is None else size))
         return
     with open(path, "wb") as out:
-        for f, offset, size in _opened(sources, open):
+        for f, offset, size in _opened(sources):
             _copy(f, out, offset, size)
 
 
-def _opened(sources, opener):
+def _opened(sources):
     """`(open file, offset, size)` per range of `sources`, a file opened once
     for consecutive ranges of it (a bundle's batches share one piece file)."""
     f, name = None, None
@@ -141,7 +139,7 @@ def _opened(sources, opener):
             if source != name:
                 if f is not None:
                     f.close()
-                f, name = opener(source, "rb"), source
+                f, name = fileio.open_read(source), source
             yield f, offset, size
     finally:
         if f is not None:

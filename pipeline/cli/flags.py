@@ -1,4 +1,4 @@
-"""Flags shared by `seqshards` (the job) and `seqshards stats`.
+"""Flags of `seqshards` (the job), some shared with `seqshards stats`.
 
 Place in the flow: **cli** -> driver. They map 1:1 onto `JobConfig` fields
 (`pipeline.stages.config`).
@@ -50,6 +50,33 @@ def add_input_flags(parser: argparse.ArgumentParser) -> None:
         help="Python columns file defining COLUMNS (transforms sequence dense "
         "columns) and optionally CONTEXT (dict name -> tf.io.FixedLenFeature/"
         "VarLenFeature). It is EXECUTED: only for files you trust.",
+    )
+
+
+def add_shape_flags(parser: argparse.ArgumentParser) -> None:
+    """Adds --max_buckets, --static_shapes and --drop_remainder (the job):
+    shapes for compiled training (`pipeline.stages.static_shapes`)."""
+    parser.add_argument(
+        "--max_buckets",
+        type=positive_int,
+        default=None,
+        metavar="K",
+        help="At most K buckets for --bucket_boundaries auto (default: no bound).",
+    )
+    parser.add_argument(
+        "--static_shapes",
+        action="store_true",
+        help="Static shapes for compiled training (XLA, TPUs, torch.compile): each "
+        "batch's T is its bucket's upper boundary (at most K values with "
+        "--max_buckets K) and every batch holds B examples except at most one "
+        "(a bucket's remainder joins the next longer bucket).",
+    )
+    parser.add_argument(
+        "--drop_remainder",
+        action="store_true",
+        help="With --static_shapes: drop each bucket's remainder (< B examples) "
+        "instead, so every batch holds B examples; the dropped examples are "
+        "listed in DIR/dropped/remainder.jsonl and counted in metadata.json.",
     )
 
 

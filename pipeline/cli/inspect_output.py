@@ -1,7 +1,8 @@
 """`seqshards inspect DIR`: what a run wrote, read back the way training reads it.
 
-Place in the flow: after a run, beside reader.py. Reads DIR/metadata.json and
-every batch through `pipeline.reader.load_dataset`, and prints the counts, dead
+Place in the flow: after a run, beside reader.py. Reads DIR/metadata.json
+(checking every file it lists, sizes and CRC32C: an incomplete or changed DIR
+is refused) and every batch through `pipeline.reader.load_dataset`, and prints the counts, dead
 letters by reason (first positions and the first one's detail), a bucket table
 (bucket, lengths, batches, examples, mean T, padding efficiency) recomputed
 from the shards and checked against metadata.json, the column layout (name,
@@ -105,15 +106,15 @@ def _shape(value) -> list:
 
 def _first_errors(directory: str, metadata: Mapping) -> dict[str, dict]:
     """reason -> the first dead letter of errors/<reason>.jsonl (without data)."""
-    import tensorflow as tf
+    from pipeline.stages import fileio
 
     out = {}
     for rel in metadata.get("errors_files", []):
         path = f"{directory.rstrip('/')}/{rel}"
-        if not tf.io.gfile.exists(path):
+        if not fileio.isfile(path):
             continue
-        with tf.io.gfile.GFile(path) as f:
-            line = f.readline()
+        with fileio.open_read(path) as f:
+            line = f.readline().decode()
         if line.strip():
             entry = json.loads(line)
             entry.pop("data_b64", None)
@@ -254,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pipeline.stages import progress
 
     progress.configure_logging(args.verbosity or 0)
-    metadata = reader.load_metadata(args.directory)
+    metadata = reader.load_metadata(args.directory, checksums=True)
     result = scan(args.directory, metadata)
     print(
         format_report(

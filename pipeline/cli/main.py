@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pipeline.cli import tf_startup
 from pipeline.cli.flags import (
     add_input_flags,
+    add_shape_flags,
     boundaries,
     check_leftover_flags,
     positive_int,
@@ -90,6 +91,7 @@ def make_parser() -> argparse.ArgumentParser:
         "lengths; bucket i holds lengths <= boundaries[i], the "
         "last bucket the rest.",
     )
+    add_shape_flags(parser)
     parser.add_argument(
         "--num_shards",
         type=positive_int,
@@ -158,6 +160,9 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[JobConfig, list[str]]
         progress=not args.no_progress and args.verbosity >= 0,
         analyze=args.analyze,
         compression=args.compression,
+        max_buckets=args.max_buckets,
+        static_shapes=args.static_shapes,
+        drop_remainder=args.drop_remainder,
     )
     return config, beam_argv
 
@@ -174,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tf_startup.import_tensorflow(progress.verbosity_of(argv))
     progress.configure_logging(progress.verbosity_of(argv))
     from pipeline import driver
-    from pipeline.stages import metadata
+    from pipeline.stages import fileio, metadata
 
     try:
         result = driver.run(config, beam_argv)
@@ -186,6 +191,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"seqshards: error: {e}", file=sys.stderr)
         return 2
     print(metadata.summary(result.metadata, result.seconds, config.output_dir))
+    line = fileio.stats_line()  # gs:// / s3:// runs: what the store served
+    if line:
+        print(f"  {line}")
     return 0
 
 

@@ -21,12 +21,17 @@ def _pyplot():
     return plt
 
 
-def stats_figure(stats, choices: Sequence, path: str) -> str:
-    """Writes the `seqshards stats` figure to `path`; returns `path`."""
+def stats_figure(stats, choices: Sequence, path: str, tradeoff=None) -> str:
+    """Writes the `seqshards stats` figure to `path`; returns `path`.
+
+    `tradeoff` (`stages.tradeoff.tradeoff` rows) adds a fourth panel: padding
+    efficiency against the number of shapes, static and dynamic, per K.
+    """
     plt = _pyplot()
 
     auto = next(c for c in choices if c.name == "auto")
-    fig, axes = plt.subplots(3, 1, figsize=(9, 10), constrained_layout=True)
+    rows = 4 if tradeoff else 3
+    fig, axes = plt.subplots(rows, 1, figsize=(9, 3.3 * rows), constrained_layout=True)
     ax = axes[0]
     hist = stats.histogram
     if hist:
@@ -57,9 +62,30 @@ def stats_figure(stats, choices: Sequence, path: str) -> str:
         ax.text(min(v, 1.0) + 0.01, y, f"{v:.3f}", va="center")
     ax.set(xlim=(0, 1.12), xlabel="padding efficiency", title="Bucket choices")
     ax.invert_yaxis()
+    if tradeoff:
+        _tradeoff_panel(axes[3], tradeoff)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def _tradeoff_panel(ax, tradeoff) -> None:
+    """Efficiency against distinct [B, T] shapes, one point per K and mode."""
+    for mode, color in (("static", "#c44e52"), ("dynamic", "#4878a8")):
+        shapes = [row[mode]["shapes"] for row in tradeoff]
+        effs = [row[mode]["efficiency"] for row in tradeoff]
+        ax.plot(shapes, effs, "o-", color=color, label=mode)
+        for row, x, y in zip(tradeoff, shapes, effs, strict=True):
+            label = "K=inf" if row["k"] is None else f"K={row['k']}"
+            ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, -10),
+                        fontsize=7, color=color)  # fmt: skip
+    ax.set_xscale("log")
+    ax.set(
+        xlabel="distinct [B, T] shapes (compilations)",
+        ylabel="padding efficiency",
+        title="Shapes against padding (--max_buckets K, --static_shapes)",
+    )
+    ax.legend()
 
 
 def inspect_figure(metadata: Mapping, result, path: str) -> str:

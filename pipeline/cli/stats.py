@@ -5,9 +5,10 @@ job's own stages (tfrecord.read_file -> decode/validate), so lengths and dead le
 are exactly what the job would see; compares bucket choices (one bucket, auto,
 powers of two, the stock-TF reference list, `--bucket_boundaries`) by the
 padding efficiency of the batches the job would form (`bucket.simulate_batches`:
-same bucketing, sub-keys and chunking as the Beam job); writes `stats.png`
-(`plots`: length histogram with the auto boundaries, efficiency per bucket and
-per choice).
+same bucketing, sub-keys and chunking as the Beam job), and the trade-off of
+shapes against padding for K = 4..64 and unbounded buckets, static and dynamic
+(`stages.tradeoff`); writes `stats.png` (`plots`: length histogram with the
+auto boundaries, efficiency per bucket and per choice, the trade-off).
 
     seqshards stats --input 'data/sample-*.tfrecord' --columns data/columns.yaml
 """
@@ -247,8 +248,10 @@ def format_report(
     used_lists: Sequence[str],
     used_context: Sequence[str],
     pattern: str = "",
+    tradeoff: Sequence | None = None,
 ) -> str:
-    """The text `seqshards stats` prints."""
+    """The text `seqshards stats` prints (`tradeoff`: `stages.tradeoff.tradeoff`
+    rows, shown after the bucket choices)."""
     valid = len(stats.lengths)
     lines = [
         f"seqshards stats: {stats.records:,} records from {len(stats.files)} file(s)"
@@ -322,6 +325,10 @@ def format_report(
                 f"  {b.bucket:>6}  {bucket.bucket_range(auto.boundaries, b.bucket):<10}"
                 f"{b.examples:>9,}{b.batches:>9,}{eff:>12.4f}"
             )
+    if tradeoff:
+        from pipeline.stages import tradeoff as shapes_tradeoff
+
+        lines += ["", *shapes_tradeoff.format_tradeoff(tradeoff, batch_size)]
     return "\n".join(lines)
 
 
@@ -413,6 +420,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         files, spec, id_feature=args.id_feature, sample=args.sample, report=report
     )
     choices = compare_choices(stats, args.batch_size, extra)
+    from pipeline.stages import tradeoff as shapes_tradeoff
+
+    tradeoff = None
+    if len(stats.lengths):
+        tradeoff = shapes_tradeoff.tradeoff(
+            stats.positions, stats.lengths, args.batch_size
+        )
     layout = transforms.column_layout(list(spec.columns))
     from pipeline.stages import decode
 
@@ -426,6 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             used_lists=list(record_spec.sequence),
             used_context=list(spec.context),
             pattern=args.input,
+            tradeoff=tradeoff,
         )
     )
     if not args.no_plot:
@@ -435,7 +450,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 from pipeline.cli import plots
 
-                path = plots.stats_figure(stats, choices, args.output_plot)
+                path = plots.stats_figure(
+                    stats, choices, args.output_plot, tradeoff=tradeoff
+                )
             except ImportError:
                 progress.logger.warning(
                     "matplotlib is not installed: no figure (pip install "

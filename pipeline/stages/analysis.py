@@ -49,9 +49,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
-import tensorflow as tf
 
-from pipeline.stages import decode
+from pipeline.stages import decode, fileio
 from pipeline.stages.paths import ASSETS_DIR
 
 STATS_FILE = "stats.json"
@@ -271,7 +270,7 @@ def write_assets(
       ValueError: an empty vocabulary.
     """
     assets = f"{directory}/{ASSETS_DIR}"
-    tf.io.gfile.makedirs(assets)
+    fileio.makedirs(assets)
     doc = {"version": STATS_VERSION, "numeric": {}, "vocabularies": {}}
     for r in requests:
         if isinstance(r, StatsRequest):
@@ -287,8 +286,9 @@ def write_assets(
                 f"value occurs >= frequency_threshold={r.frequency_threshold} times in "
                 "the valid records. Lower the threshold or check the input."
             )
-        with tf.io.gfile.GFile(f"{assets}/{r.asset}", "wb") as f:
-            f.write(b"".join(_line(v) + b"\n" for v in values))
+        fileio.write_bytes(
+            f"{assets}/{r.asset}", b"".join(_line(v) + b"\n" for v in values)
+        )
         doc["vocabularies"][r.asset] = {
             "key": r.key,
             "file": f"{ASSETS_DIR}/{r.asset}",
@@ -296,8 +296,10 @@ def write_assets(
             "top_k": r.top_k,
             "frequency_threshold": r.frequency_threshold,
         }
-    with tf.io.gfile.GFile(f"{assets}/{STATS_FILE}", "w") as f:
-        f.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    fileio.write_bytes(
+        f"{assets}/{STATS_FILE}",
+        (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode(),
+    )
     return doc
 
 
@@ -329,13 +331,12 @@ def asset_files(directory: str) -> list[str]:
     """The files under DIR/assets, as sorted paths relative to DIR (metadata.json
     lists them)."""
     assets = f"{directory}/{ASSETS_DIR}"
-    if not tf.io.gfile.isdir(assets):
+    if not fileio.isdir(assets):
         return []
-    return sorted(f"{ASSETS_DIR}/{name}" for name in tf.io.gfile.listdir(assets))
+    return sorted(f"{ASSETS_DIR}/{name}" for name in fileio.listdir(assets))
 
 
 def load_analysis(directory: str) -> Analysis:
     """Reads DIR/assets/stats.json."""
-    with tf.io.gfile.GFile(f"{directory}/{ASSETS_DIR}/{STATS_FILE}") as f:
-        doc = json.load(f)
+    doc = json.loads(fileio.read_bytes(f"{directory}/{ASSETS_DIR}/{STATS_FILE}"))
     return Analysis(directory, doc["numeric"], doc["vocabularies"])

@@ -71,7 +71,8 @@ def assign_buckets(lengths: np.ndarray, boundaries: Sequence[int]) -> np.ndarray
     ).astype(np.int64)
 
 
-def _sorted_hist(histogram: Mapping[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def sorted_histogram(histogram: Mapping[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct lengths ascending, their counts) of a histogram (counts > 0)."""
     items = sorted((int(k), int(v)) for k, v in histogram.items() if v > 0)
     if not items:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
@@ -97,11 +98,11 @@ def auto_boundaries(histogram: Mapping[int, int], batch_size: int) -> tuple[int,
     Returns:
       The boundaries (possibly empty: one bucket).
     """
-    lengths, counts = _sorted_hist(histogram)
+    lengths, counts = sorted_histogram(histogram)
     if len(lengths) <= 1 or counts.sum() < 2 * batch_size:
         return ()
     if len(lengths) > _MAX_DP_POINTS:
-        lengths, counts = _coarsen(lengths, counts, _MAX_DP_POINTS)
+        lengths, counts = coarsen(lengths, counts, _MAX_DP_POINTS)
     m = len(lengths)
     prefix = np.concatenate([[0], np.cumsum(counts)]).astype(np.float64)
     best = np.full(m + 1, np.inf)
@@ -124,7 +125,7 @@ def auto_boundaries(histogram: Mapping[int, int], batch_size: int) -> tuple[int,
     return tuple(ends[:-1])  # the last group is the unbounded bucket
 
 
-def _coarsen(lengths, counts, points):
+def coarsen(lengths, counts, points):
     """Merges distinct lengths into `points` groups of similar mass (max kept)."""
     cum = np.cumsum(counts)
     edges = np.searchsorted(cum, np.linspace(0, cum[-1], points + 1)[1:], side="left")
@@ -140,7 +141,7 @@ def estimated_padding_efficiency(
     histogram: Mapping[int, int], boundaries: Sequence[int]
 ) -> float:
     """Lower bound of the padding efficiency: each bucket padded to its longest."""
-    lengths, counts = _sorted_hist(histogram)
+    lengths, counts = sorted_histogram(histogram)
     if not len(lengths):
         return 1.0
     buckets = assign_buckets(lengths, boundaries)
@@ -186,12 +187,16 @@ class BucketPlan:
       batch_size: B.
       subkeys: Number of sub-keys per bucket id (Beam engine only).
       estimated_efficiency: `estimated_padding_efficiency` of the histogram.
+      lengths: `--static_shapes`: T of each bucket id
+        (`static_shapes.make_plan`); empty otherwise (T = each batch's
+        longest example).
     """
 
     boundaries: tuple[int, ...]
     batch_size: int
     subkeys: tuple[int, ...]
     estimated_efficiency: float
+    lengths: tuple[int, ...] = ()
 
     @property
     def num_buckets(self) -> int:
@@ -241,6 +246,7 @@ class BucketBatches:
       real_steps: Sum of the examples' lengths.
       padded_steps: Padding only: sum over batches of B * T, minus real_steps.
       max_length: Longest example of the bucket.
+      shapes: ((b, T), batches) pairs: the batches' shapes.
     """
 
     bucket: int
@@ -249,6 +255,7 @@ class BucketBatches:
     real_steps: int
     padded_steps: int
     max_length: int
+    shapes: tuple = ()
 
 
 def simulate_batches(
@@ -296,6 +303,7 @@ def simulate_batches(
         else:
             groups = [idx]
         batches = real = total = 0
+        shapes: dict = {}
         for members in groups:
             if not len(members):
                 continue
@@ -304,10 +312,19 @@ def simulate_batches(
             sizes = np.diff(np.append(starts, len(group)))
             batches += len(starts)
             real += int(group.sum())
-            total += int((np.maximum.reduceat(group, starts) * sizes).sum())
+            longest = np.maximum.reduceat(group, starts)
+            total += int((longest * sizes).sum())
+            for shape in zip(sizes.tolist(), longest.tolist(), strict=True):
+                shapes[shape] = shapes.get(shape, 0) + 1
         out.append(
             BucketBatches(
-                int(b), len(idx), batches, real, total - real, int(lengths[idx].max())
+                int(b),
+                len(idx),
+                batches,
+                real,
+                total - real,
+                int(lengths[idx].max()),
+                tuple(sorted(shapes.items())),
             )
         )
     return out

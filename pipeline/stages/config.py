@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 import runpy
 from collections.abc import Mapping, Sequence
+
+from pipeline.stages import fileio
 
 ENGINES = ("beam", "tfdata")
 COMPRESSIONS = ("none", "gzip")
@@ -33,6 +34,19 @@ def valid_boundaries(values: Sequence[int]) -> bool:
         and all(v >= 1 for v in values)
         and all(b > a for a, b in zip(values, values[1:], strict=False))
     )
+
+
+def check_max_buckets(max_buckets: int | None) -> None:
+    """Raises ValueError unless `max_buckets` (`--max_buckets K`) is None or an
+    int >= 1 (the job config and the bounded search both check it)."""
+    if max_buckets is not None and (
+        not isinstance(max_buckets, int) or isinstance(max_buckets, bool)
+        or max_buckets < 1
+    ):  # fmt: skip
+        raise ValueError(
+            "Invalid value for argument `max_buckets`. Expected an int >= 1 or "
+            f"None (unbounded). Received: max_buckets={max_buckets!r}"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +75,11 @@ class JobConfig:
       progress: Log progress lines to stderr (both engines, see `stages.progress`).
       analyze: Run the analyze pass first (vocabularies, normalizer statistics
         the columns spec asks for; `stages.analysis`).
+      max_buckets: At most this many auto buckets (None: unbounded).
+      static_shapes: T fixed per bucket, every batch B examples but at most
+        one (`stages.static_shapes`).
+      drop_remainder: With `static_shapes`: drop the buckets' remainders
+        (listed in dropped/) instead of batching them together.
     """
 
     input_pattern: str
@@ -79,6 +98,9 @@ class JobConfig:
     on_invalid: str = "dead_letter"
     analyze: bool = False
     compression: str = "none"
+    max_buckets: int | None = None
+    static_shapes: bool = False
+    drop_remainder: bool = False
 
     def __post_init__(self):
         if not self.input_pattern:
@@ -86,6 +108,13 @@ class JobConfig:
                 "Invalid value for argument `input`. Expected a non-empty glob of "
                 f"TFRecord files. Received: input={self.input_pattern!r}"
             )
+        for flag, value in (
+            ("input", self.input_pattern),
+            ("output", self.output_dir),
+            ("columns", self.columns_file),
+            ("columns_py", self.columns_py),
+        ):
+            fileio.check_supported(value, flag)  # before any work
         if bool(self.columns_file) == bool(self.columns_py):
             raise ValueError(
                 "Expected exactly one of `columns` (a YAML/JSON columns spec) and "
@@ -129,6 +158,7 @@ class JobConfig:
                 f"Invalid value for argument `engine`. Expected one of {ENGINES}. "
                 f"Received: engine={self.engine!r}"
             )
+        self._check_static()
         bounds = self.bucket_boundaries
         if isinstance(bounds, str):
             if bounds != "auto":
@@ -140,6 +170,27 @@ class JobConfig:
             raise ValueError(
                 "Invalid value for argument `bucket_boundaries`. Expected strictly "
                 f"increasing ints >= 1. Received: bucket_boundaries={bounds!r}"
+            )
+
+    def _check_static(self) -> None:
+        check_max_buckets(self.max_buckets)
+        if self.drop_remainder and not self.static_shapes:
+            raise ValueError(
+                "Invalid value for argument `drop_remainder`. Expected it only with "
+                "`static_shapes` (dynamic batches keep every example). Received: "
+                "drop_remainder=True, static_shapes=False; add --static_shapes."
+            )
+        bounds = self.bucket_boundaries
+        if (
+            self.max_buckets is not None
+            and not isinstance(bounds, str)
+            and len(bounds) + 1 > self.max_buckets
+        ):
+            raise ValueError(
+                "Invalid value for argument `max_buckets`. Expected at least the "
+                f"{len(bounds) + 1} buckets of the explicit `bucket_boundaries`. "
+                f"Received: max_buckets={self.max_buckets!r}, bucket_boundaries="
+                f"{bounds!r}; pass fewer boundaries or use 'auto'."
             )
 
 
@@ -197,7 +248,8 @@ def load_columns(
         (`spec.SpecError`, naming the key); COLUMNS / CONTEXT missing or malformed.
     """
     flag = "columns_py" if allow_python else "columns"
-    if not os.path.isfile(path):
+    fileio.check_supported(path, flag)
+    if not fileio.isfile(path):
         raise FileNotFoundError(
             f"Invalid value for argument `{flag}`. Expected an existing columns file. "
             f"Received: {flag}={path!r}"
@@ -217,6 +269,12 @@ def load_columns(
             f"spec. Received: columns={path!r}, a Python file: running it would "
             "execute its code. Pass it as --columns_py to run it explicitly, or write "
             "the columns as YAML (see pipeline/README.md)."
+        )
+    if fileio.is_remote(path):
+        raise ValueError(
+            "Invalid value for argument `columns_py`. Expected a local Python file "
+            f"(it is run with runpy). Received: columns_py={path!r}: copy it to a "
+            "local path, or write the columns as YAML (which may be remote)."
         )
     with open(path, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()

@@ -16,13 +16,14 @@ layer's `step_rows` (`flat_rows`), and adds the padding as it writes
 from __future__ import annotations
 
 import dataclasses
+import io
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 import transforms
-from pipeline.stages import batch_format, decode, paths
+from pipeline.stages import batch_format, decode, fileio, paths
 from pipeline.stages.decode import id_feature_of
 
 
@@ -52,7 +53,7 @@ def save_embedding_weights(directory: str, weights: Mapping[str, np.ndarray]) ->
     files = {}
     for name, table in sorted(weights.items()):
         rel = f"{paths.EMBEDDINGS_DIR}/{paths.safe_file_name(name)}.npy"
-        with tf.io.gfile.GFile(f"{directory}/{rel}", "wb") as f:
+        with fileio.open_write(f"{directory}/{rel}") as f:
             np.save(f, np.asarray(table, np.float32))
         files[name] = rel
     return files
@@ -62,8 +63,8 @@ def load_embedding_weights(paths: Mapping[str, str]) -> dict[str, np.ndarray]:
     """{column: .npy path} (`save_embedding_weights` files) -> {column: table}."""
     weights = {}
     for name, path in paths.items():
-        with tf.io.gfile.GFile(path, "rb") as f:
-            weights[name] = np.load(f)
+        with fileio.open_read(path) as f:
+            weights[name] = np.load(io.BytesIO(f.read()))
     return weights
 
 
@@ -211,6 +212,7 @@ class FeatureComputer:
         lengths: np.ndarray,
         context: Mapping[str, tuple[np.ndarray, np.ndarray]],
         example_id: np.ndarray | None,
+        length: int | None = None,
     ) -> tuple[list, BatchStats]:
         """One batch record, as pieces (`batch_format.record_pieces`), from the
         examples' steps (`flat_rows`), written as they are (no [B, T, D]
@@ -222,10 +224,12 @@ class FeatureComputer:
           lengths: int64 [B].
           context: CONTEXT name -> (flat values, row lengths [B]) of the batch.
           example_id: [B] ids, or None.
+          length: T (`--static_shapes`); None: the longest example.
         """
         lengths = np.asarray(lengths, np.int64)
         b = len(lengths)
         t = int(lengths.max()) if b else 0
+        t = t if length is None else int(length)
         ctx = {
             name: (values, None if name in self._fixed else row_lengths)
             for name, (values, row_lengths) in context.items()
@@ -250,9 +254,12 @@ class FeatureComputer:
         return x.numpy(), lengths.numpy(), context
 
     def batch_record(
-        self, members: Sequence[tuple[tuple[int, int], int, bytes]]
+        self,
+        members: Sequence[tuple[tuple[int, int], int, bytes]],
+        length: int | None = None,
     ) -> tuple[bytes, BatchStats]:
-        """Materializes sorted `(position, length, bytes)` members as one record.
+        """Materializes sorted `(position, length, bytes)` members as one record,
+        padded to T = `length` (`--static_shapes`) or to the longest example.
 
         Raises:
           RuntimeError: if the layer's lengths disagree with the validated ones
@@ -268,6 +275,8 @@ class FeatureComputer:
         example_id = None
         if self.id_feature is not None:
             example_id = [bytes(v) for v in context[self.id_feature][0].tolist()]
+        if length is not None and length > x.shape[1]:
+            x = np.pad(x, ((0, 0), (0, int(length) - x.shape[1]), (0, 0)))
         record = batch_format.encode_batch(x, lengths, context, example_id)
         b, t = int(x.shape[0]), int(x.shape[1])
         real = int(lengths.sum())

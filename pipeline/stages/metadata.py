@@ -1,6 +1,6 @@
 """metadata.json: build from the run's exact counts, check invariants, write last.
 
-Place in the flow: write -> **metadata** (then the staging dir is renamed to DIR).
+Place in the flow: write -> **metadata** -> publish (the staging dir becomes DIR).
 
 Fields (format `version` 1):
   version, engine, feature_dim, batch_size, bucket_boundaries, id_feature
@@ -19,7 +19,15 @@ Fields (format `version` 1):
   errors_files       [relative paths], embeddings {column: relative path}
   assets             [relative paths] (only with --analyze: vocabularies, stats.json)
   input              {pattern, files: [{path, records}]}
-Invariant checked before writing: examples_written + errors_total == examples_in.
+  static_shapes      only with --static_shapes (`stages.static_shapes`): {max_buckets,
+                     drop_remainder, shapes: [{shape: [B, T, D], batches}],
+                     short_batches, dropped_files}; counts then has `dropped`
+  max_buckets        only with --max_buckets
+  files              {relative path: {size, crc32c}}: every file above (shards,
+                     errors_files, dropped_files, embeddings, assets), added by
+                     write_metadata; readers check DIR against it (publish.verify)
+Invariant checked before writing: examples_written + errors_total (+ dropped)
+== examples_in.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import dataclasses
 import json
 from collections.abc import Iterable, Mapping, Sequence
 
+from pipeline.stages import fileio, publish
 from pipeline.stages.paths import METADATA_FILE
 
 FORMAT_VERSION = 1
@@ -54,6 +63,7 @@ class StaticInfo:
     embeddings: dict
     compression: str = "none"
     assets: tuple = ()
+    max_buckets: int | None = None
 
     def metadata_args(self) -> dict:
         """These facts as `metadata.build_metadata` keyword arguments (each
@@ -96,6 +106,8 @@ def assemble(
     shards: Sequence[Mapping[str, object]],
     truncated_positions: Sequence[Sequence[int]],
     truncated: int | None = None,
+    static: Mapping | None = None,
+    dropped: int = 0,
 ) -> dict:
     """metadata.json's dict from what an engine counted (both engines call it).
 
@@ -109,6 +121,8 @@ def assemble(
       shards: `output.shard_entry` per shard, in shard order.
       truncated_positions: Positions of truncated records (at least the first
         `MAX_ERROR_POSITIONS`); `truncated` their number (default: all given).
+      static: `--static_shapes`' entry (`static_shapes.metadata_entry`), or None.
+      dropped: Examples `--drop_remainder` dropped.
 
     Raises:
       AccountingError: see `build_metadata`.
@@ -129,6 +143,8 @@ def assemble(
         errors_files=[e["file"] for e in dead_letters],
         truncated_positions=truncated_positions,
         truncated=truncated,
+        static=static,
+        dropped=dropped,
     )
 
 
@@ -158,11 +174,16 @@ def build_metadata(
     truncated: int | None = None,
     compression: str = "none",
     assets: Sequence[str] = (),
+    static: Mapping | None = None,
+    dropped: int = 0,
+    max_buckets: int | None = None,
 ) -> dict:
     """Assembles metadata.json's dict and checks the accounting invariant.
 
     `truncated_positions` are positions of records cut to --max_sequence_length
     (at least the first few), `truncated` their number (default: all given).
+    `static` (`static_shapes.metadata_entry`) and `dropped` (examples dropped
+    by --drop_remainder) only in static mode.
 
     Raises:
       AccountingError: if examples_written + errors != examples_in, or the
@@ -171,10 +192,10 @@ def build_metadata(
     num_truncated = len(truncated_positions) if truncated is None else truncated
     examples_in = int(sum(records_per_file.values()))
     errors_total = int(sum(errors.values()))
-    if examples_written + errors_total != examples_in:
+    if examples_written + errors_total + dropped != examples_in:
         raise AccountingError(
             f"Accounting mismatch: examples_written={examples_written} + "
-            f"errors={errors_total} != examples_in={examples_in}"
+            f"errors={errors_total} + dropped={dropped} != examples_in={examples_in}"
         )
     in_shards = (
         sum(int(s["examples"]) for s in shards),
@@ -237,19 +258,59 @@ def build_metadata(
         md["compression"] = compression
     if assets:  # absent: no analyze pass
         md["assets"] = sorted(assets)
+    if static is not None:  # absent: dynamic shapes (T = each batch's longest)
+        md["static_shapes"] = dict(static)
+        md["counts"]["dropped"] = int(dropped)
+    if max_buckets is not None:
+        md["max_buckets"] = int(max_buckets)
     return md
+
+
+def load_metadata(directory: str, *, checksums: bool = False) -> dict:
+    """Loads DIR/metadata.json, once DIR checks out against it.
+
+    Args:
+      directory: A seqshards output directory DIR.
+      checksums: Also compare every listed file's CRC32C (reads them all,
+        except on GCS); by default their presence and sizes are compared (one
+        listing).
+
+    Raises:
+      FileNotFoundError: if DIR has no metadata.json (not a complete run).
+      ValueError: if its format version is not supported by this reader.
+      publish.IncompleteOutputError: a file metadata.json lists is missing or
+        differs (an interrupted run, or files changed since).
+    """
+    fileio.check_supported(directory, "directory")
+    path = f"{directory.rstrip('/')}/metadata.json"
+    if not fileio.isfile(path):
+        raise FileNotFoundError(
+            f"Invalid value for argument `directory`. Expected a seqshards output "
+            f"directory with metadata.json (written last: without it the run is "
+            f"not complete). Received: directory={directory!r}"
+        )
+    metadata = json.loads(fileio.read_bytes(path))
+    version = metadata.get("version")
+    if version != FORMAT_VERSION:
+        raise ValueError(
+            f"Unsupported seqshards metadata version in {path}. Expected "
+            f"version={FORMAT_VERSION}. Received: version={version!r}. Upgrade "
+            "seqshards or re-run the job with this version."
+        )
+    publish.verify(directory, metadata, checksums=checksums)
+    return metadata
 
 
 def dumps(metadata: Mapping) -> str:
     return json.dumps(metadata, indent=2, sort_keys=True) + "\n"
 
 
-def write_metadata(directory: str, metadata: Mapping) -> None:
-    """Writes DIR/metadata.json (call last: its presence marks a complete run)."""
-    import tensorflow as tf
-
-    with tf.io.gfile.GFile(f"{directory}/{METADATA_FILE}", "w") as f:
-        f.write(dumps(metadata))
+def write_metadata(directory: str, metadata: Mapping) -> dict:
+    """Writes DIR/metadata.json with `files`, the size and CRC32C of every file
+    it names (call last: it is the commit record, see publish.py); returns it."""
+    metadata = publish.with_manifest(directory, metadata)
+    fileio.write_bytes(f"{directory}/{METADATA_FILE}", dumps(metadata).encode())
+    return metadata
 
 
 def summary(
@@ -288,6 +349,16 @@ def summary(
             f"B={metadata['batch_size']}, D={metadata['feature_dim']}",
         ),
     ]
+    static = metadata.get("static_shapes")
+    if static is not None:  # --static_shapes
+        rows.append(
+            (
+                "static shapes",
+                f"{len(static['shapes'])}",
+                f"{static['short_batches']} short batch(es), "
+                f"{c.get('dropped', 0):,} dropped",
+            )
+        )
     if seconds is not None:
         rate = c["examples_in"] / seconds if seconds > 0 else 0.0
         rows.append(("time", f"{seconds:.1f} s", f"{rate:,.0f} examples/s"))

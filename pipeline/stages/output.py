@@ -1,8 +1,9 @@
 """Output: the directory layout, shard naming, dead-letter files, atomic staging.
 
-Place in the flow: features -> batch_format -> **output** -> metadata. Both
-engines write through here: shard files (`RecordWriter`, `shard_file`,
-`shard_of`), dead-letter files (`write_dead_letters`), the staging directory.
+Place in the flow: features -> batch_format -> **output** -> metadata ->
+publish. Both engines write through here: shard files (`RecordWriter`,
+`shard_file`, `shard_of`), dead-letter files (`write_dead_letters`), the
+staging location (`Staging`), on local disks and object stores (`fileio`).
 
 Output directory layout (DIR):
   shards/part-XXXXX-of-NNNNN.tfrecord   one record per batch (batch_format.py)
@@ -18,17 +19,22 @@ position of the record in its file (0-based).
 Shards are assigned deterministically: batch of rank r (in the engine's batch
 order) goes to shard r % N (`shard_of`), and each shard holds its batches in
 that order.
-Atomicity: everything is written into a staging directory next to DIR that is
-renamed into place only after metadata.json is written. Replacing an existing
-DIR (--overwrite) swaps the two directories in one step on Linux (renameat2
-RENAME_EXCHANGE); elsewhere it takes two renames. Each file is written under a
-temporary name and renamed to its deterministic final name, so a retried or
-duplicated bundle rewrites the same file with the same bytes (idempotent). The
-Beam job's intermediate piece files (batch records waiting for their shard,
-see `pipeline.beam.write.WriteShards`) are named per bundle attempt instead: a
+Atomicity (the protocol is in `publish`): everything is written into a
+staging location next to DIR, metadata.json last, listing every file with its
+size and CRC32C. Locally the staging directory is renamed into place; replacing
+an existing DIR (--overwrite) swaps the two directories in one step on Linux
+(renameat2 RENAME_EXCHANGE); elsewhere it takes two renames. On object stores
+(gs://, s3://), which cannot rename, `publish.commit_remote` copies the listed
+files and writes DIR/metadata.json last. Each local file is written under a
+temporary name and renamed to its deterministic final name (an object appears
+whole when its upload completes), so a retried or duplicated bundle rewrites
+the same file with the same bytes (idempotent). The Beam job's intermediate
+piece files (batch records waiting for their shard, see
+`pipeline.beam.write.WriteShards`) are named per bundle attempt instead: a
 retry writes new ones, and the whole pieces directory is deleted before the
-rename. A killed run leaves DIR untouched and a `DIR.staging-*` directory,
-safe to delete.
+commit. A killed run leaves DIR untouched (or, killed during an object-store
+commit, without metadata.json: refused by readers) and a `DIR.staging-*`
+directory, safe to delete.
 """
 
 from __future__ import annotations
@@ -37,12 +43,13 @@ import base64
 import ctypes
 import json
 import os
+import tempfile
 import uuid
 from collections.abc import Iterable, Sequence
 
 import tensorflow as tf
 
-from pipeline.stages import tfrecord
+from pipeline.stages import fileio, publish, tfrecord
 from pipeline.stages.batch_format import Pieces, join_pieces
 from pipeline.stages.metadata import MAX_ERROR_POSITIONS
 from pipeline.stages.paths import (  # noqa: F401 (the layout's names, used as output.X)
@@ -86,17 +93,26 @@ class RecordWriter:
 
     Local and uncompressed (POSIX): framed here (`tfrecord.frame`, CRC over the
     pieces) and written with `os.writev`, so a record's bytes go from the
-    batch's arrays to the file with no copy in between. Otherwise (gzip,
-    remote paths): `tf.io.TFRecordWriter` with the pieces joined.
+    batch's arrays to the file with no copy in between. Remote and
+    uncompressed: framed here, written to a `fileio.open_write` object
+    (uploaded by `close`). Gzip: `tf.io.TFRecordWriter` with the pieces joined
+    (remote: into a local temporary file, uploaded by `close`).
     """
 
     def __init__(self, path: str, compression: str = "none"):
-        self._fd = None
-        self._tf = None
-        if compression == "none" and "://" not in path and hasattr(os, "writev"):
+        self._fd = self._tf = self._stream = self._upload = None
+        self._path = path
+        if compression == "none" and fileio.is_remote(path):
+            self._stream = fileio.open_write(path)
+        elif compression == "none" and hasattr(os, "writev"):
             self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         else:
-            self._tf = tf.io.TFRecordWriter(path, record_options(compression))
+            local = path
+            if fileio.is_remote(path):
+                fd, local = tempfile.mkstemp(suffix=".tfrecord.gz")
+                os.close(fd)
+                self._upload = local
+            self._tf = tf.io.TFRecordWriter(local, record_options(compression))
 
     def write(self, pieces: Sequence) -> int:
         """Writes one record given as pieces (`Pieces`, or a list of bytes and
@@ -109,15 +125,27 @@ class RecordWriter:
         pieces = pieces if isinstance(pieces, Pieces) else Pieces(pieces)
         header, footer = tfrecord.frame(pieces, pieces.nbytes)
         nbytes = len(header) + pieces.nbytes + len(footer)
+        if self._stream is not None:
+            for piece in (header, *pieces, footer):
+                self._stream.write(piece)
+            return nbytes
         _write_all(self._fd, [header, *pieces, footer], nbytes)
         return nbytes
 
     def close(self) -> None:
+        """Completes the file (remote: uploads it)."""
         if self._tf is not None:
             self._tf.close()
+            if self._upload is not None:
+                try:
+                    fileio.upload(self._upload, self._path)
+                finally:
+                    os.remove(self._upload)
         elif self._fd is not None:
             os.close(self._fd)
-        self._fd = self._tf = None
+        elif self._stream is not None:
+            self._stream.close()
+        self._fd = self._tf = self._stream = self._upload = None
 
 
 _IOV_MAX = 1024  # buffers per writev call (Linux's IOV_MAX)
@@ -143,8 +171,18 @@ def _write_all(fd: int, buffers: list, nbytes: int) -> None:
 
 
 def temporary_path(path: str) -> str:
+    """Where to write `path` first: a temporary name beside it (moved by
+    `publish_file`); remote, `path` itself (an object appears whole)."""
+    if fileio.is_remote(path):
+        return path
     head, sep, tail = path.rpartition("/")
     return f"{head}{sep}.{tail}{TMP_MARK}{uuid.uuid4().hex[:12]}"
+
+
+def publish_file(tmp: str, path: str) -> None:
+    """Moves a file written at `temporary_path(path)` to `path`."""
+    if tmp != path:
+        os.replace(tmp, path)
 
 
 def record_options(compression: str = "none") -> tf.io.TFRecordOptions | None:
@@ -172,7 +210,7 @@ def write_records(
             n += 1
     finally:
         writer.close()
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    publish_file(tmp, path)
     return n
 
 
@@ -197,11 +235,11 @@ def write_errors(path: str, errors: Iterable, files: Sequence[str]) -> int:
     """Writes dead letters (sorted by the caller) as JSON lines; returns the count."""
     n = 0
     tmp = temporary_path(path)
-    with tf.io.gfile.GFile(tmp, "w") as f:
+    with fileio.open_write(tmp) as f:
         for error in errors:
-            f.write(error_line(error, files) + "\n")
+            f.write((error_line(error, files) + "\n").encode())
             n += 1
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    publish_file(tmp, path)
     return n
 
 
@@ -229,13 +267,11 @@ def write_dead_letters(
 
 def remove_pieces(directory: str) -> None:
     """Deletes the per-batch piece files (after every shard has been written)."""
-    path = f"{directory}/{PIECES_DIR}"
-    if tf.io.gfile.exists(path):
-        tf.io.gfile.rmtree(path)
+    fileio.rmtree(f"{directory}/{PIECES_DIR}")
 
 
 class Staging:
-    """A staging directory next to DIR, renamed into place by `commit()`.
+    """A staging location next to DIR, put in place by `commit()`.
 
     Usage: `staging = Staging(dir, overwrite)`; write under `staging.path`; then
     `commit()` on success or `abort()` on failure.
@@ -247,12 +283,12 @@ class Staging:
         self.overwrite = overwrite
         self.path = f"{self.output_dir}.staging-{uuid.uuid4().hex[:12]}"
         try:
-            for sub in (SHARDS_DIR, ERRORS_DIR, EMBEDDINGS_DIR, PIECES_DIR):
-                if "://" in self.path:
-                    tf.io.gfile.makedirs(f"{self.path}/{sub}")
-                else:
+            if fileio.is_remote(self.path):
+                _check_bucket(self.path)
+            else:
+                for sub in (SHARDS_DIR, ERRORS_DIR, EMBEDDINGS_DIR, PIECES_DIR):
                     os.makedirs(f"{self.path}/{sub}")
-        except (OSError, tf.errors.OpError) as e:
+        except OSError as e:
             self.abort()
             raise PermissionError(
                 "Invalid value for argument `output`. Expected a writable location. "
@@ -261,30 +297,43 @@ class Staging:
             ) from None
 
     def commit(self) -> None:
-        """Moves the staging directory to DIR (replacing an old DIR if allowed)."""
+        """Puts the staged run at DIR (replacing an old DIR if allowed): a
+        directory rename locally, `publish.commit_remote` on object stores."""
         remove_pieces(self.path)
+        if fileio.is_remote(self.path):
+            check_output_dir(self.output_dir, self.overwrite)
+            publish.commit_remote(self.path, self.output_dir)
+            return
         for sub in (SHARDS_DIR, ERRORS_DIR):  # temporaries of failed attempts
-            for tmp in tf.io.gfile.glob(f"{self.path}/{sub}/.*{TMP_MARK}*"):
-                tf.io.gfile.remove(tmp)
+            for tmp in fileio.glob(f"{self.path}/{sub}/.*{TMP_MARK}*"):
+                fileio.remove(tmp)
         old = None
-        if tf.io.gfile.exists(self.output_dir):
+        if os.path.lexists(self.output_dir):
             check_output_dir(self.output_dir, self.overwrite)
             if _exchange(self.path, self.output_dir):
-                tf.io.gfile.rmtree(self.path)  # now holds the previous DIR
+                fileio.rmtree(self.path)  # now holds the previous DIR
                 return
-            if tf.io.gfile.listdir(self.output_dir):
+            if os.listdir(self.output_dir):
                 old = f"{self.output_dir}.old-{uuid.uuid4().hex[:12]}"
-                tf.io.gfile.rename(self.output_dir, old)
+                os.rename(self.output_dir, old)
             else:
-                tf.io.gfile.rmtree(self.output_dir)
-        tf.io.gfile.rename(self.path, self.output_dir)
+                fileio.rmtree(self.output_dir)
+        os.rename(self.path, self.output_dir)
         if old is not None:
-            tf.io.gfile.rmtree(old)
+            fileio.rmtree(old)
 
     def abort(self) -> None:
-        """Removes the staging directory (DIR is left untouched)."""
-        if tf.io.gfile.exists(self.path):
-            tf.io.gfile.rmtree(self.path)
+        """Removes the staging location (DIR is left untouched)."""
+        fileio.rmtree(self.path)
+
+
+def _check_bucket(path: str) -> None:
+    """Raises FileNotFoundError (an OSError) if a remote path's bucket does
+    not exist."""
+    scheme, rest = path.split("://", 1)
+    bucket = f"{scheme}://{rest.split('/')[0]}"
+    if not fileio.isdir(bucket):
+        raise FileNotFoundError(f"no bucket {bucket!r}")
 
 
 def _exchange(a: str, b: str) -> bool:

@@ -27,13 +27,15 @@ import re
 import urllib.parse
 from collections.abc import Iterable, Sequence
 
-import tensorflow as tf
+from pipeline.stages import fileio
 
 # The output layout (DIR/...): one place for these names.
 SHARDS_DIR = "shards"
 ERRORS_DIR = "errors"
 EMBEDDINGS_DIR = "embeddings"
 ASSETS_DIR = "assets"  # --analyze results
+DROPPED_DIR = "dropped"  # --static_shapes --drop_remainder
+DROPPED_FILE = f"{DROPPED_DIR}/remainder.jsonl"
 # Piece files of the Beam engine (batch records), copied into shards, then removed.
 PIECES_DIR = "_pieces"
 METADATA_FILE = "metadata.json"
@@ -46,6 +48,7 @@ _OURS = {
     ERRORS_DIR: re.compile(r"[a-z_]+\.jsonl"),
     EMBEDDINGS_DIR: re.compile(r"[A-Za-z0-9._%~-]+\.npy"),
     ASSETS_DIR: re.compile(r"[A-Za-z0-9._%~-]+"),
+    DROPPED_DIR: re.compile(r"remainder\.jsonl"),
     PIECES_DIR: None,  # anything: the Beam job's intermediate pieces
 }
 _TEMPORARY = re.compile(r"\..*" + re.escape(TMP_MARK) + r"[0-9a-f]+")
@@ -159,7 +162,7 @@ def check_output_dir(output_dir: str, overwrite: bool) -> None:
         `overwrite` is false; or holds anything a run of ours does not write.
       NotADirectoryError: if a parent of a local `output_dir` is a file.
     """
-    if not tf.io.gfile.exists(output_dir):
+    if not fileio.exists(output_dir):
         if "://" not in output_dir:
             parent = os.path.dirname(os.path.abspath(output_dir))
             while not os.path.exists(parent):
@@ -171,13 +174,13 @@ def check_output_dir(output_dir: str, overwrite: bool) -> None:
                     f"({parent!r} is a file; pick another --output)"
                 )
         return
-    if not tf.io.gfile.isdir(output_dir):
+    if not fileio.isdir(output_dir):
         raise FileExistsError(
             "Invalid value for argument `output`. Expected a directory path. "
             f"Received: output={output_dir!r} (an existing file; remove it or pick "
             "another path)"
         )
-    if not tf.io.gfile.listdir(output_dir):
+    if not fileio.listdir(output_dir):
         return
     if not overwrite:
         raise FileExistsError(
@@ -211,14 +214,14 @@ def foreign_entries(directory: str) -> list[str]:
         if entry == METADATA_FILE:
             if not _is_our_metadata(path):
                 foreign.append(entry)
-        elif entry not in _OURS or not tf.io.gfile.isdir(path):
-            foreign.append(entry + ("/" if tf.io.gfile.isdir(path) else ""))
+        elif entry not in _OURS or not fileio.isdir(path):
+            foreign.append(entry + ("/" if fileio.isdir(path) else ""))
         elif _OURS[entry] is not None:
             pattern = _OURS[entry]
             for name in sorted(_listdir(path)):
                 inner = f"{path}/{name}"
                 ok = pattern.fullmatch(name) or _TEMPORARY.fullmatch(name)
-                if not ok or tf.io.gfile.isdir(inner) or _is_link(inner):
+                if not ok or fileio.isdir(inner) or _is_link(inner):
                     foreign.append(f"{entry}/{name}")
         if _is_link(path):
             foreign.append(entry)
@@ -226,7 +229,7 @@ def foreign_entries(directory: str) -> list[str]:
 
 
 def _listdir(directory: str) -> list[str]:
-    return [name.rstrip("/") for name in tf.io.gfile.listdir(directory)]
+    return fileio.listdir(directory)
 
 
 def _is_link(path: str) -> bool:
@@ -235,9 +238,9 @@ def _is_link(path: str) -> bool:
 
 def _is_our_metadata(path: str) -> bool:
     try:
-        with tf.io.gfile.GFile(path, "rb") as f:
+        with fileio.open_read(path) as f:
             doc = json.loads(f.read(1 << 24))
-    except (ValueError, tf.errors.OpError, OSError):
+    except (ValueError, OSError):
         return False
     return isinstance(doc, dict) and _METADATA_KEYS <= doc.keys()
 

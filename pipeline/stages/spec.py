@@ -69,6 +69,7 @@ import dataclasses
 import hashlib
 import math
 import os
+import posixpath
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -76,7 +77,7 @@ import tensorflow as tf
 import yaml
 
 import transforms
-from pipeline.stages import paths
+from pipeline.stages import fileio, paths, remote_vocabulary
 from pipeline.stages.analysis import StatsRequest, VocabularyRequest
 
 SPEC_VERSION = 1
@@ -241,6 +242,9 @@ def file_path(value, path, ctx):
     string(value, path, ctx)
     if "://" in value or os.path.isabs(value):
         return value
+    if "://" in ctx.base_dir:  # beside a remote spec: keep the `scheme://`
+        head, rest = ctx.base_dir.split("://", 1)
+        return f"{head}://{posixpath.normpath(posixpath.join(rest, value))}"
     return os.path.normpath(os.path.join(ctx.base_dir, value))
 
 
@@ -440,7 +444,7 @@ def _build_numeric(key, shape, default_value, dtype, normalizer, *, ctx, where):
 
 
 def _build_vocabulary_file(key, path, size, analyze, *, ctx, where, **kw):
-    if analyze is not None and not tf.io.gfile.exists(path):
+    if analyze is not None and not fileio.exists(path):
         if size is not None:
             raise ValueError(
                 "`size` cannot be combined with `analyze` on a vocabulary file to "
@@ -466,7 +470,8 @@ def _build_vocabulary_file(key, path, size, analyze, *, ctx, where, **kw):
             raise ValueError(
                 f"the analyze results have no vocabulary {request.asset!r}"
             )
-    return transforms.sequence_categorical_column_with_vocabulary_file(
+    fileio.check_supported(path, "vocabulary path")
+    return remote_vocabulary.vocabulary_file_column(
         key, path, vocabulary_size=size, **kw
     )
 
@@ -825,8 +830,7 @@ def load(path: str, *, analysis: Any = None, requests=None) -> tuple[list, dict,
       SpecError: a YAML/JSON syntax error (with line and column) or an invalid
         spec, the message starting with the file path.
     """
-    with tf.io.gfile.GFile(path, "rb") as f:
-        data = f.read()
+    data = fileio.read_bytes(path)
     try:
         document = yaml.load(data, Loader=_UniqueKeyLoader)  # noqa: S506 (safe)
         columns, context = parse(

@@ -27,6 +27,8 @@ from typing import BinaryIO, NamedTuple
 from google_crc32c import extend as _crc32c_extend
 from google_crc32c import value as _crc32c
 
+from pipeline.stages import fileio
+
 # Dead letters keep at most this many bytes of a damaged stretch.
 MAX_ERROR_BYTES = 1 << 20
 # How far a resync after a bad length header scans for the next record.
@@ -71,7 +73,7 @@ def frame(pieces: list, nbytes: int | None = None) -> tuple[bytes, bytes]:
 
 
 def match_files(pattern: str) -> list[str]:
-    """Sorted files matching the glob `pattern` (local or any tf.io.gfile scheme).
+    """Sorted files matching the glob `pattern` (local, gs:// or s3://, `fileio`).
 
     Every local match must be a regular file: a matched directory, broken
     symbolic link or special file is refused rather than silently skipped.
@@ -86,10 +88,9 @@ def match_files(pattern: str) -> list[str]:
             "Invalid value for argument `input`. Expected a non-empty glob of "
             f"TFRecord files. Received: input={pattern!r}"
         )
+    fileio.check_supported(pattern, "input")
     if "://" in pattern:
-        import tensorflow as tf
-
-        files = tf.io.gfile.glob(pattern)
+        files = fileio.glob(pattern)
     else:
         files = _glob.glob(pattern)
         for path in sorted(files):
@@ -138,19 +139,12 @@ def check_readable(files: list[str]) -> None:
 
 
 def file_size(path: str) -> int:
-    if "://" in path:
-        import tensorflow as tf
-
-        return int(tf.io.gfile.stat(path).length)
-    return os.path.getsize(path)
+    return fileio.size(path)
 
 
 def open_file(path: str) -> BinaryIO:
-    if "://" in path:
-        import tensorflow as tf
-
-        return tf.io.gfile.GFile(path, "rb")
-    return open(path, "rb", buffering=0)
+    """Local: unbuffered `open` (an `io.FileIO`); remote: `fileio.RemoteReader`."""
+    return fileio.open_read(path)
 
 
 class _Buffer:

@@ -8,7 +8,7 @@ so their cost and memory do not grow with the record. A step is one `Feature`
 entry of a `FeatureList`; each takes at least 2 bytes on the wire, so a record of
 `2 * limit` bytes or fewer cannot hold more than `limit` steps and is not walked.
 
-Wire layout: SequenceExample {1: context, 2: feature_lists}; FeatureLists
+The fields are walked by `protowire`. Wire layout: SequenceExample {1: context, 2: feature_lists}; FeatureLists
 {1: map entry {1: key, 2: FeatureList}}; FeatureList {1: Feature (repeated)}.
 Protobuf merge rules are followed: repeated `feature_lists` fields merge, a map
 key seen again replaces the earlier entry, a repeated FeatureList value field
@@ -20,75 +20,35 @@ from __future__ import annotations
 
 from google.protobuf.message import DecodeError
 
-
-class _Malformed(Exception):
-    pass
-
-
-def _varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= end or shift > 63:
-            raise _Malformed
-        b = data[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-
-
-def _fields(data: bytes, pos: int, end: int):
-    """Yields (number, wire type, tag start, value start, value end) in [pos, end)."""
-    while pos < end:
-        tag_start = pos
-        tag, pos = _varint(data, pos, end)
-        number, wire_type = tag >> 3, tag & 7
-        if number == 0:
-            raise _Malformed
-        if wire_type == 0:
-            start = pos
-            _, pos = _varint(data, pos, end)
-        elif wire_type == 1:
-            start, pos = pos, pos + 8
-        elif wire_type == 2:
-            length, start = _varint(data, pos, end)
-            pos = start + length
-        elif wire_type == 5:
-            start, pos = pos, pos + 4
-        else:  # groups (3, 4) and invalid wire types
-            raise _Malformed
-        if pos > end:
-            raise _Malformed
-        yield number, wire_type, tag_start, start, pos
+from pipeline.stages.protowire import Malformed, fields
 
 
 def _entries(data: bytes, start: int, end: int):
     """Yields (key, [(start, end) of FeatureList values]) per map entry of the
     FeatureLists message in data[start:end]."""
-    for n, wt, _, e_start, e_end in _fields(data, start, end):
+    for n, wt, _, e_start, e_end in fields(data, start, end):
         if n != 1:
             continue
         if wt != 2:
-            raise _Malformed
+            raise Malformed
         key, values = b"", []
-        for f, fwt, _, v_start, v_end in _fields(data, e_start, e_end):
+        for f, fwt, _, v_start, v_end in fields(data, e_start, e_end):
             if f == 1 and fwt == 2:
                 key = data[v_start:v_end]
             elif f == 2 and fwt == 2:
                 values.append((v_start, v_end))
             elif f in (1, 2):
-                raise _Malformed
+                raise Malformed
         yield key, values
 
 
 def _feature_lists(data: bytes):
     """Yields (tag start, value start, value end) of each `feature_lists` field;
     other top-level fields are only checked."""
-    for number, wire_type, tag_start, start, end in _fields(data, 0, len(data)):
+    for number, wire_type, tag_start, start, end in fields(data, 0, len(data)):
         if number == 2:
             if wire_type != 2:
-                raise _Malformed
+                raise Malformed
             yield tag_start, start, end
 
 
@@ -100,11 +60,11 @@ def _first_steps(data: bytes, values, n: int) -> tuple[int, list[tuple[int, int]
         if count >= n:
             break
         first = last = None
-        for f, wt, tag_start, _, e in _fields(data, start, end):
+        for f, wt, tag_start, _, e in fields(data, start, end):
             if f != 1:
                 continue
             if wt != 2:
-                raise _Malformed
+                raise Malformed
             if first is None:
                 first = tag_start
             last = e
@@ -129,7 +89,7 @@ def max_steps(data: bytes, limit: int) -> int:
             for key, values in _entries(data, start, end):
                 steps[key] = _first_steps(data, values, limit + 1)[0]
         return max(steps.values(), default=0)
-    except _Malformed:
+    except Malformed:
         proto = _parse(data)
         if proto is None:
             return 0
@@ -141,7 +101,7 @@ def truncate(data: bytes, n: int) -> bytes:
     """`data` with every feature list cut to its first `n` steps (context kept)."""
     try:
         return _truncate_wire(data, n)
-    except _Malformed:
+    except Malformed:
         proto = _parse(data)
         if proto is None:
             return data

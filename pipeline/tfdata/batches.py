@@ -31,8 +31,9 @@ class OpenBatch:
     this process. The record is written from views of those rows plus shared
     zeros for the padding (`batch_format.padded_blocks`, `output.RecordWriter`)."""
 
-    def __init__(self, size: int):
+    def __init__(self, size: int, length: int | None = None):
         self.size, self.n = size, 0
+        self.length = length  # T under --static_shapes, else None (the longest)
         self.parts: list[tuple[np.ndarray, int, np.ndarray]] = []  # block, row, lengths
         self._block: np.ndarray | None = None  # the block being filled
         self._used = 0  # its rows given out
@@ -150,11 +151,13 @@ def by_bucket(lengths: np.ndarray, boundaries):
 class BatchAssigner:
     """Gives a chunk's examples their batch and rows in its blocks, in reading
     order (the main thread's only per-chunk work with the data). Each bucket
-    has one batch being filled; a full one is handed back to be written."""
+    has one batch being filled; a full one is handed back to be written.
+    `lengths` (`BucketPlan.lengths`, `--static_shapes`): T of each bucket's
+    batches; empty: each batch's longest example."""
 
-    def __init__(self, batch_size: int, boundaries, blocks: Blocks):
+    def __init__(self, batch_size: int, boundaries, blocks: Blocks, lengths=()):
         self._batch_size, self._boundaries = batch_size, boundaries
-        self._blocks = blocks
+        self._blocks, self._lengths = blocks, tuple(lengths)
         self._open: dict[int, OpenBatch] = {}  # bucket -> its batch being filled
 
     def assign(self, lengths: np.ndarray, decoded, rows: np.ndarray) -> tuple:
@@ -178,7 +181,8 @@ class BatchAssigner:
             while start < stop:
                 batch = self._open.get(bid)
                 if batch is None:
-                    batch = self._open[bid] = OpenBatch(self._batch_size)
+                    length = self._lengths[bid] if self._lengths else None
+                    batch = self._open[bid] = OpenBatch(self._batch_size, length)
                 end = min(stop, start + batch.room())
                 fills += batch.add(
                     lengths[start:end],

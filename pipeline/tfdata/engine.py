@@ -18,12 +18,17 @@ Order: batches are written in the order of the example completing them, as if
 examples joined their bucket's batch one by one; remainders are flushed at the
 end, bucket by bucket (only a bucket's last batch is short). Batch k goes to
 shard `output.shard_of(k)`. With `--bucket_boundaries auto` a first, light
-pass (`lengths`) computes the length histogram. Files are read one after the
-other, records in file order, so the first record of an example id met is the
-one at the smallest position: later ones are `duplicate_id` dead letters, like
-in the Beam job. The ids seen are not kept: the first pass (`lengths`, run
-with an id feature even for explicit boundaries) finds the fingerprints of
-ids met more than once (`ids`), and the main pass looks up only those ids.
+pass (`lengths`) computes the length histogram. With `--static_shapes` the
+first pass validates (`static_shapes.valid_examples`: the plan needs the exact
+examples), each batch is padded to its bucket's T, and the remainders are
+batched together at the end (`static_shapes.remainder_batches`) or dropped.
+Files are read one after the other, records in file order, so the first
+record of an example id met is the one at the smallest position: later ones
+are `duplicate_id` dead letters, like in the Beam job. The ids seen are not
+kept: the first pass (`lengths`, run with an id feature even for explicit
+boundaries) finds the fingerprints of ids met more than once (`ids`), and the
+main pass looks up only those ids (with `--static_shapes`, whose first pass
+keeps every valid example's position anyway, all ids seen are kept).
 Progress lines go to stderr (`stages.progress`).
 """
 
@@ -44,11 +49,13 @@ from pipeline.stages import (
     metadata,
     output,
     progress,
+    static_shapes,
     tfrecord,
     validate,
 )
 from pipeline.stages.bucket import BucketPlan
 from pipeline.tfdata import lengths
+from pipeline.tfdata import static_shapes as static_batches
 from pipeline.tfdata.batches import BatchAssigner, Blocks, OpenBatch, fill
 from pipeline.tfdata.chunks import checked_chunks, drop_duplicates
 from pipeline.tfdata.threads import ordered_map
@@ -86,7 +93,8 @@ def _fewer_collections(run):
 class ShardWriter:
     """The shard files, written by one thread in the order batches are handed
     over (file writes and CRCs release the GIL); batch k goes to shard
-    `output.shard_of(k)`. Counts what it wrote (`totals`, `entries`)."""
+    `output.shard_of(k)`. Counts what it wrote (`totals`, `entries`, `shapes`:
+    {(B, T): batches})."""
 
     def __init__(
         self,
@@ -106,26 +114,37 @@ class ShardWriter:
         self._batches = [0] * num_shards
         self._examples = [0] * num_shards
         self.totals = metadata.Totals()
+        self.shapes: collections.Counter = collections.Counter()
         self._thread = concurrent.futures.ThreadPoolExecutor(
             1, thread_name_prefix="seqshards-write"
         )
         self._in_flight: collections.deque = collections.deque()
 
     def _write(self, batch: OpenBatch) -> None:  # on the writer thread, in order
-        pieces, stats = self._computer.record_pieces(*batch.contents())
-        k = output.shard_of(self.totals.batches, self._n)
-        self._writers[k].write(pieces)
+        self._write_contents(batch.contents(), batch.length)
         for block in batch.blocks():
             self._blocks.put(block)
+
+    def _write_contents(self, contents: tuple, length: int | None) -> None:
+        pieces, stats = self._computer.record_pieces(*contents, length)
+        k = output.shard_of(self.totals.batches, self._n)
+        self._writers[k].write(pieces)
         self._batches[k] += 1
         self._examples[k] += stats.examples
         self.totals.add(stats)
+        steps = stats.real_steps + stats.padded_steps
+        self.shapes[(stats.examples, steps // max(1, stats.examples))] += 1
 
-    def hand_over(self, batch: OpenBatch | None, limit: int = IN_FLIGHT) -> None:
-        """Queues `batch` for writing; raises a failed write's error; waits
-        while more than `limit` batches are queued (their memory)."""
+    def hand_over(
+        self, batch: OpenBatch | None, limit: int = IN_FLIGHT, *, tail=None
+    ) -> None:
+        """Queues `batch` (or `tail`: (contents, T) of a static remainder
+        batch) for writing; raises a failed write's error; waits while more
+        than `limit` batches are queued (their memory)."""
         if batch is not None:
             self._in_flight.append(self._thread.submit(self._write, batch))
+        if tail is not None:
+            self._in_flight.append(self._thread.submit(self._write_contents, *tail))
         while self._in_flight and (
             self._in_flight[0].done() or len(self._in_flight) > limit
         ):
@@ -187,6 +206,8 @@ class Engine:
         )
         self._total_bytes = sum(tfrecord.file_size(f) for f in self.files)
         self.repeated: np.ndarray | None = None  # the first pass's (`ids`)
+        # --static_shapes: positions and lengths of the valid examples.
+        self.valid: tuple[np.ndarray, np.ndarray] | None = None
 
     def _reporter(self, label: str) -> progress.Progress | None:
         if not self.config.progress:
@@ -196,7 +217,9 @@ class Engine:
     def plan(self) -> BucketPlan:
         """The bucket plan; with `auto` boundaries from the lengths pass,
         which also finds the repeated ids (`self.repeated`): it runs whenever
-        there are boundaries to find or ids to check.
+        there are boundaries to find or ids to check. With `--static_shapes`
+        the plan comes from the valid examples (`self.valid`) instead, and
+        duplicate ids are looked up among all ids seen (`repeated` None).
 
         Tracing the parser and the layer (~1 s of Python, no data needed) runs
         while the lengths pass keeps TF's threads busy.
@@ -206,7 +229,8 @@ class Engine:
             traced = tracer.submit(trace, self.decoder, self.computer)
             histogram = {}
             auto = config.bucket_boundaries == "auto"
-            if auto or self.record_spec.id_feature is not None:
+            with_ids = self.record_spec.id_feature is not None
+            if (auto or with_ids) and not config.static_shapes:
                 found = lengths.first_pass(
                     self.files,
                     self.record_spec,
@@ -216,7 +240,23 @@ class Engine:
                 self.repeated = found.repeated
                 histogram = found.histogram if auto else {}
             traced.result()
-        return bucket.make_plan(histogram, config.bucket_boundaries, config.batch_size)
+        if config.static_shapes:
+            self.valid = static_batches.valid_examples(
+                self.files,
+                self.decoder,
+                self.record_spec,
+                self.policy,
+                self._reporter("lengths pass"),
+            )
+            histogram = static_batches.histogram(self.valid[1])
+        return static_shapes.make_plan(
+            histogram,
+            config.bucket_boundaries,
+            config.batch_size,
+            max_buckets=config.max_buckets,
+            static_shapes=config.static_shapes,
+            drop_remainder=config.drop_remainder,
+        )
 
     def _assigned(self, assigner: BatchAssigner):
         """Validated chunks, duplicates dropped, examples given their batches
@@ -246,7 +286,9 @@ class Engine:
 
     def materialize(self, plan: BucketPlan, writer: ShardWriter, blocks: Blocks):
         """The main pass: every batch handed to `writer`; returns the `_Counts`."""
-        assigner = BatchAssigner(self.config.batch_size, plan.boundaries, blocks)
+        assigner = BatchAssigner(
+            self.config.batch_size, plan.boundaries, blocks, plan.lengths
+        )
         counts = _Counts()
         report = self._reporter("materialize")
         # A batch completed by chunk k's examples holds examples of chunks
@@ -259,8 +301,16 @@ class Engine:
                 writer.hand_over(batch)
             if report:
                 report.add(len(chunk) + len(read_errors), nbytes)
-        for batch in assigner.remainders():  # each bucket's short last batch
-            writer.hand_over(batch)
+        if not plan.lengths:
+            for batch in assigner.remainders():  # each bucket's short last batch
+                writer.hand_over(batch)
+        elif not self.config.drop_remainder:  # static: remainders batched together
+            parts = [batch.contents() for batch in assigner.remainders()]
+            for contents in static_batches.remainder_batches(parts, plan.batch_size):
+                t = static_shapes.batch_length(
+                    contents[1], plan.boundaries, plan.lengths
+                )
+                writer.hand_over(None, tail=(contents, t))
         writer.hand_over(None, 0)
         if report:
             report.done()
@@ -299,6 +349,20 @@ def run(
         output.write_dead_letters(directory, reason, errors, files)
         for reason, errors in sorted(counts.errors.items())
     ]
+    dropped, dropped_files = 0, []
+    if config.static_shapes:
+        planned = static_shapes.plan_batches(
+            *engine.valid, plan.boundaries, plan.batch_size,
+            drop_remainder=config.drop_remainder,
+        )  # fmt: skip
+        static_batches.check_written(planned, writer.totals)
+        dropped = len(planned.dropped)
+        dropped_files = static_shapes.write_dropped(
+            directory,
+            engine.valid[0][planned.dropped],
+            engine.valid[1][planned.dropped],
+            files,
+        )
     md = metadata.assemble(
         info,
         boundaries=plan.boundaries,
@@ -312,6 +376,13 @@ def run(
         totals=writer.totals,
         shards=writer.entries(),
         truncated_positions=sorted(counts.truncated),
+        **static_shapes.metadata_args(
+            config,
+            shapes=dict(writer.shapes),
+            dropped=dropped,
+            dropped_files=dropped_files,
+            depth=engine.computer.depth,
+        ),
     )
     metadata.write_metadata(directory, md)
     return md

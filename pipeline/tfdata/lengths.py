@@ -13,7 +13,7 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from pipeline.stages import decode, validate
+from pipeline.stages import decode, fileio, validate
 from pipeline.tfdata import chunks, ids
 from pipeline.tfdata.threads import ahead
 
@@ -44,11 +44,15 @@ def first_pass(files, spec, new_report, policy) -> FirstPass:
     counted too: they can only move the boundaries, an estimate by nature.
     The ids seen are fingerprints logged to disk (`ids.IdLog`), not kept.
 
-    Healthy input is read and parsed by tf.data (C++ reader, parallel parse);
-    damaged framing or a record the parse rejects makes the pass start over
-    with the engine's own reader, which isolates them.
+    Healthy local input is read and parsed by tf.data (C++ reader, parallel
+    parse); damaged framing or a record the parse rejects makes the pass start
+    over with the engine's own reader, which isolates them. Remote input
+    (gs://, s3://) is read by the engine's reader through `fileio` (not
+    TensorFlow's file systems), its chunks decoded by TensorFlow.
     """
     light = decode.length_spec(spec)
+    if any(fileio.is_remote(f) for f in files):  # bytes through fileio, not TF
+        return count_lengths(_reader_lengths(files, light), policy, new_report())
     try:
         return count_lengths(_tfdata_lengths(files, light), policy, new_report())
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError):

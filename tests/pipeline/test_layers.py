@@ -25,6 +25,7 @@ LAYERS = [
     ("pipeline.beam", 2),
     ("pipeline.tfdata", 2),
     ("pipeline.reader", 1),
+    ("pipeline.numpy_reader", 1),
     ("pipeline.stages", 0),
 ]
 

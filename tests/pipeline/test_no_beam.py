@@ -1,40 +1,15 @@
 """Guard: `--engine tfdata`, `seqshards stats` and `seqshards inspect` run
-without importing `apache_beam` (each in a fresh interpreter)."""
+without importing `apache_beam` (each in a fresh interpreter; on object
+stores: test_driver_object_store.py)."""
 
 import os
-import subprocess
-import sys
 
 import pytest
+from beam_probe import beam_loaded
 from repo_paths import ROOT
 
 SAMPLE = os.path.join(ROOT, "data", "sample-*.tfrecord")
 COLUMNS = os.path.join(ROOT, "data", "columns.yaml")
-
-# Runs the CLI's main on the arguments, then says whether Beam was imported.
-WRAPPER = (
-    "import sys\n"
-    "from pipeline.cli.main import main\n"
-    "code = main(sys.argv[1:])\n"
-    "print('apache_beam loaded:', 'apache_beam' in sys.modules)\n"
-    "sys.exit(code)\n"
-)
-
-
-def beam_loaded(args: list[str], cwd) -> bool:
-    """Runs `seqshards ARGS` through WRAPPER; True if `apache_beam` was imported."""
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run(
-        [sys.executable, "-c", WRAPPER, *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    (line,) = [x for x in proc.stdout.splitlines() if x.startswith("apache_beam")]
-    return line.endswith("True")
 
 
 @pytest.mark.slow

@@ -226,3 +226,12 @@ def run_job(dataset: dict, out, engine: str = "beam", beam_argv=(), **kw):
         **kw,
     )
     return driver.run(config, list(beam_argv))
+
+
+def lognormal_examples(seed: int, n: int = 700):
+    """Positions int64 [n, 2] (3 files) and lognormal lengths [n] (median 20,
+    clipped to 1..300): the bench data's shape, small, for the plan tests."""
+    rng = np.random.default_rng(seed)
+    lengths = np.clip(np.rint(rng.lognormal(np.log(20), 0.9, n)), 1, 300).astype(int)
+    positions = np.stack([rng.integers(0, 3, n), np.arange(n)], axis=1)
+    return positions, lengths

@@ -35,6 +35,13 @@ COVERED_BY = {
         "test_example_beats_the_majority_baseline_on_held_out_batches",
         '"--data"',
     ),
+    "STORAGE_EMULATOR_HOST=http://127.0.0.1:4443 seqshards --input "
+    "'gs://bucket/in/*.tfrecord' --columns gs://bucket/in/columns.yaml "
+    "--output gs://bucket/out": (
+        "tests/pipeline/test_driver_object_store.py",
+        "test_kill_mid_commit_is_refused_and_a_rerun_completes",
+        '[sys.executable, "-m", "pipeline", *args]',
+    ),
     "python -m apache_beam.runners.portability.local_job_service_main --port 8099": (
         "tests/pipeline/beam/test_portable.py",
         "test_portable_runner_with_external_worker_pool",
