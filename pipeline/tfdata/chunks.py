@@ -21,11 +21,13 @@ from pipeline.tfdata.threads import ahead
 CHUNK = 1024  # records per chunk
 
 
-def read_all(files: Sequence[str]):
+def read_all(files: Sequence[str], chunk_size: int | None = None):
     """Yields (chunk [(position, bytes)], read ErrorRecords, bytes read), files
-    one after the other, records in file order (duplicate ids rely on it)."""
+    one after the other, records in file order (duplicate ids rely on it);
+    `chunk_size` records a chunk (`CHUNK` if None)."""
     for fi, path in enumerate(files):
-        for records, errors in tfrecord.read_file(path, fi, chunk_size=CHUNK):
+        size = chunk_size or CHUNK
+        for records, errors in tfrecord.read_file(path, fi, chunk_size=size):
             errors = [read_error(position, e) for position, e in errors]
             nbytes = sum(len(d) + 16 for _, d in records)
             yield records, errors, nbytes + sum(len(e.data) for e in errors)
@@ -53,6 +55,7 @@ def drop_duplicates(
     files: Sequence[str],
     first_ids: validate.FirstIdWins,
     repeated: np.ndarray | None = None,
+    fingerprints: np.ndarray | None = None,
 ):
     """Drops later duplicate ids of a validated chunk (`first_ids`: the ids
     seen so far, updated).
@@ -60,6 +63,8 @@ def drop_duplicates(
     With `repeated` (the first pass's `ids`: sorted fingerprints of the ids
     met more than once), only records whose id fingerprint is in it are
     looked up, and `first_ids` holds those ids alone; without it, every id.
+    `fingerprints`: those of the valid records' ids, if already computed
+    (`workers`).
 
     Returns `(valid, errors, truncated, decoded, rows)` of a validated chunk.
     """
@@ -72,7 +77,11 @@ def drop_duplicates(
     if repeated is None:
         suspects = range(len(valid))
     else:
-        fps = ids.fingerprints(decoded.ids[rows])
+        fps = (
+            ids.fingerprints(decoded.ids[rows])
+            if fingerprints is None
+            else fingerprints
+        )
         suspects = np.flatnonzero(ids.repeated_in(fps, repeated)).tolist()
     later = []
     for k in suspects:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import functools
 import gc
 from collections.abc import Mapping, Sequence
@@ -54,11 +55,11 @@ from pipeline.stages import (
     validate,
 )
 from pipeline.stages.bucket import BucketPlan
-from pipeline.tfdata import lengths
+from pipeline.tfdata import lengths, worker_loop, workers
 from pipeline.tfdata import static_shapes as static_batches
 from pipeline.tfdata.batches import BatchAssigner, Blocks, OpenBatch, fill
-from pipeline.tfdata.chunks import checked_chunks, drop_duplicates
-from pipeline.tfdata.threads import ordered_map
+from pipeline.tfdata.chunks import checked_chunks, drop_duplicates, read_all
+from pipeline.tfdata.threads import ahead, ordered_map
 
 FEATURE_THREADS = 2  # chunks whose features are computed at once
 IN_FLIGHT = 8  # full batches waiting for the writer thread
@@ -196,15 +197,10 @@ class Engine:
 
     def __init__(self, *, config, spec, files: Sequence[str], embedding_weights):
         self.config, self.files = config, list(files)
-        self.record_spec = decode.record_spec(
-            spec.columns, spec.context, config.id_feature
-        )
-        self.decoder = decode.Decoder(self.record_spec, strings_as_tensors=True)
-        self.policy = validate.Policy.of(config)
-        self.computer = features.FeatureComputer(
-            spec.columns, spec.context, embedding_weights, config.id_feature
-        )
-        self._total_bytes = sum(tfrecord.file_size(f) for f in self.files)
+        stages = worker_loop.build_stages(config, spec, embedding_weights)
+        self.record_spec, self.decoder, self.policy, self.computer = stages
+        self.total_bytes = sum(tfrecord.file_size(f) for f in self.files)
+        self.pool: workers.ChunkWorkers | None = None  # main pass's, if any
         self.repeated: np.ndarray | None = None  # the first pass's (`ids`)
         # --static_shapes: positions and lengths of the valid examples.
         self.valid: tuple[np.ndarray, np.ndarray] | None = None
@@ -212,7 +208,7 @@ class Engine:
     def _reporter(self, label: str) -> progress.Progress | None:
         if not self.config.progress:
             return None
-        return progress.Progress(label, total_bytes=self._total_bytes)
+        return progress.Progress(label, total_bytes=self.total_bytes)
 
     def plan(self) -> BucketPlan:
         """The bucket plan; with `auto` boundaries from the lengths pass,
@@ -262,26 +258,51 @@ class Engine:
         """Validated chunks, duplicates dropped, examples given their batches
         (main thread, in order: the first position of an id wins)."""
         first_ids = validate.FirstIdWins()
-        for chunk, read_errors, nbytes, result in checked_chunks(
-            self.files, self.decoder, self.record_spec, self.policy
-        ):
+        for chunk, read_errors, nbytes, result, ref in self._checked():
+            starts = fps = None
+            if ref is not None:  # the worker's rows: every valid record's
+                every = np.fromiter((v[1] for v in result[0].valid), np.int64)
+                starts, fps = np.cumsum(every) - every, result[1].fingerprints
             checked = drop_duplicates(
-                self.record_spec, result, self.files, first_ids, self.repeated
+                self.record_spec, result, self.files, first_ids, self.repeated, fps
             )
             valid, _, _, decoded, rows = checked
             work, full = None, []
             if valid:
                 lengths_ = np.asarray([v[1] for v in valid], np.int64)
                 order, fills, full = assigner.assign(lengths_, decoded, rows)
-                work = (decoded, rows, lengths_, order, fills)
+                starts = None if starts is None else starts[rows]
+                work = (decoded, rows, lengths_, order, fills, ref, starts)
+            elif ref is not None:
+                self.pool.release(ref)
             yield chunk, read_errors, nbytes, checked, full, work
 
+    def _checked(self):
+        """(chunk, read errors, bytes, validated chunk, `workers.Rows` or
+        None): on the worker processes if any, else on threads here."""
+        if self.pool is not None:
+            chunks = read_all(self.files, workers.CHUNK)
+            return self.pool.checked(ahead(chunks, "read"))
+        return (
+            (*item, None)
+            for item in checked_chunks(
+                self.files, self.decoder, self.record_spec, self.policy
+            )
+        )
+
     def _features_of(self, item):  # one layer call per chunk (thread pool)
-        if item[5] is not None:
-            decoded, rows, lengths_, order, fills = item[5]
+        if item[5] is None:
+            return item
+        decoded, rows, lengths_, order, fills, ref, starts = item[5]
+        if ref is None:
             fill(
                 self.computer.flat_rows(decoded, rows, lengths_), lengths_, order, fills
             )
+            return item
+        try:  # the worker's rows: copied to the blocks, then its slot freed
+            fill(self.pool.rows(ref), lengths_, order, fills, starts)
+        finally:
+            self.pool.release(ref)
         return item
 
     def materialize(self, plan: BucketPlan, writer: ShardWriter, blocks: Blocks):
@@ -336,15 +357,29 @@ def run(
     engine = Engine(
         config=config, spec=spec, files=files, embedding_weights=embedding_weights
     )
-    plan = engine.plan()
-    blocks = Blocks(engine.computer.depth)
-    writer = ShardWriter(
-        directory, num_shards, config.compression, engine.computer, blocks
-    )
-    try:
-        counts = engine.materialize(plan, writer, blocks)
-    finally:
-        writer.close()
+    count = workers.worker_count(engine.total_bytes)
+    with contextlib.ExitStack() as stack:
+        if count:  # they start while the first pass runs
+            engine.pool = stack.enter_context(
+                workers.ChunkWorkers(
+                    count,
+                    config=config,
+                    spec=spec,
+                    embedding_weights=embedding_weights,
+                    files=engine.files,
+                )
+            )
+        plan = engine.plan()
+        blocks = Blocks(engine.computer.depth)
+        writer = ShardWriter(
+            directory, num_shards, config.compression, engine.computer, blocks
+        )
+        try:
+            if engine.pool is not None:
+                engine.pool.wait_ready()
+            counts = engine.materialize(plan, writer, blocks)
+        finally:
+            writer.close()
     dead_letters = [
         output.write_dead_letters(directory, reason, errors, files)
         for reason, errors in sorted(counts.errors.items())
