@@ -47,6 +47,7 @@ from pipeline.stages import (
     bucket,
     decode,
     features,
+    fileio,
     metadata,
     output,
     progress,
@@ -55,7 +56,7 @@ from pipeline.stages import (
     validate,
 )
 from pipeline.stages.bucket import BucketPlan
-from pipeline.tfdata import lengths, worker_loop, workers
+from pipeline.tfdata import lengths, shard_files, worker_loop, workers
 from pipeline.tfdata import static_shapes as static_batches
 from pipeline.tfdata.batches import BatchAssigner, Blocks, OpenBatch, fill
 from pipeline.tfdata.chunks import checked_chunks, drop_duplicates, read_all
@@ -92,10 +93,12 @@ def _fewer_collections(run):
 
 
 class ShardWriter:
-    """The shard files, written by one thread in the order batches are handed
-    over (file writes and CRCs release the GIL); batch k goes to shard
-    `output.shard_of(k)`. Counts what it wrote (`totals`, `entries`, `shapes`:
-    {(B, T): batches})."""
+    """The shard files, written in the order batches are handed over by one
+    thread (file writes and CRCs release the GIL), here (`ShardFiles`) or, with
+    `process`, through a writer process (`shard_files.WriterProcess`: the
+    thread only sends each batch). Batch k goes to shard `output.shard_of(k)`.
+    After `close`: what it wrote (`totals`, `entries`, `shapes`: {(B, T):
+    batches})."""
 
     def __init__(
         self,
@@ -104,37 +107,27 @@ class ShardWriter:
         compression: str,
         computer: features.FeatureComputer,
         blocks: Blocks,
+        process: bool = False,
     ):
-        self._n, self._computer, self._blocks = num_shards, computer, blocks
-        self._writers = [
-            output.RecordWriter(
-                f"{directory}/{output.shard_file(i, num_shards)}", compression
+        self._blocks = blocks
+        if process:
+            self._sink = shard_files.WriterProcess(
+                directory, num_shards, compression, computer.record_maker()
             )
-            for i in range(num_shards)
-        ]
-        self._batches = [0] * num_shards
-        self._examples = [0] * num_shards
-        self.totals = metadata.Totals()
-        self.shapes: collections.Counter = collections.Counter()
+        else:
+            self._sink = shard_files.ShardFiles(
+                directory, num_shards, compression, computer.record_pieces
+            )
+        self._counts: shard_files.ShardCounts | None = None
         self._thread = concurrent.futures.ThreadPoolExecutor(
             1, thread_name_prefix="seqshards-write"
         )
         self._in_flight: collections.deque = collections.deque()
 
     def _write(self, batch: OpenBatch) -> None:  # on the writer thread, in order
-        self._write_contents(batch.contents(), batch.length)
+        self._sink.write(batch.contents(), batch.length)
         for block in batch.blocks():
             self._blocks.put(block)
-
-    def _write_contents(self, contents: tuple, length: int | None) -> None:
-        pieces, stats = self._computer.record_pieces(*contents, length)
-        k = output.shard_of(self.totals.batches, self._n)
-        self._writers[k].write(pieces)
-        self._batches[k] += 1
-        self._examples[k] += stats.examples
-        self.totals.add(stats)
-        steps = stats.real_steps + stats.padded_steps
-        self.shapes[(stats.examples, steps // max(1, stats.examples))] += 1
 
     def hand_over(
         self, batch: OpenBatch | None, limit: int = IN_FLIGHT, *, tail=None
@@ -145,7 +138,7 @@ class ShardWriter:
         if batch is not None:
             self._in_flight.append(self._thread.submit(self._write, batch))
         if tail is not None:
-            self._in_flight.append(self._thread.submit(self._write_contents, *tail))
+            self._in_flight.append(self._thread.submit(self._sink.write, *tail))
         while self._in_flight and (
             self._in_flight[0].done() or len(self._in_flight) > limit
         ):
@@ -155,15 +148,20 @@ class ShardWriter:
         """Stops the thread (queued batches not yet written are dropped: call
         `hand_over(None, 0)` first to wait for them) and closes the files."""
         self._thread.shutdown(wait=True, cancel_futures=True)
-        for w in self._writers:
-            w.close()
+        if self._counts is None:
+            self._counts = self._sink.close()
+
+    @property
+    def totals(self) -> metadata.Totals:
+        return self._counts.totals
+
+    @property
+    def shapes(self) -> dict:
+        return self._counts.shapes
 
     def entries(self) -> list[dict]:
         """metadata.json's `shards`, in shard order."""
-        return [
-            output.shard_entry(i, self._n, self._batches[i], self._examples[i])
-            for i in range(self._n)
-        ]
+        return self._counts.entries()
 
 
 class _Counts:
@@ -371,8 +369,19 @@ def run(
             )
         plan = engine.plan()
         blocks = Blocks(engine.computer.depth)
+        # With workers, local uncompressed shards are written by a process.
+        process = (
+            engine.pool is not None
+            and config.compression == "none"
+            and not fileio.is_remote(directory)
+        )
         writer = ShardWriter(
-            directory, num_shards, config.compression, engine.computer, blocks
+            directory,
+            num_shards,
+            config.compression,
+            engine.computer,
+            blocks,
+            process=process,
         )
         try:
             if engine.pool is not None:

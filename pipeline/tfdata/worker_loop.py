@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
-import tensorflow as tf
 
 from pipeline.stages import decode, features, validate
 from pipeline.tfdata import ids
@@ -78,11 +77,6 @@ class Slot:
 
     def close(self) -> None:
         self._map.close()
-
-
-def list_devices() -> None:
-    """Lists TensorFlow's devices (a worker's start-up, `worker_start`)."""
-    tf.config.list_physical_devices()
 
 
 def serve(conn, slot_paths: Sequence[str], slot_bytes: int) -> None:

@@ -103,7 +103,12 @@ class ChunkWorkers:
                 ours, theirs = context.Pipe()
                 proc = context.Process(
                     target=worker_start.start,
-                    args=(theirs, paths, SLOT_BYTES, quiet),
+                    args=(
+                        "pipeline.tfdata.worker_loop",
+                        "serve",
+                        (theirs, paths, SLOT_BYTES),
+                        quiet,
+                    ),
                     name=f"seqshards-worker-{w}",
                     daemon=True,
                 )
