@@ -357,7 +357,7 @@ def run(
     )
     count = workers.worker_count(engine.total_bytes)
     with contextlib.ExitStack() as stack:
-        if count:  # they start while the first pass runs
+        if count:  # the worker processes start while the first pass runs
             engine.pool = stack.enter_context(
                 workers.ChunkWorkers(
                     count,
@@ -367,11 +367,11 @@ def run(
                     files=engine.files,
                 )
             )
-        plan = engine.plan()
         blocks = Blocks(engine.computer.depth)
-        # With workers, local uncompressed shards are written by a process.
+        # With workers, local uncompressed shards are written by a process
+        # (started now too).
         process = (
-            engine.pool is not None
+            count > 0
             and config.compression == "none"
             and not fileio.is_remote(directory)
         )
@@ -384,6 +384,7 @@ def run(
             process=process,
         )
         try:
+            plan = engine.plan()
             if engine.pool is not None:
                 engine.pool.wait_ready()
             counts = engine.materialize(plan, writer, blocks)
