@@ -264,18 +264,9 @@ class FeatureComputer:
         """The `RecordMaker` of these columns (picklable, no layer)."""
         return RecordMaker(self.depth, frozenset(self._fixed), self.id_feature)
 
-    def record_pieces(
-        self,
-        runs: Sequence[tuple[np.ndarray, np.ndarray]],
-        lengths: np.ndarray,
-        context: Mapping[str, tuple[np.ndarray, np.ndarray]],
-        example_id: np.ndarray | None,
-        length: int | None = None,
-    ) -> tuple[list, BatchStats]:
-        """`RecordMaker.record_pieces` of these columns."""
-        return self.record_maker().record_pieces(
-            runs, lengths, context, example_id, length
-        )
+    def record_pieces(self, *args, **kwargs) -> tuple[list, BatchStats]:
+        """`RecordMaker.record_pieces` (same arguments) of these columns."""
+        return self.record_maker().record_pieces(*args, **kwargs)
 
     def __call__(self, serialized: Sequence[bytes]):
         """Returns (x float32 [B,T,D], lengths int64 [B], {name: (values, rl|None)})."""

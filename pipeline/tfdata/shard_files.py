@@ -130,6 +130,7 @@ class WriterProcess:
         self._proc.start()
         theirs.close()
         self._counts: ShardCounts | None = None
+        self._failure: Exception | None = None
 
     def write(self, contents: tuple, length: int | None) -> None:
         """Sends one batch to be written next."""
@@ -140,7 +141,10 @@ class WriterProcess:
             raise
 
     def close(self) -> ShardCounts:
-        """Waits for every batch sent to be written; returns the counts."""
+        """Waits for every batch sent to be written; returns the counts (raises
+        the writer's error, again at each call)."""
+        if self._failure is not None:
+            raise self._failure
         if self._counts is None:
             try:
                 self._conn.send(None)
@@ -150,17 +154,19 @@ class WriterProcess:
                 status, result = self._conn.recv()
             except (OSError, EOFError):
                 self._proc.join(5)
-                raise RuntimeError(
+                self._failure = RuntimeError(
                     "The tfdata engine's writer process exited (code "
                     f"{self._proc.exitcode}) before closing the shard files: "
                     "see its error above (disk full? out of memory?)"
-                ) from None
+                )
+                raise self._failure from None
             finally:
                 self._proc.join(10)
                 if self._proc.is_alive():
                     self._proc.terminate()
                 self._conn.close()
             if status == "error":
+                self._failure = result
                 raise result
             self._counts = result
         return self._counts

@@ -21,7 +21,8 @@ The valid records' bytes are not sent back (the main process has them),
 except those truncated under `--on_long truncate`.
 
 Memory: `SLOTS` slots of at most `SLOT_BYTES` per worker (a chunk whose rows
-do not fit comes back pickled); each worker holds TensorFlow (~0.3-0.4 GB).
+do not fit comes back pickled); each worker holds TensorFlow and the layer
+(~0.8 GB RSS measured at 200k), the writer process TensorFlow (~0.65 GB).
 """
 
 from __future__ import annotations
@@ -39,12 +40,13 @@ from typing import NamedTuple
 import numpy as np
 
 from pipeline.tfdata import worker_start
+from pipeline.tfdata.threads import ahead
 from pipeline.tfdata.worker_loop import Slot
 
 CHUNK = 2048  # records per chunk sent to a worker (less per-chunk work here)
 SLOTS = 3  # chunks in flight per worker (their rows in shared memory)
 SLOT_BYTES = 48 << 20  # one chunk's rows; larger ones come back pickled
-MAX_WORKERS = 16  # each holds TensorFlow's runtime
+MAX_WORKERS = 8  # each holds TensorFlow and the layer: ~0.8 GB RSS
 MIN_INPUT_BYTES = 16 << 20  # smaller inputs: in-process (start-up ~4 s CPU each)
 
 
@@ -165,23 +167,9 @@ class ChunkWorkers:
         None, `Rows` or None) for `chunks` ((chunk, read errors, bytes read),
         in reading order), in that order; `release` each `Rows` once its
         features are copied. A worker's error is raised at its chunk."""
-        order: queue.Queue = queue.Queue(maxsize=SLOTS * len(self._conns) + 2)
-        stop = threading.Event()
-        thread = threading.Thread(
-            target=self._dispatch,
-            args=(chunks, order, stop),
-            name="seqshards-dispatch",
-            daemon=True,
-        )
-        thread.start()
+        sent = ahead(self._send(chunks), "dispatch", SLOTS * len(self._conns))
         try:
-            while True:
-                kind, item = order.get()
-                if kind == "done":
-                    return
-                if kind == "error":
-                    raise item
-                chunk, read_errors, nbytes, w, slot = item
+            for chunk, read_errors, nbytes, w, slot in sent:
                 if w is None:
                     yield chunk, read_errors, nbytes, None, None
                     continue
@@ -205,48 +193,26 @@ class ChunkWorkers:
                     Rows(w, slot, tuple(shape), array),
                 )
         finally:
-            stop.set()
-            thread.join()
+            for free in self._free:  # a `_send` waiting for a slot stops
+                free.put(None)
+            sent.close()
 
-    def _dispatch(self, chunks, order: queue.Queue, stop: threading.Event) -> None:
-        """Sends each non-empty chunk to worker k % W once it has a free slot;
-        tells `checked` the order (on the dispatch thread)."""
-
-        def put(item) -> bool:
-            while not stop.is_set():
-                try:
-                    order.put(item, timeout=0.1)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-
-        try:
-            k = 0
-            for chunk, read_errors, nbytes in chunks:
-                if not chunk:
-                    if not put(("item", (chunk, read_errors, nbytes, None, None))):
-                        return
-                    continue
-                w = k % len(self._conns)
-                k += 1
-                slot = None
-                while slot is None and not stop.is_set():
-                    try:
-                        slot = self._free[w].get(timeout=0.1)
-                    except queue.Empty:
-                        continue
-                if slot is None:
-                    return
-                self._conns[w].send((slot, chunk))
-                if not put(("item", (chunk, read_errors, nbytes, w, slot))):
-                    return
-            put(("done", None))
-        except BaseException as e:  # handed to `checked`, raised there
-            put(("error", e))
-        finally:
-            if hasattr(chunks, "close"):
-                chunks.close()
+    def _send(self, chunks):
+        """Sends each non-empty chunk to worker k % W once it has a free slot
+        (on the dispatch thread); yields (chunk, read errors, bytes read,
+        worker or None, slot), in order."""
+        k = 0
+        for chunk, read_errors, nbytes in chunks:
+            if not chunk:
+                yield chunk, read_errors, nbytes, None, None
+                continue
+            w = k % len(self._conns)
+            k += 1
+            slot = self._free[w].get()
+            if slot is None:  # `checked` stopped
+                return
+            self._conns[w].send((slot, chunk))
+            yield chunk, read_errors, nbytes, w, slot
 
     def rows(self, ref: Rows) -> np.ndarray:
         """The features `ref` points at (a view of its slot, until `release`)."""

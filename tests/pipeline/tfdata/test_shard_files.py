@@ -45,3 +45,5 @@ def test_writer_process_error_is_raised_at_close(tmp_path):
         for contents, length in _batches(np.random.default_rng(1)):
             writer.write(contents, length)
         writer.close()
+    with pytest.raises(FileNotFoundError):  # the engine's `finally` closes again
+        writer.close()
