@@ -16,11 +16,13 @@ Then the whole engine runs once, in this process, as `make bench` runs it
 minus the stages above is what the rest costs: dropping duplicate ids,
 bucketing, gathering rows into batches, encoding and writing records, thread
 hand-offs. That run's CPU is also split by thread (sampled from /proc): the
-engine names its threads by stage. With two or more cores the engine runs
-validate and features in worker processes and builds the records in a writer
-process (`tfdata.workers`, `tfdata.shard_files`): their CPU (start-up
-included) is one group, and the main process's threads (read, main: ids and
-bucketing, write: handing batches over) are what stays under one GIL. The
+engine names its threads by stage. From `tfdata.workers.MIN_CORES` cores the
+engine runs validate and features in worker processes and builds the records
+in a writer process (`tfdata.workers`, `tfdata.shard_files`), forked by a
+forkserver: the main process's threads (read, main: ids and bucketing,
+write: handing batches over) are then what stays under one GIL, and the
+processes' CPU is not in this process's rusage (the group of child processes
+counts only those this process waited for). The
 bound: the run's CPU seconds over the cores is its wall time with every core
 busy all the time.
 
@@ -195,7 +197,7 @@ def profile_engine(pattern: str, columns_py: str, batch_size: int) -> tuple:
             raise SystemExit(f"the engine failed (exit {code})")
         groups = threads.by_group(before)
         if children > 0:
-            groups["worker and writer processes (start-up included)"] = children
+            groups["child processes waited for"] = children
         return wall, cpu + children, groups
     finally:
         shutil.rmtree(out, ignore_errors=True)

@@ -18,8 +18,8 @@ The bytes are the same: both build each record with the same
 from __future__ import annotations
 
 import collections
-import multiprocessing
 import pickle
+import threading
 from typing import NamedTuple
 
 from pipeline.stages import metadata, output
@@ -102,7 +102,7 @@ def serve(conn, directory: str, num_shards: int, compression: str, maker: bytes)
 
 
 class WriterProcess:
-    """`ShardFiles` in a spawned process; `write` sends it a batch (blocks
+    """`ShardFiles` in a process of its own; `write` sends it a batch (blocks
     while the pipe is full: the writer's pace bounds what waits), `close`
     returns its `ShardCounts` (raises its error)."""
 
@@ -114,7 +114,7 @@ class WriterProcess:
         maker: RecordMaker,
         quiet: bool = True,
     ):
-        context = multiprocessing.get_context("spawn")
+        context = worker_start.context()
         self._conn, theirs = context.Pipe()
         self._proc = context.Process(
             target=worker_start.start,
@@ -127,13 +127,18 @@ class WriterProcess:
             name="seqshards-writer",
             daemon=True,
         )
-        self._proc.start()
-        theirs.close()
+        # Started on a thread: the start may wait for the forkserver's imports.
+        self._started = threading.Thread(
+            target=lambda: (self._proc.start(), theirs.close()),
+            name="seqshards-writer-start",
+        )
+        self._started.start()
         self._counts: ShardCounts | None = None
         self._failure: Exception | None = None
 
     def write(self, contents: tuple, length: int | None) -> None:
         """Sends one batch to be written next."""
+        self._started.join()
         try:
             self._conn.send((contents, length))
         except OSError:  # the writer stopped: `close` raises its error
@@ -145,6 +150,7 @@ class WriterProcess:
         the writer's error, again at each call)."""
         if self._failure is not None:
             raise self._failure
+        self._started.join()
         if self._counts is None:
             try:
                 self._conn.send(None)

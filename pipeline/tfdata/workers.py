@@ -27,7 +27,6 @@ do not fit comes back pickled); each worker holds TensorFlow and the layer
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import pickle
 import queue
@@ -47,15 +46,19 @@ CHUNK = 2048  # records per chunk sent to a worker (less per-chunk work here)
 SLOTS = 3  # chunks in flight per worker (their rows in shared memory)
 SLOT_BYTES = 48 << 20  # one chunk's rows; larger ones come back pickled
 MAX_WORKERS = 8  # each holds TensorFlow and the layer: ~0.8 GB RSS
-MIN_INPUT_BYTES = 16 << 20  # smaller inputs: in-process (start-up ~4 s CPU each)
+MIN_INPUT_BYTES = 16 << 20  # smaller inputs: in-process (start-up ~4 s)
+# Fewer cores: in-process. On 2 cores (200k bench data, 2026-12-07) workers
+# gained nothing measurable (marginal speedup 1.29x against ~1.25x in one
+# process) for 2.3 GB more RSS and ~3.5 s more start-up; untested above.
+MIN_CORES = 4
 
 
 def worker_count(total_bytes: int, cores: int | None = None) -> int:
     """Workers for an input of `total_bytes`: one per core this process may
-    use (at most `MAX_WORKERS`), none on one core or for a small input
-    (`MIN_INPUT_BYTES`), where starting them costs more than they save."""
+    use (at most `MAX_WORKERS`), none below `MIN_CORES` cores or for a small
+    input (`MIN_INPUT_BYTES`), where they cost more than they save."""
     cores = len(os.sched_getaffinity(0)) if cores is None else cores
-    if cores < 2 or total_bytes < MIN_INPUT_BYTES:
+    if cores < MIN_CORES or total_bytes < MIN_INPUT_BYTES:
         return 0
     return min(cores, MAX_WORKERS)
 
@@ -91,8 +94,9 @@ class ChunkWorkers:
         setup = pickle.dumps((config, spec, dict(embedding_weights or {}), list(files)))
         self._dir = tempfile.mkdtemp(prefix="seqshards-rows-", dir=_shared_dir())
         self._procs, self._conns, self._slots, self._free = [], [], [], []
+        self._theirs: list = []  # the workers' ends of the pipes
         self._setup: threading.Thread | None = None
-        context = multiprocessing.get_context("spawn")
+        context = worker_start.context()
         try:
             for w in range(count):
                 paths = [f"{self._dir}/worker{w}-slot{s}" for s in range(SLOTS)]
@@ -103,34 +107,37 @@ class ChunkWorkers:
                     free.put(s)
                 self._free.append(free)
                 ours, theirs = context.Pipe()
-                proc = context.Process(
-                    target=worker_start.start,
-                    args=(
-                        "pipeline.tfdata.worker_loop",
-                        "serve",
-                        (theirs, paths, SLOT_BYTES),
-                        quiet,
-                    ),
-                    name=f"seqshards-worker-{w}",
-                    daemon=True,
+                self._procs.append(
+                    context.Process(
+                        target=worker_start.start,
+                        args=(
+                            "pipeline.tfdata.worker_loop",
+                            "serve",
+                            (theirs, paths, SLOT_BYTES),
+                            quiet,
+                        ),
+                        name=f"seqshards-worker-{w}",
+                        daemon=True,
+                    )
                 )
-                proc.start()
-                theirs.close()
-                self._procs.append(proc)
                 self._conns.append(ours)
-            # Through the pipe, not the processes' arguments: a worker that
-            # dies at start-up breaks its pipe instead of blocking the start.
-            # Each reads it once it has imported TensorFlow (all in parallel,
-            # while this process goes on: `wait_ready`).
-            self._setup = threading.Thread(
-                target=self._send_setup, args=(setup,), name="seqshards-setup"
-            )
-            self._setup.start()
+                self._theirs.append(theirs)
         except BaseException:
             self.close()
             raise
+        # Started on a thread, while this process goes on (`wait_ready`): the
+        # first start waits for the forkserver's imports. The setup goes
+        # through the pipe, not the processes' arguments: a worker that dies
+        # at start-up breaks its pipe instead of blocking.
+        self._setup = threading.Thread(
+            target=self._start, args=(setup,), name="seqshards-setup"
+        )
+        self._setup.start()
 
-    def _send_setup(self, setup: bytes) -> None:
+    def _start(self, setup: bytes) -> None:
+        for proc, theirs in zip(self._procs, self._theirs, strict=True):
+            proc.start()
+            theirs.close()
         for conn in self._conns:
             try:
                 conn.send_bytes(setup)
@@ -228,11 +235,12 @@ class ChunkWorkers:
         """Stops the workers (waits for them) and frees the shared memory."""
         if self._setup is not None:
             self._setup.join()
-        for proc in self._procs:  # idle or failed: nothing of theirs to keep
+        started = [proc for proc in self._procs if proc.pid is not None]
+        for proc in started:  # idle or failed: nothing of theirs to keep
             proc.terminate()
-        for proc in self._procs:
+        for proc in started:
             proc.join()
-        for conn in self._conns:
+        for conn in self._conns + self._theirs:
             conn.close()
         for slots in self._slots:
             for slot in slots:

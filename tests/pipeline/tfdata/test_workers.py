@@ -76,8 +76,9 @@ def test_a_workers_error_stops_the_job_as_in_process(
 
 
 def test_worker_count_follows_cores_and_input_size():
-    big = workers.MIN_INPUT_BYTES
+    big, few = workers.MIN_INPUT_BYTES, workers.MIN_CORES
     assert workers.worker_count(big, cores=1) == 0
+    assert workers.worker_count(big, cores=few - 1) == 0
     assert workers.worker_count(big - 1, cores=8) == 0
-    assert workers.worker_count(big, cores=2) == 2
+    assert workers.worker_count(big, cores=few) == few
     assert workers.worker_count(big, cores=64) == workers.MAX_WORKERS
