@@ -355,7 +355,7 @@ def run(
     engine = Engine(
         config=config, spec=spec, files=files, embedding_weights=embedding_weights
     )
-    count = workers.worker_count(engine.total_bytes)
+    count = workers.worker_count(engine.total_bytes, config.tfdata_workers)
     with contextlib.ExitStack() as stack:
         if count:  # the worker processes start while the first pass runs
             engine.pool = stack.enter_context(

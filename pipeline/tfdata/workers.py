@@ -53,10 +53,16 @@ MIN_INPUT_BYTES = 16 << 20  # smaller inputs: in-process (start-up ~4 s)
 MIN_CORES = 4
 
 
-def worker_count(total_bytes: int, cores: int | None = None) -> int:
-    """Workers for an input of `total_bytes`: one per core this process may
-    use (at most `MAX_WORKERS`), none below `MIN_CORES` cores or for a small
-    input (`MIN_INPUT_BYTES`), where they cost more than they save."""
+def worker_count(
+    total_bytes: int, requested: int | None = 0, cores: int | None = None
+) -> int:
+    """Workers for an input of `total_bytes` (`--tfdata_workers`): `requested`
+    if given (0: none, the default: unmeasured above 2 cores, so opt-in); for
+    None ("auto") one per core this process may use (at most `MAX_WORKERS`),
+    none below `MIN_CORES` cores or for a small input (`MIN_INPUT_BYTES`),
+    where they cost more than they save."""
+    if requested is not None:
+        return requested
     cores = len(os.sched_getaffinity(0)) if cores is None else cores
     if cores < MIN_CORES or total_bytes < MIN_INPUT_BYTES:
         return 0

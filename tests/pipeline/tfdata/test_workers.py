@@ -33,8 +33,8 @@ def with_duplicates(dataset, tmp_path_factory):
 
 
 def _run(data, out, monkeypatch, count, **kw):
-    monkeypatch.setattr(workers, "worker_count", lambda *a, **k: count)
-    return run_job(data, out, engine="tfdata", **kw)
+    """The tfdata engine with `count` worker processes (`--tfdata_workers`)."""
+    return run_job(data, out, engine="tfdata", tfdata_workers=count, **kw)
 
 
 @pytest.mark.parametrize(
@@ -77,8 +77,11 @@ def test_a_workers_error_stops_the_job_as_in_process(
 
 def test_worker_count_follows_cores_and_input_size():
     big, few = workers.MIN_INPUT_BYTES, workers.MIN_CORES
-    assert workers.worker_count(big, cores=1) == 0
-    assert workers.worker_count(big, cores=few - 1) == 0
-    assert workers.worker_count(big - 1, cores=8) == 0
-    assert workers.worker_count(big, cores=few) == few
-    assert workers.worker_count(big, cores=64) == workers.MAX_WORKERS
+    assert workers.worker_count(big, cores=64) == 0  # opt-in: the default is none
+    assert workers.worker_count(1, 3, cores=1) == 3  # as asked
+    auto = None
+    assert workers.worker_count(big, auto, cores=1) == 0
+    assert workers.worker_count(big, auto, cores=few - 1) == 0
+    assert workers.worker_count(big - 1, auto, cores=8) == 0
+    assert workers.worker_count(big, auto, cores=few) == few
+    assert workers.worker_count(big, auto, cores=64) == workers.MAX_WORKERS
