@@ -16,8 +16,15 @@ Then the whole engine runs once, in this process, as `make bench` runs it
 minus the stages above is what the rest costs: dropping duplicate ids,
 bucketing, gathering rows into batches, encoding and writing records, thread
 hand-offs. That run's CPU is also split by thread (sampled from /proc): the
-engine names its threads by stage. The bound: the run's CPU seconds over the
-cores is its wall time with every core busy all the time.
+engine names its threads by stage. From `tfdata.workers.MIN_CORES` cores the
+engine runs validate and features in worker processes and builds the records
+in a writer process (`tfdata.workers`, `tfdata.shard_files`), forked by a
+forkserver: the main process's threads (read, main: ids and bucketing,
+write: handing batches over) are then what stays under one GIL, and the
+processes' CPU is not in this process's rusage (the group of child processes
+counts only those this process waited for). The
+bound: the run's CPU seconds over the cores is its wall time with every core
+busy all the time.
 
 Usage:
   python bench/profile_tfdata.py --input 'bench/work/data-200000-seed0-shards8/data-*'
@@ -48,8 +55,8 @@ from pipeline.tfdata.chunks import CHUNK  # noqa: E402
 from pipeline.tfdata.lengths import histogram as length_histogram  # noqa: E402
 
 
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
+def _cpu(who: int = resource.RUSAGE_SELF) -> float:
+    usage = resource.getrusage(who)
     return usage.ru_utime + usage.ru_stime
 
 
@@ -171,21 +178,27 @@ class _ThreadCpu:
 
 def profile_engine(pattern: str, columns_py: str, batch_size: int) -> tuple:
     """(wall s, CPU s, {thread group: CPU s}) of one whole tfdata run, output to
-    a temporary dir."""
+    a temporary dir; the CPU of its worker and writer processes (`tfdata.workers`,
+    `shard_files`) counts, as one group."""
     out = tempfile.mkdtemp(prefix="seqshards-profile-")
     try:
         with _ThreadCpu() as threads:
             threads._sample()
             before = dict(threads._last)
+            children = _cpu(resource.RUSAGE_CHILDREN)
             wall, cpu = time.perf_counter(), _cpu()
             code = cli.main(["--input", pattern, "--output", f"{out}/out",
                              "--columns_py", columns_py, "--batch_size",
                              str(batch_size), "--bucket_boundaries", "auto",
                              "--no_progress", "--engine", "tfdata"])  # fmt: skip
             wall, cpu = time.perf_counter() - wall, _cpu() - cpu
+            children = _cpu(resource.RUSAGE_CHILDREN) - children
         if code:
             raise SystemExit(f"the engine failed (exit {code})")
-        return wall, cpu, threads.by_group(before)
+        groups = threads.by_group(before)
+        if children > 0:
+            groups["child processes waited for"] = children
+        return wall, cpu + children, groups
     finally:
         shutil.rmtree(out, ignore_errors=True)
 

@@ -4,7 +4,10 @@ Flow: gen_data (cached in bench/work/) -> for each N, each engine in its own
 subprocess (bench/measure.py: timed from its `main`, imports excluded) while this
 process samples the RSS of the engine's process tree -> one table, side by side
 with the stock-TensorFlow reference measured in the same run ->
-bench/results/latest.json.
+bench/results/latest.json. Then the scaling table (`scaling`): the reference
+and each engine under `taskset` on 1 core and on all cores, runs alternating,
+and the tfdata engine's profile by stage (`profile_tfdata.py`): where its
+serial share goes.
 
 Engines (`--engines` picks a subset by name):
   reference           bench/reference_pipeline.py (bucketed, batch 128)
@@ -34,6 +37,7 @@ own ru_maxrss if larger; x ref = examples/s over the reference's at the same N.
 Usage:
   python bench/run_bench.py            # 20k and 200k, all engines (make bench)
   python bench/run_bench.py --quick    # 20k, no 2-worker rows, ~1-3 minutes
+  python bench/run_bench.py --engines reference,tfdata --scaling_only --repeat 3
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ BENCH = pathlib.Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 import gen_data  # noqa: E402
+import scaling  # noqa: E402
 
 SIZES = (20_000, 200_000)
 # --quick: no 2-worker rows (at 20k they mostly measure ~9 s of worker start-up).
@@ -240,25 +245,46 @@ def _runner_label(engine: Engine, used: list[str]) -> str:
     return f"{engine.runner} ({' -> '.join(seen)})"
 
 
+def taskset(cores: int) -> list[str]:
+    """The command prefix that runs a process on the first `cores` CPUs this
+    process may use."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if not 1 <= cores <= len(allowed):
+        raise ValueError(
+            f"Invalid value for argument `cores`. Expected 1..{len(allowed)}. "
+            f"Received: cores={cores!r}"
+        )
+    return ["taskset", "-c", ",".join(str(c) for c in allowed[:cores])]
+
+
 def measure_engine(
-    engine: Engine, n: int, data: dict, work: pathlib.Path, timeout: float, keep: bool
+    engine: Engine,
+    n: int,
+    data: dict,
+    work: pathlib.Path,
+    timeout: float,
+    keep: bool,
+    cores: int | None = None,
 ) -> dict:
+    """One run of `engine` on `data` (N = `n`), on the first `cores` CPUs
+    (`taskset`) or wherever the kernel puts it; returns its row."""
     out_root = work / "out"
     out_root.mkdir(parents=True, exist_ok=True)
-    output = out_root / (
-        f"{engine.name}-{n}" + (".tfrecord" if engine.kind == "reference" else "")
-    )
+    name = f"{engine.name}-{n}" + ("" if cores is None else f"-cores{cores}")
+    output = out_root / (name + (".tfrecord" if engine.kind == "reference" else ""))
     run = Run(input_glob=data["file_pattern"], output=output, n=n)
-    result_file = work / "logs" / f"{engine.name}-{n}.json"
-    log = work / "logs" / f"{engine.name}-{n}.log"
+    result_file = work / "logs" / f"{name}.json"
+    log = work / "logs" / f"{name}.log"
     result_file.parent.mkdir(parents=True, exist_ok=True)
     result_file.unlink(missing_ok=True)
     cmd = [
+        *([] if cores is None else taskset(cores)),
         sys.executable, str(BENCH / "measure.py"), "--result", str(result_file),
         "--target", engine.target, "--preload", engine.preload, "--", *engine.args(run),
     ]  # fmt: skip
     row = {"engine": engine.name, "kind": engine.kind, "n": n, "runner": engine.runner,
-           "command": " ".join(cmd[1:]), "loadavg_before": os.getloadavg()[0]}  # fmt: skip
+           "command": " ".join(cmd), "loadavg_before": os.getloadavg()[0],
+           "cores": cores}  # fmt: skip
     proc = run_measured(cmd, log, timeout)
     row.update(proc, loadavg_after=os.getloadavg()[0])
     report = json.loads(result_file.read_text()) if result_file.exists() else {}
@@ -482,6 +508,57 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def best_of(tries: list[dict]) -> dict:
+    """The fastest of an engine's runs (or the first, when all failed), with
+    every run's seconds in "all_seconds"."""
+    ok = [t for t in tries if "error" not in t]
+    best = min(ok, key=lambda t: t["seconds"]) if ok else tries[0]
+    best["all_seconds"] = [t.get("seconds") for t in tries]
+    return best
+
+
+def _status(row: dict) -> str:
+    status = row.get("error") or f"{row['examples_per_s']:,.0f} examples/s"
+    cores = "" if row.get("cores") is None else f", {row['cores']} core(s)"
+    return f"[{row['n']}] {row['engine']}: {status} (load {row['loadavg_before']:.1f}{cores})"
+
+
+def measure_scaling(
+    engines: list[Engine], datasets: dict, work: pathlib.Path, args
+) -> list[dict]:
+    """Each engine on 1 core and on all cores at each N; the two core counts
+    alternate within each repeat (the machine's load drifts); the fastest of
+    the repeats is kept."""
+    cores = len(os.sched_getaffinity(0))
+    rows = []
+    for n, data in datasets.items():
+        for engine in engines:
+            tries: dict[int, list] = {1: [], cores: []}
+            for _ in range(args.repeat):
+                for c in tries:
+                    tries[c].append(measure_engine(engine, n, data, work, args.timeout,
+                                                   args.keep_outputs, cores=c))  # fmt: skip
+            for runs in tries.values():
+                rows.append(best_of(runs))
+                print(_status(rows[-1]), file=sys.stderr, flush=True)
+    return rows
+
+
+def profile_by_stage(data: dict, timeout: float) -> str:
+    """`profile_tfdata.py`'s tables on `data` (all cores): each stage's CPU
+    alone and the whole run's CPU by thread, i.e. where the serial share goes."""
+    cmd = [sys.executable, str(BENCH / "profile_tfdata.py"), "--input",
+           data["file_pattern"]]  # fmt: skip
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
+    if proc.returncode:
+        return f"profile_tfdata.py failed: {_first_line(proc.stderr[-2000:])}"
+    return (
+        f"`{' '.join(['bench/profile_tfdata.py', *cmd[2:]])}`\n\n{proc.stdout.strip()}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -511,6 +588,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work_dir", default=str(BENCH / "work"))
     parser.add_argument("--results", default=str(BENCH / "results" / "latest.json"))
     parser.add_argument("--keep_outputs", action="store_true")
+    parser.add_argument(
+        "--no_scaling",
+        action="store_true",
+        help="Skip the scaling table (1 core vs all cores) and the profile.",
+    )
+    parser.add_argument(
+        "--scaling_only",
+        action="store_true",
+        help="Only the scaling table and the profile (no main table).",
+    )
     args = parser.parse_args(argv)
 
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else (
@@ -531,23 +618,31 @@ def main(argv: list[str] | None = None) -> int:
     rows, datasets = [], {}
     for n in sizes:
         data = datasets[n] = ensure_data(work, n, args.seed, args.num_shards)
-        for engine in engines:
+        for engine in [] if args.scaling_only else engines:
             if engine.max_n is not None and n > engine.max_n:
                 continue
             tries = [measure_engine(engine, n, data, work, args.timeout, args.keep_outputs)
                      for _ in range(args.repeat)]  # fmt: skip
-            ok = [t for t in tries if "error" not in t]
-            best = min(ok, key=lambda t: t["seconds"]) if ok else tries[0]
-            best["all_seconds"] = [t.get("seconds") for t in tries]
-            rows.append(best)
-            status = best.get("error") or f"{best['examples_per_s']:,.0f} examples/s"
-            print(f"[{n}] {engine.name}: {status} (load {best['loadavg_before']:.1f})",
-                  file=sys.stderr, flush=True)  # fmt: skip
+            rows.append(best_of(tries))
+            print(_status(rows[-1]), file=sys.stderr, flush=True)
 
-    text = table(rows)
+    text = table(rows) if rows else ""
     marginal = marginal_table(rows)
     text += "\n\n" + marginal if marginal else ""
     print(text)
+    scaling_rows, scaling_text, scaling_lines, profile = [], "", [], ""
+    wanted = scaling.QUICK_ENGINES if args.quick else scaling.ENGINES
+    scaled = [e for e in ENGINES if e.name in wanted and e.name in names]
+    if scaled and not args.no_scaling:
+        scaling_rows = measure_scaling(scaled, datasets, work, args)
+        cores = len(os.sched_getaffinity(0))
+        scaling_text, scaling_lines = scaling.table(scaling_rows, cores)
+        print(f"\nScaling: 1 core vs {cores} (taskset), fastest of {args.repeat}\n")
+        print(scaling_text)
+        if any(e.name == "tfdata" for e in scaled):
+            profile = profile_by_stage(datasets[max(datasets)], args.timeout)
+            print(f"\nWhere tfdata's time goes, by stage (N={max(datasets)})\n")
+            print(profile)
     results = {
         "started": started.isoformat(timespec="seconds"),
         "command": " ".join([os.path.relpath(sys.argv[0], ROOT), *(argv or sys.argv[1:])]),
@@ -557,6 +652,8 @@ def main(argv: list[str] | None = None) -> int:
         "datasets": {str(n): d for n, d in datasets.items()},
         "rows": rows,
         "table": text,
+        "scaling": {"rows": scaling_rows, "table": scaling_text,
+                    "lines": scaling_lines, "profile": profile},
     }  # fmt: skip
     path = pathlib.Path(args.results)
     path.parent.mkdir(parents=True, exist_ok=True)

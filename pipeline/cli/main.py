@@ -122,6 +122,16 @@ def make_parser() -> argparse.ArgumentParser:
         "See README.",
     )
     parser.add_argument(
+        "--tfdata_workers",
+        type=_workers,
+        default=0,
+        metavar="N|auto",
+        help="--engine tfdata: validate and featurize in N worker processes plus "
+        "a writer process (default 0: all in this process; auto: one per core "
+        "from 4 cores, at most 8). Same bytes either way; each worker holds "
+        "~0.8 GB. On 2 cores workers measured no gain, so they are opt-in.",
+    )
+    parser.add_argument(
         "--overwrite",
         action="store_true",
         help="Replace DIR if it is a seqshards output (atomically, on success "
@@ -174,8 +184,20 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[JobConfig, list[str]]
         static_shapes=args.static_shapes,
         drop_remainder=args.drop_remainder,
         shuffle_payload=args.shuffle_payload,
+        tfdata_workers=args.tfdata_workers,
     )
     return config, beam_argv
+
+
+def _workers(text: str) -> int | None:
+    """`--tfdata_workers`: "auto" -> None, else an int >= 0."""
+    if text == "auto":
+        return None
+    if text.isdigit():
+        return int(text)
+    raise argparse.ArgumentTypeError(
+        f"expected an int >= 0 or 'auto', received {text!r}"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -105,6 +105,9 @@ class JobConfig:
     static_shapes: bool = False
     drop_remainder: bool = False
     shuffle_payload: str = "auto"
+    # --engine tfdata: worker processes for the main pass (0: all in this
+    # process; None: "auto", one per core from tfdata.workers.MIN_CORES).
+    tfdata_workers: int | None = 0
 
     def __post_init__(self):
         if not self.input_pattern:
@@ -151,6 +154,13 @@ class JobConfig:
             raise ValueError(
                 "Invalid value for argument `num_shards`. Expected an int >= 1. "
                 f"Received: num_shards={self.num_shards!r}"
+            )
+        if self.tfdata_workers is not None and (
+            not isinstance(self.tfdata_workers, int) or self.tfdata_workers < 0
+        ):
+            raise ValueError(
+                "Invalid value for argument `tfdata_workers`. Expected an int >= 0 "
+                f"or None (auto). Received: tfdata_workers={self.tfdata_workers!r}"
             )
         if self.compression not in COMPRESSIONS:
             raise ValueError(

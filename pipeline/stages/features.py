@@ -36,6 +36,60 @@ class BatchStats:
     padded_steps: int  # B * T - real_steps
 
 
+@dataclasses.dataclass(frozen=True)
+class RecordMaker:
+    """What a batch record needs of the columns, picklable and without the
+    layer: the tfdata engine's writer process builds records with it.
+
+    Attributes:
+      depth: D.
+      fixed: The CONTEXT features of fixed length (no row lengths written).
+      id_feature: The example id's CONTEXT feature, or None.
+    """
+
+    depth: int
+    fixed: frozenset
+    id_feature: str | None
+
+    def record_pieces(
+        self,
+        runs: Sequence[tuple[np.ndarray, np.ndarray]],
+        lengths: np.ndarray,
+        context: Mapping[str, tuple[np.ndarray, np.ndarray]],
+        example_id: np.ndarray | None,
+        length: int | None = None,
+    ) -> tuple[list, BatchStats]:
+        """One batch record, as pieces (`batch_format.record_pieces`), from the
+        examples' steps (`flat_rows`), written as they are (no [B, T, D]
+        array: `batch_format.padded_blocks` adds the padding).
+
+        Args:
+          runs: [(rows [n, D], their examples' lengths [k])]: the steps of the
+            batch's examples in order, example after example.
+          lengths: int64 [B].
+          context: CONTEXT name -> (flat values, row lengths [B]) of the batch.
+          example_id: [B] ids, or None.
+          length: T (`--static_shapes`); None: the longest example.
+        """
+        lengths = np.asarray(lengths, np.int64)
+        b = len(lengths)
+        t = int(lengths.max()) if b else 0
+        t = t if length is None else int(length)
+        ctx = {
+            name: (values, None if name in self.fixed else row_lengths)
+            for name, (values, row_lengths) in context.items()
+        }
+        ids = None
+        if self.id_feature is not None and example_id is not None:
+            ids = [bytes(v) for v in example_id.tolist()]
+        blocks = batch_format.padded_blocks(runs, t, self.depth)
+        pieces = batch_format.record_pieces(
+            (b, t, self.depth), lengths, ctx, ids, blocks
+        )
+        real = int(lengths.sum())
+        return pieces, BatchStats(b, real, b * t - real)
+
+
 def build_embedding_weights(columns: Sequence) -> dict[str, np.ndarray]:
     """Builds the layer once (seeded tables) and returns its embedding tables."""
     layer = transforms.SequenceFeatures(list(columns))
@@ -206,43 +260,13 @@ class FeatureComputer:
             )
         return out
 
-    def record_pieces(
-        self,
-        runs: Sequence[tuple[np.ndarray, np.ndarray]],
-        lengths: np.ndarray,
-        context: Mapping[str, tuple[np.ndarray, np.ndarray]],
-        example_id: np.ndarray | None,
-        length: int | None = None,
-    ) -> tuple[list, BatchStats]:
-        """One batch record, as pieces (`batch_format.record_pieces`), from the
-        examples' steps (`flat_rows`), written as they are (no [B, T, D]
-        array: `batch_format.padded_blocks` adds the padding).
+    def record_maker(self) -> RecordMaker:
+        """The `RecordMaker` of these columns (picklable, no layer)."""
+        return RecordMaker(self.depth, frozenset(self._fixed), self.id_feature)
 
-        Args:
-          runs: [(rows [n, D], their examples' lengths [k])]: the steps of the
-            batch's examples in order, example after example.
-          lengths: int64 [B].
-          context: CONTEXT name -> (flat values, row lengths [B]) of the batch.
-          example_id: [B] ids, or None.
-          length: T (`--static_shapes`); None: the longest example.
-        """
-        lengths = np.asarray(lengths, np.int64)
-        b = len(lengths)
-        t = int(lengths.max()) if b else 0
-        t = t if length is None else int(length)
-        ctx = {
-            name: (values, None if name in self._fixed else row_lengths)
-            for name, (values, row_lengths) in context.items()
-        }
-        ids = None
-        if self.id_feature is not None and example_id is not None:
-            ids = [bytes(v) for v in example_id.tolist()]
-        blocks = batch_format.padded_blocks(runs, t, self.depth)
-        pieces = batch_format.record_pieces(
-            (b, t, self.depth), lengths, ctx, ids, blocks
-        )
-        real = int(lengths.sum())
-        return pieces, BatchStats(b, real, b * t - real)
+    def record_pieces(self, *args, **kwargs) -> tuple[list, BatchStats]:
+        """`RecordMaker.record_pieces` (same arguments) of these columns."""
+        return self.record_maker().record_pieces(*args, **kwargs)
 
     def __call__(self, serialized: Sequence[bytes]):
         """Returns (x float32 [B,T,D], lengths int64 [B], {name: (values, rl|None)})."""

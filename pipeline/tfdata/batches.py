@@ -116,12 +116,21 @@ class Blocks:
             self._free.append(block)
 
 
-def fill(rows: np.ndarray, lengths: np.ndarray, order: np.ndarray, fills: list):
+def fill(
+    rows: np.ndarray,
+    lengths: np.ndarray,
+    order: np.ndarray,
+    fills: list,
+    starts: np.ndarray | None = None,
+):
     """Copies a chunk's flat rows (`rows`, example after example, `lengths`)
     to its batches' blocks: the examples in `order` (by bucket) are contiguous
     runs of rows, one per fill [(block, first row, rows)], in that order. One
-    gather per fill, straight into the block (no array of the sorted rows)."""
-    starts = np.cumsum(lengths) - lengths
+    gather per fill, straight into the block (no array of the sorted rows).
+    `starts`: each example's first row in `rows` when `rows` holds more
+    (a worker's rows of every valid record, duplicates dropped after)."""
+    if starts is None:
+        starts = np.cumsum(lengths) - lengths
     index = features.ragged_index(starts, lengths, order)
     at = 0
     for block, first, count in fills:

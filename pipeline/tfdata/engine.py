@@ -21,17 +21,22 @@ shard `output.shard_of(k)`. With `--bucket_boundaries auto` a first, light
 pass (`lengths`) computes the length histogram. With `--static_shapes` the
 first pass validates (`static_shapes.valid_examples`: the plan needs the exact
 examples), each batch is padded to its bucket's T, and the remainders are
-batched together at the end (`static_shapes.remainder_batches`) or dropped. Files are read one after the
-other, records in file order, so the first record of an example id met is the
-one at the smallest position: later ones are `duplicate_id` dead letters, like
-in the Beam job (the ids seen stay in memory). Progress lines go to stderr
-(`stages.progress`).
+batched together at the end (`static_shapes.remainder_batches`) or dropped.
+Files are read one after the other, records in file order, so the first
+record of an example id met is the one at the smallest position: later ones
+are `duplicate_id` dead letters, like in the Beam job. The ids seen are not
+kept: the first pass (`lengths`, run with an id feature even for explicit
+boundaries) finds the fingerprints of ids met more than once (`ids`), and the
+main pass looks up only those ids (with `--static_shapes`, whose first pass
+keeps every valid example's position anyway, all ids seen are kept).
+Progress lines go to stderr (`stages.progress`).
 """
 
 from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import functools
 import gc
 from collections.abc import Mapping, Sequence
@@ -42,6 +47,7 @@ from pipeline.stages import (
     bucket,
     decode,
     features,
+    fileio,
     metadata,
     output,
     progress,
@@ -50,11 +56,11 @@ from pipeline.stages import (
     validate,
 )
 from pipeline.stages.bucket import BucketPlan
-from pipeline.tfdata import lengths
+from pipeline.tfdata import lengths, shard_files, worker_loop, workers
 from pipeline.tfdata import static_shapes as static_batches
 from pipeline.tfdata.batches import BatchAssigner, Blocks, OpenBatch, fill
-from pipeline.tfdata.chunks import checked_chunks, drop_duplicates
-from pipeline.tfdata.threads import ordered_map
+from pipeline.tfdata.chunks import checked_chunks, drop_duplicates, read_all
+from pipeline.tfdata.threads import ahead, ordered_map
 
 FEATURE_THREADS = 2  # chunks whose features are computed at once
 IN_FLIGHT = 8  # full batches waiting for the writer thread
@@ -87,10 +93,12 @@ def _fewer_collections(run):
 
 
 class ShardWriter:
-    """The shard files, written by one thread in the order batches are handed
-    over (file writes and CRCs release the GIL); batch k goes to shard
-    `output.shard_of(k)`. Counts what it wrote (`totals`, `entries`, `shapes`:
-    {(B, T): batches})."""
+    """The shard files, written in the order batches are handed over by one
+    thread (file writes and CRCs release the GIL), here (`ShardFiles`) or, with
+    `process`, through a writer process (`shard_files.WriterProcess`: the
+    thread only sends each batch). Batch k goes to shard `output.shard_of(k)`.
+    After `close`: what it wrote (`totals`, `entries`, `shapes`: {(B, T):
+    batches})."""
 
     def __init__(
         self,
@@ -99,37 +107,27 @@ class ShardWriter:
         compression: str,
         computer: features.FeatureComputer,
         blocks: Blocks,
+        process: bool = False,
     ):
-        self._n, self._computer, self._blocks = num_shards, computer, blocks
-        self._writers = [
-            output.RecordWriter(
-                f"{directory}/{output.shard_file(i, num_shards)}", compression
+        self._blocks = blocks
+        if process:
+            self._sink = shard_files.WriterProcess(
+                directory, num_shards, compression, computer.record_maker()
             )
-            for i in range(num_shards)
-        ]
-        self._batches = [0] * num_shards
-        self._examples = [0] * num_shards
-        self.totals = metadata.Totals()
-        self.shapes: collections.Counter = collections.Counter()
+        else:
+            self._sink = shard_files.ShardFiles(
+                directory, num_shards, compression, computer.record_pieces
+            )
+        self._counts: shard_files.ShardCounts | None = None
         self._thread = concurrent.futures.ThreadPoolExecutor(
             1, thread_name_prefix="seqshards-write"
         )
         self._in_flight: collections.deque = collections.deque()
 
     def _write(self, batch: OpenBatch) -> None:  # on the writer thread, in order
-        self._write_contents(batch.contents(), batch.length)
+        self._sink.write(batch.contents(), batch.length)
         for block in batch.blocks():
             self._blocks.put(block)
-
-    def _write_contents(self, contents: tuple, length: int | None) -> None:
-        pieces, stats = self._computer.record_pieces(*contents, length)
-        k = output.shard_of(self.totals.batches, self._n)
-        self._writers[k].write(pieces)
-        self._batches[k] += 1
-        self._examples[k] += stats.examples
-        self.totals.add(stats)
-        steps = stats.real_steps + stats.padded_steps
-        self.shapes[(stats.examples, steps // max(1, stats.examples))] += 1
 
     def hand_over(
         self, batch: OpenBatch | None, limit: int = IN_FLIGHT, *, tail=None
@@ -140,7 +138,7 @@ class ShardWriter:
         if batch is not None:
             self._in_flight.append(self._thread.submit(self._write, batch))
         if tail is not None:
-            self._in_flight.append(self._thread.submit(self._write_contents, *tail))
+            self._in_flight.append(self._thread.submit(self._sink.write, *tail))
         while self._in_flight and (
             self._in_flight[0].done() or len(self._in_flight) > limit
         ):
@@ -150,24 +148,25 @@ class ShardWriter:
         """Stops the thread (queued batches not yet written are dropped: call
         `hand_over(None, 0)` first to wait for them) and closes the files."""
         self._thread.shutdown(wait=True, cancel_futures=True)
-        for w in self._writers:
-            w.close()
+        if self._counts is None:
+            self._counts = self._sink.close()
+
+    @property
+    def totals(self) -> metadata.Totals:
+        return self._counts.totals
+
+    @property
+    def shapes(self) -> dict:
+        return self._counts.shapes
 
     def checksums(self) -> dict[str, tuple[int, str]]:
         """`{shard file: (size, CRC32C)}` computed as they were written
         (metadata.json's `files` need not read them back); after `close`."""
-        sums = {
-            output.shard_file(i, self._n): w.checksum()
-            for i, w in enumerate(self._writers)
-        }
-        return {rel: s for rel, s in sums.items() if s is not None}
+        return self._counts.checksums
 
     def entries(self) -> list[dict]:
         """metadata.json's `shards`, in shard order."""
-        return [
-            output.shard_entry(i, self._n, self._batches[i], self._examples[i])
-            for i in range(self._n)
-        ]
+        return self._counts.entries()
 
 
 class _Counts:
@@ -188,8 +187,10 @@ class _Counts:
         self.truncated.extend(cut)
         for e in bad:
             self.errors[e.reason.value].append(e)
-        for position, _ in chunk:
-            self.records_per_file[position[0]] += 1
+        if chunk and chunk[0][0][0] == chunk[-1][0][0]:  # one file (`read_all`)
+            self.records_per_file[chunk[0][0][0]] += len(chunk)
+        else:
+            self.records_per_file.update(position[0] for position, _ in chunk)
         if work is not None:
             self.lengths.update(work[2].tolist())
 
@@ -199,26 +200,25 @@ class Engine:
 
     def __init__(self, *, config, spec, files: Sequence[str], embedding_weights):
         self.config, self.files = config, list(files)
-        self.record_spec = decode.record_spec(
-            spec.columns, spec.context, config.id_feature
-        )
-        self.decoder = decode.Decoder(self.record_spec, strings_as_tensors=True)
-        self.policy = validate.Policy.of(config)
-        self.computer = features.FeatureComputer(
-            spec.columns, spec.context, embedding_weights, config.id_feature
-        )
-        self._total_bytes = sum(tfrecord.file_size(f) for f in self.files)
+        stages = worker_loop.build_stages(config, spec, embedding_weights)
+        self.record_spec, self.decoder, self.policy, self.computer = stages
+        self.total_bytes = sum(tfrecord.file_size(f) for f in self.files)
+        self.pool: workers.ChunkWorkers | None = None  # main pass's, if any
+        self.repeated: np.ndarray | None = None  # the first pass's (`ids`)
         # --static_shapes: positions and lengths of the valid examples.
         self.valid: tuple[np.ndarray, np.ndarray] | None = None
 
     def _reporter(self, label: str) -> progress.Progress | None:
         if not self.config.progress:
             return None
-        return progress.Progress(label, total_bytes=self._total_bytes)
+        return progress.Progress(label, total_bytes=self.total_bytes)
 
     def plan(self) -> BucketPlan:
-        """The bucket plan; with `auto` boundaries from the lengths pass
-        (`--static_shapes`: from the valid examples, `self.valid`).
+        """The bucket plan; with `auto` boundaries from the lengths pass,
+        which also finds the repeated ids (`self.repeated`): it runs whenever
+        there are boundaries to find or ids to check. With `--static_shapes`
+        the plan comes from the valid examples (`self.valid`) instead, and
+        duplicate ids are looked up among all ids seen (`repeated` None).
 
         Tracing the parser and the layer (~1 s of Python, no data needed) runs
         while the lengths pass keeps TF's threads busy.
@@ -227,13 +227,17 @@ class Engine:
         with concurrent.futures.ThreadPoolExecutor(1) as tracer:
             traced = tracer.submit(trace, self.decoder, self.computer)
             histogram = {}
-            if config.bucket_boundaries == "auto" and not config.static_shapes:
-                histogram = lengths.histogram(
+            auto = config.bucket_boundaries == "auto"
+            with_ids = self.record_spec.id_feature is not None
+            if (auto or with_ids) and not config.static_shapes:
+                found = lengths.first_pass(
                     self.files,
                     self.record_spec,
-                    lambda: self._reporter("lengths pass"),
+                    lambda: self._reporter("lengths pass" if auto else "ids pass"),
                     self.policy,
                 )
+                self.repeated = found.repeated
+                histogram = found.histogram if auto else {}
             traced.result()
         if config.static_shapes:
             self.valid = static_batches.valid_examples(
@@ -257,24 +261,51 @@ class Engine:
         """Validated chunks, duplicates dropped, examples given their batches
         (main thread, in order: the first position of an id wins)."""
         first_ids = validate.FirstIdWins()
-        for chunk, read_errors, nbytes, result in checked_chunks(
-            self.files, self.decoder, self.record_spec, self.policy
-        ):
-            checked = drop_duplicates(self.record_spec, result, self.files, first_ids)
+        for chunk, read_errors, nbytes, result, ref in self._checked():
+            starts = fps = None
+            if ref is not None:  # the worker's rows: every valid record's
+                every = np.fromiter((v[1] for v in result[0].valid), np.int64)
+                starts, fps = np.cumsum(every) - every, result[1].fingerprints
+            checked = drop_duplicates(
+                self.record_spec, result, self.files, first_ids, self.repeated, fps
+            )
             valid, _, _, decoded, rows = checked
             work, full = None, []
             if valid:
                 lengths_ = np.asarray([v[1] for v in valid], np.int64)
                 order, fills, full = assigner.assign(lengths_, decoded, rows)
-                work = (decoded, rows, lengths_, order, fills)
+                starts = None if starts is None else starts[rows]
+                work = (decoded, rows, lengths_, order, fills, ref, starts)
+            elif ref is not None:
+                self.pool.release(ref)
             yield chunk, read_errors, nbytes, checked, full, work
 
+    def _checked(self):
+        """(chunk, read errors, bytes, validated chunk, `workers.Rows` or
+        None): on the worker processes if any, else on threads here."""
+        if self.pool is not None:
+            chunks = read_all(self.files, workers.CHUNK)
+            return self.pool.checked(ahead(chunks, "read"))
+        return (
+            (*item, None)
+            for item in checked_chunks(
+                self.files, self.decoder, self.record_spec, self.policy
+            )
+        )
+
     def _features_of(self, item):  # one layer call per chunk (thread pool)
-        if item[5] is not None:
-            decoded, rows, lengths_, order, fills = item[5]
+        if item[5] is None:
+            return item
+        decoded, rows, lengths_, order, fills, ref, starts = item[5]
+        if ref is None:
             fill(
                 self.computer.flat_rows(decoded, rows, lengths_), lengths_, order, fills
             )
+            return item
+        try:  # the worker's rows: copied to the blocks, then its slot freed
+            fill(self.pool.rows(ref), lengths_, order, fills, starts)
+        finally:
+            self.pool.release(ref)
         return item
 
     def materialize(self, plan: BucketPlan, writer: ShardWriter, blocks: Blocks):
@@ -329,15 +360,41 @@ def run(
     engine = Engine(
         config=config, spec=spec, files=files, embedding_weights=embedding_weights
     )
-    plan = engine.plan()
-    blocks = Blocks(engine.computer.depth)
-    writer = ShardWriter(
-        directory, num_shards, config.compression, engine.computer, blocks
-    )
-    try:
-        counts = engine.materialize(plan, writer, blocks)
-    finally:
-        writer.close()
+    count = workers.worker_count(engine.total_bytes, config.tfdata_workers)
+    with contextlib.ExitStack() as stack:
+        if count:  # the worker processes start while the first pass runs
+            engine.pool = stack.enter_context(
+                workers.ChunkWorkers(
+                    count,
+                    config=config,
+                    spec=spec,
+                    embedding_weights=embedding_weights,
+                    files=engine.files,
+                )
+            )
+        blocks = Blocks(engine.computer.depth)
+        # With workers, local uncompressed shards are written by a process
+        # (started now too).
+        process = (
+            count > 0
+            and config.compression == "none"
+            and not fileio.is_remote(directory)
+        )
+        writer = ShardWriter(
+            directory,
+            num_shards,
+            config.compression,
+            engine.computer,
+            blocks,
+            process=process,
+        )
+        try:
+            plan = engine.plan()
+            if engine.pool is not None:
+                engine.pool.wait_ready()
+            counts = engine.materialize(plan, writer, blocks)
+        finally:
+            writer.close()
     dead_letters = [
         output.write_dead_letters(directory, reason, errors, files)
         for reason, errors in sorted(counts.errors.items())

@@ -14,11 +14,11 @@ from queue import Empty, Full, Queue
 AHEAD = 4  # chunks a stage's thread runs ahead
 
 
-def ahead(items, name: str):
-    """Iterates `items` in a thread, `AHEAD` items ahead of the consumer (the
+def ahead(items, name: str, size: int = AHEAD):
+    """Iterates `items` in a thread, `size` items ahead of the consumer (the
     stages overlap: TF ops, numpy and file I/O release the GIL). An exception of
     the thread is raised here, at the item where it happened."""
-    queue: Queue = Queue(maxsize=AHEAD)
+    queue: Queue = Queue(maxsize=size)
     stop = threading.Event()
 
     def produce():

@@ -8,13 +8,14 @@ size): the bytes must equal a run with the default sizes.
 """
 
 import numpy as np
+import tensorflow as tf
 from pipeline_data import BATCH_SIZE, COLUMNS_PY, dir_bytes, frame, good_record
 
 from pipeline import driver
 from pipeline.stages import decode, validate
 from pipeline.stages.config import JobConfig
 from pipeline.tfdata import batches as tfdata_batches
-from pipeline.tfdata import chunks, lengths
+from pipeline.tfdata import chunks, ids, lengths
 
 
 def _run(dataset, out):
@@ -65,10 +66,43 @@ def test_lengths_pass_tfdata_and_reader_paths_agree(tmp_path):
             lengths._tfdata_lengths(files, light), policy, None
         )
         exact = lengths.count_lengths(
-            lengths._reader_lengths(files, light), policy, None
+            lengths._reader_lengths(files, light, policy), policy, None
         )
-        assert fast == exact and sum(fast.values()) > 0
-    assert sum(fast.values()) < 40  # ids seen once; long ones left out
+        assert fast.histogram == exact.histogram and sum(fast.histogram.values()) > 0
+        want = ids.fingerprints(np.asarray([f"id{i}".encode() for i in range(40)]))
+        np.testing.assert_array_equal(fast.repeated, np.sort(want))
+        np.testing.assert_array_equal(exact.repeated, fast.repeated)
+    assert sum(fast.histogram.values()) < 40  # ids seen once; long ones left out
+
+
+def test_colliding_fingerprints_keep_distinct_ids(dataset, tmp_path, monkeypatch):
+    """Every id given one fingerprint: all records are suspects, the ids
+    themselves decide (in the lengths pass and the main pass), and the bytes
+    equal a run with the real fingerprints."""
+    default = _run(dataset, tmp_path / "default")
+    real = ids.summarize
+
+    def colliding(values):
+        fps, sizes, blob = real(values)
+        return tf.zeros_like(fps), sizes, blob
+
+    monkeypatch.setattr(ids, "summarize", colliding)
+    collided = _run(dataset, tmp_path / "collided")
+    assert collided.metadata["counts"] == default.metadata["counts"]
+    assert dir_bytes(tmp_path / "collided") == dir_bytes(tmp_path / "default")
+
+
+def test_id_log_finds_repeated_fingerprints_and_later_duplicates():
+    """`IdLog`: repeated fingerprints; of records sharing an id, the later
+    ones' counted lengths are dropped (not those counted 0 or -1)."""
+    log = ids.IdLog()
+    names = [b"a", b"b", b"a", b"c", b"b", b"a"]
+    batch = ids.id_batch(np.asarray(names, object))
+    log.add(ids.IdBatch(batch.fingerprints[:3], batch.sizes[:3], b"aba"), [3, 4, 5])
+    log.add(ids.IdBatch(batch.fingerprints[3:], batch.sizes[3:], b"cba"), [6, 0, -1])
+    repeated, dropped = log.finish()
+    assert sorted(repeated.tolist()) == sorted(set(batch.fingerprints[[0, 1]].tolist()))
+    assert dropped.tolist() == [5]  # the second "a"; the second "b" counted 0
 
 
 def test_open_batches_hold_each_example_once_in_blocks(monkeypatch):
