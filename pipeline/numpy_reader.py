@@ -4,7 +4,7 @@ Place in the flow: the consumer side of DIR, beside `pipeline.reader`
 (`load_dataset`, TensorFlow). For JAX and PyTorch training loops that should not install or
 import TensorFlow. Reads metadata.json, each shard's TFRecord framing (length,
 masked CRC-32C of the length, data, masked CRC-32C of the data; both CRCs
-checked: `stages.tfrecord.masked_crc32c`) and decodes each batch record, a
+checked by `stages.tfrecord.iter_records`, the job's own walk) and decodes each batch record, a
 `tf.train.Example` (`stages.batch_format` describes its features), walking
 its wire format (`stages.protowire`): Example {1: Features {1: map<string,
 Feature>}}, Feature {1: BytesList, 2: FloatList, 3: Int64List}, each {1:
@@ -20,15 +20,13 @@ them loads TensorFlow (tests/pipeline/test_numpy_reader.py checks).
 from __future__ import annotations
 
 import gzip
-import io
 from collections.abc import Iterator
 
 import numpy as np
 
-from pipeline.stages import fileio
+from pipeline.stages import fileio, tfrecord
 from pipeline.stages.metadata import load_metadata
 from pipeline.stages.protowire import Malformed, fields, varints
-from pipeline.stages.tfrecord import CRC, HEADER, masked_crc32c
 
 _SHUFFLE_BUFFER = 256  # batches, as load_dataset's shuffle
 _CYCLE = 4  # shards read in turn, as load_dataset's interleave
@@ -52,42 +50,27 @@ def read_metadata(directory: str) -> dict:
 
 
 def iter_records(path: str, compression: str = "none") -> Iterator[bytes]:
-    """The records of one TFRecord file, CRCs checked.
+    """The records of one TFRecord file, CRCs checked (the framing walk is
+    `stages.tfrecord.iter_records`', the job's own reader).
 
     Raises:
-      ShardError: on a CRC mismatch or a record cut short, naming the file and
-        the byte offset.
+      ShardError: on a CRC mismatch or a record cut short, naming the file,
+        the record and what is wrong.
     """
     with fileio.open_read(path) as raw:
-        f = (
-            gzip.GzipFile(fileobj=raw)
-            if compression == "gzip"
-            else io.BufferedReader(raw)
-        )
-        offset = 0
-        while True:
-            header = f.read(HEADER.size)
-            if not header:
-                return
-            if len(header) < HEADER.size:
-                raise ShardError(f"{path}: truncated record header at byte {offset}")
-            length, length_crc = HEADER.unpack(header)
-            if masked_crc32c(header[:8]) != length_crc:
-                raise ShardError(
-                    f"{path}: length CRC mismatch at byte {offset}: the shard is "
-                    "damaged; re-run the job to rewrite it."
+        f = gzip.GzipFile(fileobj=raw) if compression == "gzip" else raw
+        for index, item in tfrecord.iter_records(f):
+            if isinstance(item, tfrecord.ReadError):
+                what = (
+                    "is cut short"
+                    if item.reason == "truncated_record"
+                    else "is damaged"
                 )
-            data = f.read(length)
-            footer = f.read(4)
-            if len(data) != length or len(footer) != 4:
-                raise ShardError(f"{path}: record at byte {offset} is cut short")
-            if masked_crc32c(data) != CRC.unpack(footer)[0]:
                 raise ShardError(
-                    f"{path}: data CRC mismatch in the record at byte {offset}: the "
-                    "shard is damaged; re-run the job to rewrite it."
+                    f"{path}: record {index} {what} ({item.detail}): re-run the "
+                    "job to rewrite the shard."
                 )
-            offset += HEADER.size + length + 4
-            yield data
+            yield item
 
 
 def _feature(data, start: int, end: int):
