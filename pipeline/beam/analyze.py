@@ -154,7 +154,10 @@ def build_analysis(
         valid = (
             valid
             | "DropDuplicateIds"
-            >> validate.DropDuplicateIds(checked[validate.IDS], files)
+            >> validate.DropDuplicateIds(
+                checked[validate.IDS] | "FindDuplicateIds" >> validate.FindDuplicateIds(),
+                files,
+            )
         )[validate.VALID]
     members = valid | "Members" >> beam.FlatMap(lambda block: block.members())
     results = members | "Analyze" >> AnalyzeValues(record_spec, requests)

@@ -11,7 +11,7 @@ import numpy as np
 
 from pipeline.stages import blocks
 from pipeline.stages.blocks import Block
-from pipeline.stages.bucket import assign_buckets, chunk, subkeys
+from pipeline.stages.bucket import assign_buckets, batch_keys, chunk, subkeys
 
 REMAINDER = "remainder"
 
@@ -56,13 +56,53 @@ class FormBatches(beam.PTransform):
         return (full.full, rest) | "AllBatches" >> beam.Flatten()
 
 
-def _by_sub_bucket(block, plan):
-    """A block -> ((bucket, sub), its records of that key) per key present."""
+class BatchRanks(beam.PTransform):
+    """Light blocks (positions and lengths of the records `FormBatches` gets)
+    -> a singleton `{batch_key: rank}` of every batch it forms: counts per
+    `(bucket, sub)` decide the keys (`stages.bucket.batch_keys`), so the
+    shard of each batch is known where batches are formed, and the records
+    move once more only, to their shard (`shards.WriteShards(ranks=...)`)."""
+
+    def __init__(self, plan):
+        super().__init__()
+        self._plan = plan
+
+    def expand(self, light):
+        plan = beam.pvalue.AsSingleton(self._plan)
+        return (
+            light
+            | "CountSubBuckets" >> beam.FlatMap(_sub_bucket_counts, plan=plan)
+            | "SumSubBuckets" >> beam.CombinePerKey(sum)
+            | "AllSubBuckets" >> beam.combiners.ToList()
+            | "Ranks" >> beam.Map(_ranks, plan=plan)
+        )
+
+
+def _sub_bucket_keys(block, plan) -> tuple[np.ndarray, int]:
+    """int64 [n] `bucket * width + sub` of each record, and `width`."""
     buckets = assign_buckets(block.lengths, plan.boundaries)
     width = max(plan.subkeys)
     keys = buckets * width + subkeys(
         block.positions, np.asarray(plan.subkeys, np.int64)[buckets]
     )
+    return keys, width
+
+
+def _sub_bucket_counts(block, plan):
+    keys, width = _sub_bucket_keys(block, plan)
+    present, counts = np.unique(keys, return_counts=True)
+    for key, n in zip(present.tolist(), counts.tolist(), strict=True):
+        yield (key // width, key % width), n
+
+
+def _ranks(counts, plan) -> dict:
+    keys = batch_keys(dict(counts), plan.batch_size)
+    return {key: rank for rank, key in enumerate(keys)}
+
+
+def _by_sub_bucket(block, plan):
+    """A block -> ((bucket, sub), its records of that key) per key present."""
+    keys, width = _sub_bucket_keys(block, plan)
     for key, part in blocks.by_key(keys):
         yield (key // width, key % width), block.take(part)
 

@@ -133,15 +133,24 @@ class MaterializeSequenceFeatures(beam.PTransform):
         )
         valid = checked[validate.VALID]  # blocks.Block per chunk
         errors = checked[validate.ERRORS]
+        light = checked[validate.LIGHT]  # positions and lengths only
         if record_spec.id_feature is not None:
+            duplicates = checked[validate.IDS] | "FindDuplicateIds" >> (
+                validate.FindDuplicateIds()
+            )
             deduped = valid | "DropDuplicateIds" >> validate.DropDuplicateIds(
-                checked[validate.IDS], self._files, self._policy
+                duplicates, self._files, self._policy
             )
             valid = deduped[validate.VALID]
-            duplicates = deduped[validate.ERRORS]
-            errors = (errors, duplicates) | "AllInvalid" >> beam.Flatten()
+            errors = (errors, deduped[validate.ERRORS]) | "AllInvalid" >> beam.Flatten()
+            light = light | "LightWithoutDuplicates" >> beam.Map(
+                validate.without_duplicates,
+                duplicates=beam.pvalue.AsDict(duplicates),
+            )
+        # The plan (and the shard ranks) come from the light blocks: the steps
+        # moving the records start without waiting for them to be deduplicated.
         histogram = (
-            valid
+            light
             | "Lengths" >> beam.FlatMap(blocks.histogram)
             | "Histogram" >> beam.CombinePerKey(sum)
         )
@@ -162,7 +171,7 @@ class MaterializeSequenceFeatures(beam.PTransform):
                 h=beam.pvalue.AsList(histogram),
             )
         )
-        dropped = None
+        dropped = ranks = None
         if self._static:
             formed = valid | "FormStaticBatches" >> static_batches.FormStaticBatches(
                 plan, drop_remainder=self._drop_remainder
@@ -170,6 +179,7 @@ class MaterializeSequenceFeatures(beam.PTransform):
             formed, dropped = formed["batches"], formed[static_batches.DROPPED]
         else:
             formed = valid | "FormBatches" >> bucket.FormBatches(plan)
+            ranks = light | "BatchRanks" >> bucket.BatchRanks(plan)
         out = {
             "errors": errors,
             "plan": plan,
@@ -194,6 +204,7 @@ class MaterializeSequenceFeatures(beam.PTransform):
                     policy=self._policy,
                     length_in_key=self._static,
                 ),
+                ranks=ranks,
             )
             return out
         out["batches"] = formed | "Features" >> features.ComputeFeatures(

@@ -61,22 +61,31 @@ class WriteShards(beam.PTransform):
       num_shards: N.
       compression: "none" or "gzip".
       features: `ShardFeatures`: how a shard's records become batch records.
+      ranks: A singleton `{batch_key: rank}` of every batch, known before the
+        batches are formed (`bucket.BatchRanks`); without it the ranks come
+        from the formed batches' keys, and the batches wait for them (a
+        runner holds them all once more).
     """
 
-    def __init__(self, directory: str, num_shards: int, compression: str, features):
+    def __init__(
+        self, directory: str, num_shards: int, compression: str, features, ranks=None
+    ):
         super().__init__()
         self._directory, self._num_shards = directory, num_shards
         self._compression, self._features = compression, features
+        self._ranks = ranks
 
     def expand(self, formed):  # (batch_key, members)
         n = self._num_shards
-        ranks = (
-            formed
-            | "Keys" >> beam.Map(lambda batch: batch[0])
-            | "AllKeys" >> beam.combiners.ToList()
-            | "Ranks"
-            >> beam.Map(lambda keys: {k: r for r, k in enumerate(sorted(keys))})
-        )
+        ranks = self._ranks
+        if ranks is None:
+            ranks = (
+                formed
+                | "Keys" >> beam.Map(lambda batch: batch[0])
+                | "AllKeys" >> beam.combiners.ToList()
+                | "Ranks"
+                >> beam.Map(lambda keys: {k: r for r, k in enumerate(sorted(keys))})
+            )
         assigned = formed | "ToShard" >> beam.Map(
             lambda batch, ranks: (output.shard_of(ranks[batch[0]], n), batch),
             ranks=beam.pvalue.AsSingleton(ranks),

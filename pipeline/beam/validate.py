@@ -30,18 +30,22 @@ from pipeline.stages.validate import (
 VALID = "valid"
 ERRORS = "errors"
 IDS = "ids"
+LIGHT = "light"
 TRUNCATED = "truncated"
 
 
 class ValidateRecords(beam.PTransform):
     """Chunks of (position, bytes) -> outputs `.valid`, `.errors` (ErrorRecord),
-    `.ids` (when the spec has an id feature) and `.truncated` (positions of
-    truncated records).
+    `.ids` (when the spec has an id feature), `.light` and `.truncated`
+    (positions of truncated records).
 
     `.valid` holds one `blocks.Block` of a chunk's valid records (what the
     grouping steps take, see `stages.blocks`; with `by_reference` and
     `blocks.LocatedChunk`s in, their extents instead of their bytes), `.ids`
-    one `(ids, positions)` pair per such block.
+    one `(ids, positions)` pair per such block, `.light` the same block
+    without bytes or extents (positions and lengths: what the plan and the
+    shard ranks are computed from, so the steps moving the records need not
+    wait for them).
     """
 
     def __init__(
@@ -60,7 +64,7 @@ class ValidateRecords(beam.PTransform):
     def expand(self, chunks):  # [(position, bytes)] -> valid | errors | ids | ...
         do_fn = _ValidateDoFn(self._spec, self._policy, self._files, self._by_reference)
         return chunks | "Check" >> beam.ParDo(do_fn).with_outputs(
-            ERRORS, IDS, TRUNCATED, main=VALID
+            ERRORS, IDS, LIGHT, TRUNCATED, main=VALID
         )
 
 
@@ -118,6 +122,7 @@ class _ValidateDoFn(beam.DoFn):
             # By reference when the chunk says where its records are.
             block = Block.of(checked.valid, extents is None, extents)
             yield block
+            yield beam.pvalue.TaggedOutput(LIGHT, Block(block.positions, block.lengths))
             if self._spec.id_feature is not None:
                 yield beam.pvalue.TaggedOutput(IDS, (checked.ids, block.positions))
         for position in checked.truncated:
@@ -156,31 +161,59 @@ def later_duplicates(item):
             yield position, (ident, first)
 
 
+class FindDuplicateIds(beam.PTransform):
+    """`(ids, positions)` per chunk (`ValidateRecords`' `.ids`) -> `(position,
+    (id, first position))` of every record whose id a smaller position holds.
+
+    Only ids and positions are shuffled, a chunk's in one element per id group
+    (`ID_GROUPS`); the result is as large as the number of duplicates (a side
+    input of `DropDuplicateIds` and of `without_duplicates`).
+    """
+
+    def expand(self, ids):
+        return (
+            ids
+            | "ByIdGroup" >> beam.FlatMap(_ids_by_group, groups=ID_GROUPS)
+            | "GroupIds" >> beam.GroupByKey()
+            | "LaterDuplicates" >> beam.FlatMap(later_duplicates)
+        )
+
+
+def duplicate_mask(block: Block, duplicates) -> np.ndarray:
+    """bool [n]: which records of `block` are at a position of `duplicates`."""
+    if not duplicates:
+        return np.zeros(len(block), bool)
+    return np.asarray([tuple(p) in duplicates for p in block.positions.tolist()], bool)
+
+
+def without_duplicates(block: Block, duplicates) -> Block:
+    """`block` without the records at the positions of `duplicates`."""
+    found = duplicate_mask(block, duplicates)
+    return block.take(~found) if found.any() else block
+
+
 class DropDuplicateIds(beam.PTransform):
     """Valid `blocks.Block`s -> outputs `.valid` (Blocks) and `.errors`
     (`duplicate_id`): of the records sharing an example id, the one at the
     smallest position is kept.
 
-    Only ids and positions are shuffled, a chunk's in one element per id group
-    (`ID_GROUPS`); the positions of the duplicates reach the filter as a side
-    input (its size is the number of duplicates).
+    Args:
+      duplicates: `FindDuplicateIds`' output.
+      files, policy: As `ValidateRecords`' (dead letters of records kept by
+        reference are read back).
     """
 
-    def __init__(self, ids, files: Sequence[str] = (), policy: Policy | None = None):
+    def __init__(
+        self, duplicates, files: Sequence[str] = (), policy: Policy | None = None
+    ):
         super().__init__()
-        self._ids, self._files = ids, tuple(files)  # ids: (ids, positions) per chunk
+        self._duplicates, self._files = duplicates, tuple(files)
         self._policy = policy or Policy()  # by-reference duplicates: re-applied
 
     def expand(self, valid):  # Blocks -> valid | errors
-        duplicates = (
-            self._ids
-            | "ByIdGroup" >> beam.FlatMap(_ids_by_group, groups=ID_GROUPS)
-            | "GroupIds" >> beam.GroupByKey()
-            | "LaterDuplicates" >> beam.FlatMap(later_duplicates)
-        )
         return valid | "Drop" >> beam.ParDo(
             _DropDuplicatesDoFn(self._files, self._policy),
-            duplicates=beam.pvalue.AsDict(duplicates),
+            duplicates=beam.pvalue.AsDict(self._duplicates),
         ).with_outputs(ERRORS, main=VALID)
 
 
@@ -203,12 +236,7 @@ class _DropDuplicatesDoFn(beam.DoFn):
             self._fetcher.close()
 
     def process(self, block, duplicates):
-        if not duplicates:
-            yield block
-            return
-        found = np.asarray(
-            [tuple(p) in duplicates for p in block.positions.tolist()], bool
-        )
+        found = duplicate_mask(block, duplicates)
         if not found.any():
             yield block
             return

@@ -14,6 +14,7 @@ Conventions:
 from __future__ import annotations
 
 import bisect
+import collections
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
@@ -334,6 +335,21 @@ def padding_efficiency(real_steps: int, padded_steps: int) -> float:
     """real / (real + padding) as reported in metadata.json (1.0 with no steps)."""
     total = real_steps + padded_steps
     return 1.0 if total == 0 else real_steps / total
+
+
+def batch_keys(counts: Mapping[tuple[int, int], int], batch_size: int) -> list[tuple]:
+    """The keys of the batches that records counted per `(bucket, sub-key)`
+    form (the Beam job's dynamic batching), sorted: `(bucket, 0, sub, i)` for
+    each full batch of a sub-key, `(bucket, 1, 0, i)` for the batches of the
+    bucket's remainders pooled. Counts alone decide them, so a batch's rank
+    (and its shard) is known before any record is grouped."""
+    keys, rest = [], collections.Counter()
+    for (b, sub), n in counts.items():
+        keys.extend((b, 0, sub, i) for i in range(n // batch_size))
+        rest[b] += n % batch_size
+    for b, n in rest.items():
+        keys.extend((b, 1, 0, i) for i in range(-(-n // batch_size)))
+    return sorted(keys)
 
 
 def chunk(items: Sequence, batch_size: int) -> list:

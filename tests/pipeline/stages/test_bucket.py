@@ -169,3 +169,63 @@ def test_form_batches_spreads_buckets_over_subkeys():
             | "Form" >> beam_bucket.FormBatches(plan_pc)
         )
         assert_that(batches, check)
+
+
+def test_batch_ranks_come_from_counts_alone():
+    """`BatchRanks` (light blocks, before any grouping) names exactly the
+    batches `FormBatches` forms, ranked in key order: shards can be chosen
+    where batches are formed."""
+    import apache_beam as beam
+    from apache_beam.testing.test_pipeline import TestPipeline
+    from apache_beam.testing.util import assert_that
+
+    from pipeline.beam import runner
+
+    plan = bucket.BucketPlan(
+        boundaries=(3, 6), batch_size=4, subkeys=(2, 3, 1), estimated_efficiency=1.0
+    )
+    rng = np.random.default_rng(1)
+    members = [
+        ((f, i), int(rng.integers(1, 10)), b"%d-%d" % (f, i))
+        for f in range(3)
+        for i in range(50)
+    ]
+    blocks = [Block.of(members[i : i + 9]) for i in range(0, len(members), 9)]
+
+    def ranked_keys(_, keys, ranks):
+        assert sorted(keys) == sorted(ranks, key=ranks.get)
+        assert sorted(ranks.values()) == list(range(len(keys)))
+        return len(keys)
+
+    options = beam.options.pipeline_options.PipelineOptions()
+    with TestPipeline(runner=runner.make_runner(options)) as p:
+        plan_pc = p | "Plan" >> beam.Create([plan])
+        valid = p | "Blocks" >> beam.Create(blocks)
+        keys = (
+            valid
+            | "Form" >> beam_bucket.FormBatches(plan_pc)
+            | "Keys" >> beam.Map(lambda batch: batch[0])
+        )
+        light = valid | "Light" >> beam.Map(lambda b: Block(b.positions, b.lengths))
+        ranks = light | "Ranks" >> beam_bucket.BatchRanks(plan_pc)
+        checked = (
+            p
+            | "Seed" >> beam.Create([None])
+            | "Check"
+            >> beam.Map(
+                ranked_keys,
+                keys=beam.pvalue.AsList(keys),
+                ranks=beam.pvalue.AsSingleton(ranks),
+            )
+        )
+        assert_that(checked, _one_positive)
+
+
+def _one_positive(got):
+    assert len(got) == 1 and got[0] > 0, got
+
+
+def test_batch_keys_pool_remainders_per_bucket():
+    keys = bucket.batch_keys({(0, 0): 9, (0, 1): 3, (1, 0): 4}, 4)
+    assert keys == [(0, 0, 0, 0), (0, 0, 0, 1), (0, 1, 0, 0), (1, 0, 0, 0)]
+    assert bucket.batch_keys({(0, 0): 3, (0, 1): 3}, 4) == [(0, 1, 0, 0), (0, 1, 0, 1)]
