@@ -155,7 +155,8 @@ def build_analysis(
             valid
             | "DropDuplicateIds"
             >> validate.DropDuplicateIds(
-                checked[validate.IDS] | "FindDuplicateIds" >> validate.FindDuplicateIds(),
+                checked[validate.IDS]
+                | "FindDuplicateIds" >> validate.FindDuplicateIds(),
                 files,
             )
         )[validate.VALID]
