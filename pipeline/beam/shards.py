@@ -54,7 +54,7 @@ class WriteShards(beam.PTransform):
     shard `(index, output.shard_entry, (batches, examples, real steps, padded
     steps), [((B, T), batches)], (size, CRC32C hex))` (empty shards included;
     the checksum computed as it was written, for metadata.json's `files`),
-    and `WRITTEN`, the examples of each batch written.
+    and `WRITTEN`, the examples of each batch written (0 as a shard starts).
 
     Args:
       directory: Where shards/ is (the staging directory).
@@ -275,6 +275,9 @@ class _WriteShardDoFn(beam.DoFn):
                 yield beam.pvalue.TaggedOutput(WRITTEN, stats.examples)
 
         try:  # at most `overlap` in-flight groups are held, not the shard
+            # Starts the progress clock: the first batch is written only after
+            # its group (and the groups in flight beside it) are computed.
+            yield beam.pvalue.TaggedOutput(WRITTEN, 0)
             for group in groups(batches):
                 for computed in self._overlap.submit(group):
                     yield from write(computed)

@@ -61,10 +61,13 @@ def writer(directory, weights, compression="none", files=(), n=1, static=False):
 
 
 def main_outputs(do_fn, item):
+    """The shard's info and the examples of each batch written (after the
+    WRITTEN 0 that starts the progress clock)."""
     outs = list(do_fn.process(item))
     written = [o.value for o in outs if hasattr(o, "tag")]
     (info,) = [o for o in outs if not hasattr(o, "tag")]
-    return info, written
+    assert written[0] == 0
+    return info, written[1:]
 
 
 def expected_shard(records, lengths, sizes, weights, t=None):
@@ -167,6 +170,7 @@ def test_a_failed_attempt_leaves_no_partial_shard(tmp_path, records, weights):
     batches = batches_of(records, lengths, records, [16, 16, 8])
     do_fn = writer(tmp_path, weights)
     outputs = do_fn.process((0, batches))
+    next(outputs)  # the shard started (WRITTEN 0, for the progress clock)
     next(outputs)  # the first batch written (its WRITTEN count)...
     with pytest.raises(RuntimeError, match="worker lost"):
         outputs.throw(RuntimeError("worker lost"))  # ...then the attempt fails
