@@ -7,7 +7,8 @@ _compute`, what the job runs) and of `features._FeaturesDoFn._compute` (the
 library:
 
 * every process that computes a batch leaves `<dir>/features-<pid>`, and every
-  process that validates a chunk `<dir>/validate-<pid>`, so the test sees how
+  process that validates a chunk `<dir>/validate-<pid>` (and reads a file
+  `<dir>/read-<pid>`), so the test sees how
   many worker processes did the work;
 * with SEQSHARDS_PROBE_PAUSE=1 the first batch computed by any worker (the first
   to create `<dir>/paused`, holding its pid) stops there until killed: the test
@@ -18,7 +19,7 @@ library:
 import os
 import time
 
-from pipeline.beam import features, shards, validate
+from pipeline.beam import features, read, shards, validate
 
 PROBE_DIR = os.environ.get("SEQSHARDS_PROBE_DIR")
 PAUSE = os.environ.get("SEQSHARDS_PROBE_PAUSE") == "1"
@@ -55,26 +56,28 @@ def _wrap(do_fn_class, directory: str) -> None:
     do_fn_class._compute = probed
 
 
-def _record_validate(directory: str) -> None:
-    """Wraps `validate._ValidateDoFn.process`: each process that validates a
-    chunk leaves `<dir>/validate-<pid>` (a small input has one shard, so one
-    process computes its features; its many chunks show the workers sharing)."""
-    process = validate._ValidateDoFn.process
+def _record(do_fn_class, stage: str, directory: str) -> None:
+    """Wraps `do_fn_class.process`: each process that runs it leaves
+    `<dir>/<stage>-<pid>` ("validate": a small input has few shards, so few
+    processes compute features; its many chunks show the workers sharing;
+    "read": the input files, one element each)."""
+    process = do_fn_class.process
     if getattr(process, "probed", False):
         return
 
-    def probed(self, chunk):
-        open(os.path.join(directory, f"validate-{os.getpid()}"), "a").close()
-        return process(self, chunk)
+    def probed(self, element):
+        open(os.path.join(directory, f"{stage}-{os.getpid()}"), "a").close()
+        return process(self, element)
 
     probed.probed = True
-    validate._ValidateDoFn.process = probed
+    do_fn_class.process = probed
 
 
 def _install(directory: str) -> None:
     for do_fn_class in (shards._WriteShardDoFn, features._FeaturesDoFn):
         _wrap(do_fn_class, directory)
-    _record_validate(directory)
+    _record(validate._ValidateDoFn, "validate", directory)
+    _record(read._ReadFileDoFn, "read", directory)
 
 
 if PROBE_DIR:

@@ -92,7 +92,8 @@ def paths(tmp_path) -> tuple:
 
 def probed_pids(probe: str, stage: str) -> set[int]:
     """The pids of the processes that ran `stage` ("features": computed batch
-    records; "validate": validated chunks of records), from the probe's files."""
+    records; "validate": validated chunks of records; "read": read input
+    files), from the probe's files."""
     return {
         int(n.split("-")[1]) for n in os.listdir(probe) if n.startswith(f"{stage}-")
     }

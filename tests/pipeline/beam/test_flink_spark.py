@@ -83,7 +83,7 @@ def test_engine_output_equals_direct_runner_in_two_worker_processes(
     print(f"{engine}: {data} run {time.time() - started:.0f} s")
     same_output(out, base / f"direct-{data}", (RUNNERS[engine], "DirectRunner"))
     computed = feature_pids(probe)
-    pids = computed | probed_pids(probe, "validate")
+    pids = computed | probed_pids(probe, "validate") | probed_pids(probe, "read")
     assert computed, "no worker process computed features"
     assert len(pids) >= 2, f"the work ran in fewer than 2 processes: {pids}"
 
