@@ -93,6 +93,32 @@ def _normalize_feature_columns(feature_columns) -> list[_base.FeatureColumn]:
     return sorted(columns, key=lambda c: c.name)
 
 
+class _ByColumn(collections.abc.MutableMapping):
+    """`{column: lookup table or None}`, deliberately not a dict: Keras and
+    TensorFlow track a dict attribute's values, and a SavedModel cannot name
+    entries keyed by columns (`tf.saved_model.save` of a model holding the
+    layer failed). The tables are tracked through the layer's
+    `_lookup_resources` list instead."""
+
+    def __init__(self):
+        self._by_column: dict = {}
+
+    def __getitem__(self, column):
+        return self._by_column[column]
+
+    def __setitem__(self, column, lookup) -> None:
+        self._by_column[column] = lookup
+
+    def __delitem__(self, column) -> None:
+        del self._by_column[column]
+
+    def __iter__(self):
+        return iter(self._by_column)
+
+    def __len__(self) -> int:
+        return len(self._by_column)
+
+
 def _check_shared_tables(columns) -> None:
     """Columns naming one embedding table must agree on how it is made."""
     tables: dict[str, EmbeddingColumn] = {}
@@ -348,7 +374,8 @@ class SequenceFeatures(keras.layers.Layer):
         _check_shared_tables(self._feature_columns)
         self._convert_input_args = False
         self._allow_non_tensor_positional_args = True
-        self._lookups: dict = {}
+        self._lookups = _ByColumn()
+        self._lookup_resources: list = []  # what a SavedModel tracks of them
         self._tables: list = []
         self._table_index: dict[str, int] = {}
 
@@ -368,7 +395,10 @@ class SequenceFeatures(keras.layers.Layer):
             ):
                 if lookup_column not in self._lookups:
                     with tf.init_scope():
-                        self._lookups[lookup_column] = lookup_column.make_lookup()
+                        lookup = lookup_column.make_lookup()
+                    self._lookups[lookup_column] = lookup
+                    if lookup is not None:
+                        self._lookup_resources.append(lookup)
             if (
                 isinstance(column, EmbeddingColumn)
                 and column.table_name not in self._table_index
