@@ -18,6 +18,7 @@ Engines (`--engines` picks a subset by name):
   ceiling-beam-read   Beam ReadFromTFRecord+Map+Sum, in-process / 2 processes
   ceiling-beam-read-mp
   tfdata              python -m pipeline --engine tfdata
+  tfdata-w2           the same with --tfdata_workers 2 (two worker processes)
   beam                python -m pipeline --engine beam --runner DirectRunner (in_memory)
   beam-bytes          the same with --shuffle_payload bytes (default here: reference)
   beam-mp             ... --direct_running_mode=multi_processing --direct_num_workers=2
@@ -125,6 +126,8 @@ ENGINES = [
            _ceiling("beam_read", "--runner=DirectRunner", *BEAM_MP),
            runner="DirectRunner multi_processing x2"),
     Engine("tfdata", "ours", "pipeline", "tensorflow", _ours("--engine", "tfdata")),
+    Engine("tfdata-w2", "ours", "pipeline", "tensorflow",
+           _ours("--engine", "tfdata", "--tfdata_workers", "2")),
     Engine("beam", "ours", "pipeline", "tensorflow,apache_beam",
            _ours("--engine", "beam", "--runner=DirectRunner",
                  "--direct_running_mode=in_memory"), runner="DirectRunner in_memory"),

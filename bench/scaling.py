@@ -20,7 +20,7 @@ run_bench prints after the table.
 
 from __future__ import annotations
 
-ENGINES = ("reference", "tfdata", "beam")  # --quick: the first two
+ENGINES = ("reference", "tfdata", "tfdata-w2", "beam")  # --quick: the first two
 QUICK_ENGINES = ("reference", "tfdata")
 PROJECT = (16, 64)
 

@@ -62,6 +62,10 @@ class MaterializeSequenceFeatures(beam.PTransform):
     and `files` (positions index them), without: records are read back by
     byte offset where their batch is computed (`refs`), so the shuffles move
     40 bytes per record.
+    The plan and the batches' ranks are computed from light blocks
+    (positions and lengths, `validate.LIGHT`): the records themselves wait
+    once (for the duplicate ids and the plan) and are grouped once per
+    sub-bucket and once per shard.
     With `shards` (a `shards.ShardTarget`) the batches are computed where
     their shard is written (`shards.WriteShards`): the dict then has "shards"
     (one `(index, entry, totals, shapes)` per shard) instead of "batches".
