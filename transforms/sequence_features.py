@@ -462,11 +462,14 @@ class SequenceFeatures(keras.layers.Layer):
 
     def _shared_layout_call(self, layout, general):
         """Traced, inputs with a shared step layout (shared_layout.py): one
-        cond per batch, taking `general` (the per-column path) unless the
-        batch has the layout; then the columns' rows are laid out by
-        `_ragged_rows`, or `_gathered_rows` for outputs of more than
-        `_GATHER_OUTPUT_SIZE` values. Shares no ops with `general`: the
-        general path's lengths, asserts and positions only run in its call.
+        cond per batch. The usual batch (the layout holds, an output of at
+        most `_GATHER_OUTPUT_SIZE` values) has the columns' rows laid out by
+        `_ragged_rows` inline in the caller's graph; every other batch takes
+        one function call op (not inlined by grappler: its nodes would go dead
+        every batch), which lays out a large output by `_gathered_rows` or
+        runs `general` (the per-column path) when the layout does not hold.
+        Shares no ops with `general`: the general path's lengths, asserts and
+        positions only run in its call.
         """
         depth = self.output_width
         large = layout.batch_size * layout.num_steps > _GATHER_OUTPUT_SIZE // depth
@@ -481,18 +484,16 @@ class SequenceFeatures(keras.layers.Layer):
             )
             return output, layout.lengths
 
-        # The fast branch is lowered into the caller's graph (no function
-        # call per batch); the general path stays one call op, not inlined by
-        # grappler (its ~120 nodes would go dead every batch).
-        general_call = tf.function(
-            general, autograph=False, experimental_attributes={"_noinline": True}
+        def other():  # the rare batches, in one call op
+            return tf.cond(layout.full, lambda: fast(_gathered_rows), general)
+
+        other_call = tf.function(
+            other, autograph=False, experimental_attributes={"_noinline": True}
         )
         return tf.cond(
-            layout.full,
-            lambda: tf.cond(
-                large, lambda: fast(_gathered_rows), lambda: fast(_ragged_rows)
-            ),
-            general_call,
+            tf.logical_and(layout.full, tf.logical_not(large)),
+            lambda: fast(_ragged_rows),
+            other_call,
         )
 
     def _call_columns(self, features, sequence_length, padding_value):
