@@ -124,12 +124,12 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--tfdata_workers",
         type=_workers,
-        default=0,
+        default=None,
         metavar="N|auto",
         help="--engine tfdata: validate and featurize in N worker processes plus "
-        "a writer process (default 0: all in this process; auto: one per core "
-        "from 4 cores, at most 8). Same bytes either way; each worker holds "
-        "~0.8 GB. On 2 cores workers measured no gain, so they are opt-in.",
+        "a writer process (0: all in this process). Default auto: one per core "
+        "from 4 cores, at most 8 and 1 GB of available memory each; none on "
+        "fewer cores or under 16 MB of input. Same bytes either way.",
     )
     parser.add_argument(
         "--overwrite",

@@ -107,7 +107,7 @@ class JobConfig:
     shuffle_payload: str = "auto"
     # --engine tfdata: worker processes for the main pass (0: all in this
     # process; None: "auto", one per core from tfdata.workers.MIN_CORES).
-    tfdata_workers: int | None = 0
+    tfdata_workers: int | None = None
 
     def __post_init__(self):
         if not self.input_pattern:

@@ -46,27 +46,50 @@ CHUNK = 2048  # records per chunk sent to a worker (less per-chunk work here)
 SLOTS = 3  # chunks in flight per worker (their rows in shared memory)
 SLOT_BYTES = 48 << 20  # one chunk's rows; larger ones come back pickled
 MAX_WORKERS = 8  # each holds TensorFlow and the layer: ~0.8 GB RSS
+WORKER_BYTES = 1 << 30  # memory set aside per worker ("auto")
+RESERVED_BYTES = 2 << 30  # and for this process, before any worker
 MIN_INPUT_BYTES = 16 << 20  # smaller inputs: in-process (start-up ~4 s)
-# Fewer cores: in-process. On 2 cores (200k bench data, 2026-12-07) workers
-# gained nothing measurable (marginal speedup 1.29x against ~1.25x in one
-# process) for 2.3 GB more RSS and ~3.5 s more start-up; untested above.
+# Fewer cores: in-process. On a quiet 2-core machine (200k bench data,
+# `run_bench.py --scaling_only --repeat 3`, 2026-12-07 16:12 UTC) two workers
+# scaled 1.83x from 1 core to 2 (parallel fraction 0.91) against 1.53x (0.69)
+# in one process, but ran no faster on 2 cores (26,492 vs 26,368 examples/s
+# marginal) and slower on 1 (14,454 vs 17,230); their gain is from 4 cores on.
 MIN_CORES = 4
 
 
 def worker_count(
-    total_bytes: int, requested: int | None = 0, cores: int | None = None
+    total_bytes: int,
+    requested: int | None = None,
+    cores: int | None = None,
+    memory_bytes: int | None = None,
 ) -> int:
     """Workers for an input of `total_bytes` (`--tfdata_workers`): `requested`
-    if given (0: none, the default: unmeasured above 2 cores, so opt-in); for
-    None ("auto") one per core this process may use (at most `MAX_WORKERS`),
-    none below `MIN_CORES` cores or for a small input (`MIN_INPUT_BYTES`),
-    where they cost more than they save."""
+    if given (0: none); for None ("auto", the default) one per core this
+    process may use, at most `MAX_WORKERS` and as many as the available
+    memory holds (`WORKER_BYTES` each beside `RESERVED_BYTES`); none below
+    `MIN_CORES` cores or for a small input (`MIN_INPUT_BYTES`), where they
+    cost more than they save."""
     if requested is not None:
         return requested
     cores = len(os.sched_getaffinity(0)) if cores is None else cores
     if cores < MIN_CORES or total_bytes < MIN_INPUT_BYTES:
         return 0
-    return min(cores, MAX_WORKERS)
+    memory_bytes = available_memory() if memory_bytes is None else memory_bytes
+    fits = max(0, (memory_bytes - RESERVED_BYTES) // WORKER_BYTES)
+    return min(cores, MAX_WORKERS, fits)
+
+
+def available_memory() -> int:
+    """Bytes of physical memory available now (MemAvailable), or the total
+    if /proc/meminfo is unreadable."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 class Rows(NamedTuple):

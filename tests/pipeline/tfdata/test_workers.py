@@ -75,13 +75,20 @@ def test_a_workers_error_stops_the_job_as_in_process(
     assert "(id_out_of_range) at file" in messages[0]
 
 
-def test_worker_count_follows_cores_and_input_size():
+def test_worker_count_follows_cores_memory_and_input_size():
     big, few = workers.MIN_INPUT_BYTES, workers.MIN_CORES
-    assert workers.worker_count(big, cores=64) == 0  # opt-in: the default is none
+    plenty = 64 << 30
     assert workers.worker_count(1, 3, cores=1) == 3  # as asked
-    auto = None
-    assert workers.worker_count(big, auto, cores=1) == 0
-    assert workers.worker_count(big, auto, cores=few - 1) == 0
-    assert workers.worker_count(big - 1, auto, cores=8) == 0
-    assert workers.worker_count(big, auto, cores=few) == few
-    assert workers.worker_count(big, auto, cores=64) == workers.MAX_WORKERS
+    assert workers.worker_count(big, 0, cores=64) == 0  # none, as asked
+    auto = None  # the default
+    assert workers.worker_count(big, cores=64, memory_bytes=plenty) == (
+        workers.MAX_WORKERS
+    )
+    assert workers.worker_count(big, auto, cores=1, memory_bytes=plenty) == 0
+    assert workers.worker_count(big, auto, cores=few - 1, memory_bytes=plenty) == 0
+    assert workers.worker_count(big - 1, auto, cores=8, memory_bytes=plenty) == 0
+    assert workers.worker_count(big, auto, cores=few, memory_bytes=plenty) == few
+    # Memory: 1 GB per worker beside 2 GB for this process.
+    assert workers.worker_count(big, auto, cores=16, memory_bytes=6 << 30) == 4
+    assert workers.worker_count(big, auto, cores=16, memory_bytes=1 << 30) == 0
+    assert workers.available_memory() > 0
