@@ -8,7 +8,8 @@ first read: `LocatedChunk`), to be read back there (`beam.refs`). Every
 grouping step then moves one element per chunk and key instead of one per
 record: Beam's cost per element (coders, the runner's buffers, and with worker
 processes the data plane to and from the runner) was paid several times per
-record and outweighed the records' own work.
+record and outweighed the records' own work. A light block (positions and
+lengths only) is what the plan and the batches' ranks are computed from.
 """
 
 from __future__ import annotations
