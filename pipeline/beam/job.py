@@ -180,7 +180,11 @@ class MaterializeSequenceFeatures(beam.PTransform):
             formed = valid | "FormStaticBatches" >> static_batches.FormStaticBatches(
                 plan, drop_remainder=self._drop_remainder
             )
-            formed, dropped = formed["batches"], formed[static_batches.DROPPED]
+            formed, dropped, ranks = (
+                formed["batches"],
+                formed[static_batches.DROPPED],
+                formed["ranks"],
+            )
         else:
             formed = valid | "FormBatches" >> bucket.FormBatches(plan)
             ranks = light | "BatchRanks" >> bucket.BatchRanks(plan)

@@ -40,12 +40,16 @@ RANK_SPAN = 1 << 16  # records of one file per rank group
 FULL = "full"
 REMAINDER = "remainder"
 DROPPED = "dropped"
+KEYS = "keys"  # the full batches' keys, known before their records are grouped
 
 
 class FormStaticBatches(beam.PTransform):
     """`blocks.Block`s of valid records -> (batch_key, [members sorted]), members
     `(position, length, bytes | None)`; output `DROPPED` (Blocks) with
-    `drop_remainder`.
+    `drop_remainder`, and `"ranks"`: a singleton `{batch_key: rank}` of every
+    batch, known before the full batches are grouped (the full batches' keys
+    come from the ranking step, the remainder batches' from the counts), so
+    batches go straight to their shard (`shards.WriteShards(ranks=...)`).
 
     Args:
       plan: A singleton PCollection of `bucket.BucketPlan` (with `lengths`).
@@ -72,7 +76,18 @@ class FormStaticBatches(beam.PTransform):
             | "Rank"
             >> beam.ParDo(
                 _RankDoFn(), plan=plan, offsets=beam.pvalue.AsSingleton(offsets)
-            ).with_outputs(REMAINDER, main=FULL)
+            ).with_outputs(REMAINDER, KEYS, main=FULL)
+        )
+        ranks = (
+            ranked[KEYS]
+            | "AllFullKeys" >> beam.combiners.ToList()
+            | "Ranks"
+            >> beam.Map(
+                _ranks,
+                plan=plan,
+                offsets=beam.pvalue.AsSingleton(offsets),
+                drop=self._drop,
+            )
         )
         full = (
             ranked[FULL]
@@ -89,7 +104,7 @@ class FormStaticBatches(beam.PTransform):
             ).with_outputs(DROPPED, main="batches")
         )
         batches = (full, rest.batches) | "AllBatches" >> beam.Flatten()
-        return {"batches": batches, DROPPED: rest[DROPPED]}
+        return {"batches": batches, DROPPED: rest[DROPPED], "ranks": ranks}
 
 
 def _span_keys(block: Block, plan) -> np.ndarray:
@@ -139,8 +154,33 @@ class _RankDoFn(beam.DoFn):
         in_full = ranks < full
         for j, part in blocks.by_key(ranks[in_full] // plan.batch_size):
             yield (b, j), block.take(np.flatnonzero(in_full)[part])
+        last = in_full & (ranks % plan.batch_size == plan.batch_size - 1)
+        for f, r in block.positions[last].tolist():  # each completes a batch
+            yield beam.pvalue.TaggedOutput(KEYS, (0, f, r, plan.lengths[b]))
         if not in_full.all():
             yield beam.pvalue.TaggedOutput(REMAINDER, (b, block.take(~in_full)))
+
+
+def remainder_keys(totals: dict, plan) -> list[tuple]:
+    """The keys `_remainder_batches` gives the remainder batches, from the
+    records per bucket (`totals`): bucket after bucket, B at a time, T that
+    of the bucket of each batch's last (longest) example."""
+    buckets = np.asarray(sorted(b for b, n in totals.items() if n % plan.batch_size))
+    rests = np.asarray([totals[b] % plan.batch_size for b in buckets.tolist()])
+    ends = np.cumsum(rests)
+    total = int(ends[-1]) if len(ends) else 0
+    keys = []
+    for k, start in enumerate(range(0, total, plan.batch_size)):
+        last = min(start + plan.batch_size, total) - 1  # the batch's last example
+        b = int(buckets[np.searchsorted(ends, last, side="right")])
+        keys.append((1, k, 0, int(plan.lengths[b])))
+    return keys
+
+
+def _ranks(full_keys, plan, offsets, drop: bool) -> dict:
+    totals = {key[0]: n for key, n in offsets.items() if len(key) == 1}
+    keys = list(full_keys) + ([] if drop else remainder_keys(totals, plan))
+    return {key: rank for rank, key in enumerate(sorted(keys))}
 
 
 def _bucket_batch(item, plan):
