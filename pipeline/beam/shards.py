@@ -2,8 +2,9 @@
 
 Place in the flow: bucket -> **features -> write** -> metadata. Batch keys
 (small) are all the job needs to place a batch: a batch of rank r in key order
-goes to shard `output.shard_of(r, N)`, as before. So the ranks are computed
-from the keys alone (one side input, one entry per batch), each batch's members
+goes to shard `output.shard_of(r, N)`, as before. The ranks come from counts
+before the batches are formed (`bucket.BatchRanks`, `static_shapes.
+FormStaticBatches`: one side input, one entry per batch), each batch's members
 (`(position, length, bytes | extent)`, the shuffle payload) go to their shard
 in one grouping, and the worker holding a shard's batches computes and writes
 the shard, batch after batch in key order: under a temporary name, renamed
@@ -62,13 +63,13 @@ class WriteShards(beam.PTransform):
       compression: "none" or "gzip".
       features: `ShardFeatures`: how a shard's records become batch records.
       ranks: A singleton `{batch_key: rank}` of every batch, known before the
-        batches are formed (`bucket.BatchRanks`); without it the ranks come
-        from the formed batches' keys, and the batches wait for them (a
-        runner holds them all once more).
+        batches are formed (`bucket.BatchRanks`, `static_shapes.
+        FormStaticBatches`), so the formed batches go straight to their shard
+        (a runner need not hold them all once more to rank their keys).
     """
 
     def __init__(
-        self, directory: str, num_shards: int, compression: str, features, ranks=None
+        self, directory: str, num_shards: int, compression: str, features, ranks
     ):
         super().__init__()
         self._directory, self._num_shards = directory, num_shards
@@ -78,14 +79,6 @@ class WriteShards(beam.PTransform):
     def expand(self, formed):  # (batch_key, members)
         n = self._num_shards
         ranks = self._ranks
-        if ranks is None:
-            ranks = (
-                formed
-                | "Keys" >> beam.Map(lambda batch: batch[0])
-                | "AllKeys" >> beam.combiners.ToList()
-                | "Ranks"
-                >> beam.Map(lambda keys: {k: r for r, k in enumerate(sorted(keys))})
-            )
         assigned = formed | "ToShard" >> beam.Map(
             lambda batch, ranks: (output.shard_of(ranks[batch[0]], n), batch),
             ranks=beam.pvalue.AsSingleton(ranks),
