@@ -6,7 +6,7 @@ import collections
 import apache_beam as beam
 import numpy as np
 import pytest
-from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that
 from batch_ranks import ranked_keys
 
@@ -37,7 +37,7 @@ def test_ranks_name_every_static_batch(drop):
         assert (remainder == 0) == drop, keys
 
     options = beam.options.pipeline_options.PipelineOptions()
-    with TestPipeline(runner=runner.make_runner(options)) as p:
+    with test_pipeline.TestPipeline(runner=runner.make_runner(options)) as p:
         plan_pc = p | "Plan" >> beam.Create([plan])
         valid = p | "Blocks" >> beam.Create(
             [Block.of(members[i : i + 11]) for i in range(0, len(members), 11)]
