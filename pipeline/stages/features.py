@@ -16,6 +16,7 @@ layer's `step_rows` (`flat_rows`), and adds the padding as it writes
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 from collections.abc import Mapping, Sequence
 
@@ -260,13 +261,18 @@ class FeatureComputer:
             )
         return out
 
-    def record_maker(self) -> RecordMaker:
-        """The `RecordMaker` of these columns (picklable, no layer)."""
+    @functools.cached_property
+    def _record_maker(self) -> RecordMaker:
         return RecordMaker(self.depth, frozenset(self._fixed), self.id_feature)
 
+    def record_maker(self) -> RecordMaker:
+        """The `RecordMaker` of these columns (picklable, no layer)."""
+        return self._record_maker
+
     def record_pieces(self, *args, **kwargs) -> tuple[list, BatchStats]:
-        """`RecordMaker.record_pieces` (same arguments) of these columns."""
-        return self.record_maker().record_pieces(*args, **kwargs)
+        """`RecordMaker.record_pieces` (same arguments) of these columns (one
+        maker, built at the first call, not one per batch)."""
+        return self._record_maker.record_pieces(*args, **kwargs)
 
     def __call__(self, serialized: Sequence[bytes]):
         """Returns (x float32 [B,T,D], lengths int64 [B], {name: (values, rl|None)})."""
