@@ -66,11 +66,13 @@ FEATURE_THREADS = 2  # chunks whose features are computed at once
 IN_FLIGHT = 8  # full batches waiting for the writer thread
 
 
-def trace(decoder: decode.Decoder, computer: features.FeatureComputer) -> None:
+def trace(decoder: decode.Decoder, computer: features.FeatureComputer | None) -> None:
     """Traces the engine's tf.functions ahead of their first chunk (their input
-    signatures are fixed: one trace each, the one they would take anyway)."""
+    signatures are fixed: one trace each, the one they would take anyway);
+    `computer` None: the layer is not called in this process (workers)."""
     decoder.parse.get_concrete_function()
-    computer.trace()
+    if computer is not None:
+        computer.trace()
 
 
 def _fewer_collections(run):
@@ -224,8 +226,11 @@ class Engine:
         while the lengths pass keeps TF's threads busy.
         """
         config = self.config
+        # With worker processes the features are computed there (they trace
+        # their own layer): this process never calls it.
+        layer = None if self.pool is not None else self.computer
         with concurrent.futures.ThreadPoolExecutor(1) as tracer:
-            traced = tracer.submit(trace, self.decoder, self.computer)
+            traced = tracer.submit(trace, self.decoder, layer)
             histogram = {}
             auto = config.bucket_boundaries == "auto"
             with_ids = self.record_spec.id_feature is not None
