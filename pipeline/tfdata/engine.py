@@ -223,7 +223,8 @@ class Engine:
         duplicate ids are looked up among all ids seen (`repeated` None).
 
         Tracing the parser and the layer (~1 s of Python, no data needed) runs
-        while the lengths pass keeps TF's threads busy.
+        while the lengths pass keeps TF's threads busy (with worker processes
+        the parser only: they trace their own layer).
         """
         config = self.config
         # With worker processes the features are computed there (they trace
