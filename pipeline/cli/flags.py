@@ -61,7 +61,8 @@ def add_shape_flags(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=None,
         metavar="K",
-        help="At most K buckets for --bucket_boundaries auto (default: no bound).",
+        help="At most K buckets for --bucket_boundaries auto (default 128: each "
+        "bucket holds one open batch in memory; a larger K pads a little less).",
     )
     parser.add_argument(
         "--static_shapes",

@@ -46,45 +46,6 @@ from pipeline.stages.bucket import BucketPlan
 from pipeline.stages.config import check_max_buckets
 from pipeline.stages.paths import DROPPED_DIR, DROPPED_FILE
 
-# Histograms with more distinct lengths are coarsened before the bounded search
-# (its cost is K * m^2 for m distinct lengths).
-_MAX_DP_POINTS = 1024
-
-
-def _dp_layers(lengths: np.ndarray, counts: np.ndarray, max_k: int, charge: float):
-    """Best cost of the first j distinct lengths in exactly k buckets, k <= max_k.
-
-    A bucket of distinct lengths i..j-1 costs (its examples + `charge`) * its
-    longest length. Returns (costs [max_k + 1, m + 1], choices: the start i of
-    the last bucket, same shape).
-    """
-    m = len(lengths)
-    prefix = np.concatenate([[0.0], np.cumsum(counts, dtype=np.float64)])
-    # cost[i, j] of a bucket holding distinct lengths i..j-1 (inf unless i < j).
-    i, j = np.arange(m + 1)[:, None], np.arange(m + 1)[None, :]
-    top = np.concatenate([[0], lengths]).astype(np.float64)[None, :]
-    bucket_cost = np.where(
-        i < j, (prefix[None, :] - prefix[:, None] + charge) * top, np.inf
-    )
-    costs = np.full((max_k + 1, m + 1), np.inf)
-    choices = np.zeros((max_k + 1, m + 1), np.int64)
-    costs[0, 0] = 0.0
-    for k in range(1, max_k + 1):
-        total = costs[k - 1][:, None] + bucket_cost
-        choices[k] = np.argmin(total, axis=0)
-        costs[k] = total[choices[k], np.arange(m + 1)]
-    return costs, choices
-
-
-def _backtrack(lengths: np.ndarray, choices: np.ndarray, k: int) -> tuple[int, ...]:
-    ends, j = [], len(lengths)
-    while j > 0:
-        ends.append(int(lengths[j - 1]))
-        j = int(choices[k, j])
-        k -= 1
-    ends.reverse()
-    return tuple(ends[:-1])  # the last bucket is the unbounded one
-
 
 def bounded_boundaries_all(
     histogram: Mapping[int, int],
@@ -94,24 +55,13 @@ def bounded_boundaries_all(
     static: bool,
 ) -> dict[int, tuple[int, ...]]:
     """`bounded_boundaries` for several K at once (one programme up to max(ks))."""
-    lengths, counts = bucket.sorted_histogram(histogram)
-    out = {}
-    if len(lengths) > _MAX_DP_POINTS:
-        lengths, counts = bucket.coarsen(lengths, counts, _MAX_DP_POINTS)
-    unbounded = None if static else bucket.auto_boundaries(histogram, batch_size)
-    need = [k for k in ks if unbounded is None or len(unbounded) + 1 > k]
-    for k in ks:
-        if k not in need:
-            out[k] = unbounded
-    if not need or len(lengths) <= 1:
-        return {k: out.get(k, ()) for k in ks}
-    charge = 0.0 if static else bucket.BUCKET_PENALTY * batch_size
-    costs, choices = _dp_layers(lengths, counts, min(max(need), len(lengths)), charge)
-    for k in need:
-        k_used = min(k, len(lengths))
-        best = int(np.argmin(costs[1 : k_used + 1, -1])) + 1  # fewer may cost less
-        out[k] = _backtrack(lengths, choices, best)
-    return out
+    if static:
+        return bucket.bounded_search(histogram, ks, charge=0.0)
+    unbounded = bucket.auto_boundaries(histogram, batch_size, max_buckets=None)
+    need = [k for k in ks if len(unbounded) + 1 > k]
+    out = {k: unbounded for k in ks if k not in need}
+    charge = bucket.BUCKET_PENALTY * batch_size
+    return {**out, **bucket.bounded_search(histogram, need, charge=charge)}
 
 
 def bounded_boundaries(

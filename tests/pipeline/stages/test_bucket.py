@@ -79,6 +79,31 @@ def test_small_or_flat_histograms_give_one_bucket():
     assert bucket.auto_boundaries({3: 10, 9: 10}, 16) == ()
 
 
+def test_auto_boundaries_stop_at_max_buckets():
+    # Bucket count (the memory of the open batches) must not grow with the data:
+    # the penalized search alone finds more buckets the more examples there are.
+    lengths, hist = lognormal_hist(2_000_000, seed=5)
+    unbounded = bucket.auto_boundaries(hist, 128, max_buckets=None)
+    assert len(unbounded) + 1 > bucket.AUTO_MAX_BUCKETS
+    capped = bucket.auto_boundaries(hist, 128)
+    assert len(capped) + 1 == bucket.AUTO_MAX_BUCKETS
+    assert bucket.make_plan(hist, "auto", 128).boundaries == capped
+    # The bounded optimum of the same cost: no other K-bucket split costs less.
+    assert (
+        capped
+        == bucket.bounded_search(
+            hist, [bucket.AUTO_MAX_BUCKETS], bucket.BUCKET_PENALTY * 128
+        )[bucket.AUTO_MAX_BUCKETS]
+    )
+    assert bucket.estimated_padding_efficiency(hist, capped) >= 0.99
+    # Below the cap nothing changes; a smaller cap binds the same way.
+    small = {length: n for length, n in hist.items() if length <= 40}
+    assert bucket.auto_boundaries(small, 128) == bucket.auto_boundaries(
+        small, 128, max_buckets=None
+    )
+    assert len(bucket.auto_boundaries(hist, 128, max_buckets=7)) + 1 <= 7
+
+
 def test_make_plan_explicit_and_subkeys():
     plan = bucket.make_plan({4: 10_000, 20: 3}, (8,), 16)
     assert plan.boundaries == (8,) and plan.num_buckets == 2
