@@ -6,7 +6,7 @@ are exactly what the job would see; compares bucket choices (one bucket, auto,
 powers of two, the stock-TF reference list, `--bucket_boundaries`) by the
 padding efficiency of the batches the job would form (`bucket.simulate_batches`:
 same bucketing, sub-keys and chunking as the Beam job), and the trade-off of
-shapes against padding for K = 4..64 and unbounded buckets, static and dynamic
+shapes against padding for K = 4..64 and auto's buckets, static and dynamic
 (`stages.tradeoff`); writes `stats.png` (`plots`: length histogram with the
 auto boundaries, efficiency per bucket and per choice, the trade-off).
 

@@ -16,7 +16,8 @@ import numpy as np
 
 from pipeline.stages import bucket, static_shapes
 
-# The K values `seqshards stats` and the benchmark compare (None: unbounded).
+# The K values `seqshards stats` and the benchmark compare (None: what auto picks
+# without --max_buckets, at most `bucket.AUTO_MAX_BUCKETS` buckets).
 TRADEOFF_K = (4, 8, 16, 32, 64, None)
 
 
@@ -31,7 +32,8 @@ def tradeoff(
 
     Static: `--static_shapes --max_buckets K` (at most K shapes, the short
     batch included: `buckets_for_shapes`); dynamic: `--max_buckets K` (K
-    buckets, each with its own short batch); unbounded: auto boundaries.
+    buckets, each with its own short batch); None: the auto boundaries (at most
+    `bucket.AUTO_MAX_BUCKETS` buckets).
 
     Returns one dict per K: `{k, static: {...}, dynamic: {...}}`, each side with
     `efficiency`, `shapes` (distinct [B, T]), `short_batches`, `batches` and
@@ -112,7 +114,7 @@ def format_tradeoff(rows: Sequence[Mapping], batch_size: int) -> list[str]:
     ]
     for row in rows:
         s, d = row["static"], row["dynamic"]
-        k = "unbounded" if row["k"] is None else str(row["k"])
+        k = "auto" if row["k"] is None else str(row["k"])
         lines.append(
             f"  {k:>9}  {s['efficiency']:>10.4f}{s['shapes']:>8,}{s['short_batches']:>7,}"
             f"  {d['efficiency']:>11.4f}{d['shapes']:>8,}{d['short_batches']:>7,}"

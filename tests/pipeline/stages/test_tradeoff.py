@@ -16,5 +16,5 @@ def test_tradeoff_rows_and_table():
     effs = [r["static"]["efficiency"] for r in rows]
     assert effs == sorted(effs)  # more shapes, less padding
     text = "\n".join(tradeoff.format_tradeoff(rows, 64))
-    assert "unbounded" in text and "static eff" in text
+    assert "auto" in text and "static eff" in text
     assert f"{rows[1]['static']['efficiency']:.4f}" in text
