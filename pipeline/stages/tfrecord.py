@@ -167,8 +167,10 @@ class _Buffer:
     def get(self, begin: int, end: int) -> bytes:
         return self.buf[begin - self.start : end - self.start]
 
-    def drop_before(self, offset: int) -> None:
-        if offset - self.start > _BLOCK:
+    def drop_before(self, offset: int, *, now: bool = False) -> None:
+        """Forgets the bytes before `offset`: once more than a block of them is
+        held, or `now` (before a read appends: the append copies what is kept)."""
+        if offset - self.start > (0 if now else _BLOCK):
             self.buf = self.buf[offset - self.start :]
             self.start = offset
 
@@ -195,7 +197,28 @@ def iter_located(f: BinaryIO) -> Iterator[tuple[int, int, bytes | ReadError]]:
     buf = _Buffer(f)
     offset, index = 0, 0
     while True:
-        buf.drop_before(offset)
+        # Fast path: the healthy records already in the buffer, in one loop with
+        # no reads (anything else, a read or damage, is the general path below).
+        data, base = buf.buf, buf.start
+        pos, held = offset - base, len(buf.buf)
+        short = True  # the loop stopped for want of bytes (a read follows)
+        while pos + 12 <= held:
+            length, length_crc = HEADER.unpack_from(data, pos)
+            end = pos + 16 + length
+            if end > held:
+                break
+            record = data[pos + 12 : end - 4]
+            if (
+                masked_crc32c(data[pos : pos + 8]) != length_crc
+                or masked_crc32c(record) != CRC.unpack_from(data, end - 4)[0]
+            ):
+                short = False
+                break
+            yield index, base + pos, record
+            index += 1
+            pos = end
+        offset = base + pos
+        buf.drop_before(offset, now=short)
         if not buf.ensure(offset + 12):
             rest = buf.get(offset, buf.end())
             if rest:
