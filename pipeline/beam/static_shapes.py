@@ -195,17 +195,15 @@ def _remainder_batches(item, plan, drop: bool):
     by_bucket: dict = {}
     for b, block in parts:
         by_bucket.setdefault(b, []).append(block)
-    rest = Block.concat(
-        Block.concat(by_bucket[b]).sorted() for b in sorted(by_bucket)
-    )  # bucket after bucket, each in position order
+    rests = {b: Block.concat(by_bucket[b]).sorted() for b in sorted(by_bucket)}
+    rest = Block.concat(rests.values())  # bucket after bucket, in position order
     if drop:
         yield beam.pvalue.TaggedOutput(DROPPED, rest)
         return
-    members = rest.members()
-    for k, chunk in enumerate(bucket.chunk(members, plan.batch_size)):
-        lengths = np.asarray([m[1] for m in chunk], np.int64)
-        t = static_shapes.batch_length(lengths, plan.boundaries, plan.lengths)
-        yield (1, k, 0, t), chunk
+    # The keys the ranks were computed with (`remainder_keys`, from the counts).
+    keys = remainder_keys({b: len(block) for b, block in rests.items()}, plan)
+    chunks = bucket.chunk(rest.members(), plan.batch_size)
+    yield from zip(keys, chunks, strict=True)
 
 
 def metadata_side_inputs(
