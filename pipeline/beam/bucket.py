@@ -1,7 +1,11 @@
-"""Beam wrapper of bucketing: `FormBatches`, valid blocks -> keyed batches.
+"""Beam wrappers of bucketing: valid blocks -> batches.
 
-Place in the flow: validate -> **bucket** -> features. Boundaries, plans and
-the length -> bucket map are `pipeline.stages.bucket`'s.
+Place in the flow: validate -> **bucket** -> features. `FormBatches` groups
+the records by sub-bucket and forms keyed batches (the transform's own
+output); the job instead places every record straight into its batch and
+shard (`PlaceRecords`), from ranks computed on light blocks: the records are
+grouped once (with their ranks, by chunk) before the shard step, not twice.
+Boundaries, plans and the length -> bucket map are `pipeline.stages.bucket`'s.
 """
 
 from __future__ import annotations
@@ -9,7 +13,8 @@ from __future__ import annotations
 import apache_beam as beam
 import numpy as np
 
-from pipeline.stages import blocks
+from pipeline.beam.validate import ERRORS, DuplicateDropper, without_duplicates
+from pipeline.stages import blocks, output
 from pipeline.stages.blocks import Block
 from pipeline.stages.bucket import assign_buckets, batch_keys, chunk, subkeys
 
@@ -117,6 +122,161 @@ class _ChunkDoFn(beam.DoFn):
         if full < len(block):
             rest = block.take(np.arange(full, len(block)))
             yield beam.pvalue.TaggedOutput(REMAINDER, (b, rest))
+
+
+class PlaceRecords(beam.PTransform):
+    """Valid blocks, one per validated chunk, duplicate ids not yet dropped ->
+    `(shard, (batch_key, members))` pieces of the batches `FormBatches` forms
+    (a batch may come in several pieces: `shards.WriteShards` joins them),
+    and `ERRORS` (`duplicate_id` dead letters).
+
+    Each record's rank in its `(bucket, sub)` key, in position order, is
+    computed from the light blocks (positions only: `_key_positions`,
+    `_ranks_in_key`) and joined with its chunk's records by chunk (its
+    smallest position, `chunk_id`): a record of rank r < the key's full
+    batches is in batch `(bucket, 0, sub, r // B)`, placed in that batch's
+    shard at once; the key's last records (its remainder) are pooled per
+    bucket as in `FormBatches`. So the records are grouped twice (with their
+    ranks, then by shard), where forming batches first takes three groupings
+    (wait for the plan, by sub-bucket, by shard), each moving every record.
+
+    Args:
+      light: The chunks' light blocks (`validate.LIGHT`).
+      plan: Singleton `BucketPlan`.
+      ranks: Singleton `{batch_key: rank}` (`BatchRanks`).
+      num_shards: N.
+      duplicates: `validate.FindDuplicateIds`' output, or None (no id feature).
+      files, policy: As `validate.DropDuplicateIds`'.
+    """
+
+    def __init__(
+        self, light, plan, ranks, num_shards, duplicates=None, files=(), policy=None
+    ):
+        super().__init__()
+        self._light, self._plan, self._ranks = light, plan, ranks
+        self._n, self._duplicates = num_shards, duplicates
+        self._files, self._policy = tuple(files), policy
+
+    def expand(self, valid):
+        plan = beam.pvalue.AsSingleton(self._plan)
+        ranks = beam.pvalue.AsSingleton(self._ranks)
+        n = self._n
+        dups = {}
+        if self._duplicates is not None:
+            dups = {"duplicates": beam.pvalue.AsDict(self._duplicates)}
+        in_key = (
+            self._light
+            | "KeyPositions" >> beam.FlatMap(_key_positions, plan=plan, **dups)
+            | "GroupKeyPositions" >> beam.GroupByKey()
+            | "RanksInKey" >> beam.FlatMap(_ranks_in_key)
+        )
+        by_chunk = valid | "ByChunk" >> beam.Map(lambda block: (chunk_id(block), block))
+        placed = (
+            {_RECORDS: by_chunk, _RANKS: in_key}
+            | "WithRanks" >> beam.CoGroupByKey()
+            | "Place"
+            >> beam.ParDo(
+                _PlaceDoFn(n, self._files, self._policy), plan=plan, ranks=ranks,
+                **dups,
+            ).with_outputs(ERRORS, REMAINDER, main="placed")
+        )  # fmt: skip
+        rest = (
+            placed[REMAINDER]
+            | "GroupRemainders" >> beam.GroupByKey()
+            | "ChunkRemainders" >> beam.FlatMap(_chunk_remainder, plan=plan)
+            | "RemaindersToShard"
+            >> beam.Map(lambda batch, ranks: (_shard(batch[0], ranks, n), batch),
+                        ranks=ranks)
+        )  # fmt: skip
+        return {
+            "placed": (placed.placed, rest) | "AllPlaced" >> beam.Flatten(),
+            ERRORS: placed[ERRORS],
+        }
+
+
+_RECORDS, _RANKS = "records", "ranks"
+
+
+def chunk_id(block) -> tuple[int, int]:
+    """The smallest position of a chunk's block, before duplicate ids are
+    dropped: what joins the chunk's records with their ranks (each record is
+    in one chunk, so no two chunks share it)."""
+    p = np.asarray(block.positions, np.int64).reshape(-1, 2)
+    first = np.lexsort((p[:, 1], p[:, 0]))[0]
+    return int(p[first, 0]), int(p[first, 1])
+
+
+def _key_positions(light, plan, duplicates=None):
+    """A chunk's light block -> `((bucket, sub), (chunk id, positions [k, 2]))`
+    per key present, duplicates dropped (as `_PlaceDoFn` drops them)."""
+    chunk_of = chunk_id(light)
+    if duplicates:
+        light = without_duplicates(light, duplicates)
+    keys, width = _sub_bucket_keys(light, plan)
+    for key, index in blocks.by_key(keys):
+        yield (key // width, key % width), (chunk_of, light.positions[index])
+
+
+def _ranks_in_key(item):
+    """`(key, [(chunk id, positions)])` -> `(chunk id, (key, ranks, n))` per
+    chunk: the rank of each of the chunk's records among the key's `n` records
+    in position order (positions are unique), in the chunk's order."""
+    key, parts = item
+    parts = list(parts)
+    positions = np.concatenate([p for _, p in parts]).reshape(-1, 2)
+    order = np.lexsort((positions[:, 1], positions[:, 0]))
+    ranks = np.empty(len(order), np.int64)
+    ranks[order] = np.arange(len(order))
+    at = 0
+    for chunk_of, p in parts:
+        yield chunk_of, (key, ranks[at : at + len(p)], len(order))
+        at += len(p)
+
+
+def _shard(batch_key, ranks, n: int) -> int:
+    return output.shard_of(ranks[batch_key], n)
+
+
+class _PlaceDoFn(beam.DoFn):
+    """`(chunk id, {records: [block], ranks: [(key, ranks, n)]})` -> pieces
+    (see `PlaceRecords`)."""
+
+    def __init__(self, num_shards, files, policy):
+        self._n = num_shards
+        self._dropper = DuplicateDropper(files, policy)
+
+    def teardown(self):
+        self._dropper.close()
+
+    def process(self, item, plan, ranks, duplicates=None):
+        chunk_of, joined = item
+        (block,) = joined[_RECORDS]  # one block per validated chunk
+        if duplicates:
+            block, errors = self._dropper.split(block, duplicates)
+            for error in errors:
+                yield beam.pvalue.TaggedOutput(ERRORS, error)
+            if block is None:
+                return
+        in_key = {tuple(key): (r, n) for key, r, n in joined[_RANKS]}
+        keys, width = _sub_bucket_keys(block, plan)
+        size = plan.batch_size
+        for key, index in blocks.by_key(keys):
+            b, sub = key // width, key % width
+            rank, n = in_key[(b, sub)]
+            if len(rank) != len(index):  # both sides drop the same duplicates
+                raise RuntimeError(
+                    f"chunk {chunk_of}, key {(b, sub)}: {len(index)} records but "
+                    f"{len(rank)} ranks (a bug)"
+                )
+            full = n - n % size
+            batch = np.where(rank < full, rank // size, -1)
+            for i, part in blocks.by_key(batch):
+                members = block.take(index[part])
+                if i < 0:  # the key's remainder, pooled per bucket
+                    yield beam.pvalue.TaggedOutput(REMAINDER, (b, members))
+                    continue
+                batch_key = (b, 0, sub, i)
+                yield _shard(batch_key, ranks, self._n), (batch_key, members.members())
 
 
 def _chunk_remainder(item, plan):

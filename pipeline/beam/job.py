@@ -63,9 +63,12 @@ class MaterializeSequenceFeatures(beam.PTransform):
     byte offset where their batch is computed (`refs`), so the shuffles move
     40 bytes per record.
     The plan and the batches' ranks are computed from light blocks
-    (positions and lengths, `validate.LIGHT`): the records themselves wait
-    once (for the duplicate ids and the plan) and are grouped once per
-    sub-bucket and once per shard.
+    (positions and lengths, `validate.LIGHT`). Writing dynamic batches into
+    `shards` from chunks, each record's rank in its bucket comes from them
+    too, so the records are grouped twice: with their ranks (by chunk), then
+    by shard (`bucket.PlaceRecords`). Otherwise they wait once (for the
+    duplicate ids and the plan) and are grouped once per sub-bucket and once
+    per shard.
     With `shards` (a `shards.ShardTarget`) the batches are computed where
     their shard is written (`shards.WriteShards`): the dict then has "shards"
     (one `(index, entry, totals, shapes)` per shard) instead of "batches".
@@ -137,16 +140,24 @@ class MaterializeSequenceFeatures(beam.PTransform):
         )
         valid = checked[validate.VALID]  # blocks.Block per chunk
         errors = checked[validate.ERRORS]
-        light = checked[validate.LIGHT]  # positions and lengths only
+        light = chunk_light = checked[validate.LIGHT]  # positions and lengths only
+        # Dynamic batches into shards: records placed straight into their
+        # batch and shard (`bucket.PlaceRecords`, which drops duplicate ids
+        # too); chunks (ReadRecords') give each record a unique position.
+        place = self._shards is not None and not self._static and self._chunked
+        duplicates = None
         if record_spec.id_feature is not None:
             duplicates = checked[validate.IDS] | "FindDuplicateIds" >> (
                 validate.FindDuplicateIds()
             )
-            deduped = valid | "DropDuplicateIds" >> validate.DropDuplicateIds(
-                duplicates, self._files, self._policy
-            )
-            valid = deduped[validate.VALID]
-            errors = (errors, deduped[validate.ERRORS]) | "AllInvalid" >> beam.Flatten()
+            if not place:
+                deduped = valid | "DropDuplicateIds" >> validate.DropDuplicateIds(
+                    duplicates, self._files, self._policy
+                )
+                valid = deduped[validate.VALID]
+                errors = (errors, deduped[validate.ERRORS]) | "AllInvalid" >> (
+                    beam.Flatten()
+                )
             light = light | "LightWithoutDuplicates" >> beam.Map(
                 validate.without_duplicates,
                 duplicates=beam.pvalue.AsDict(duplicates),
@@ -186,8 +197,18 @@ class MaterializeSequenceFeatures(beam.PTransform):
                 formed["ranks"],
             )
         else:
-            formed = valid | "FormBatches" >> bucket.FormBatches(plan)
             ranks = light | "BatchRanks" >> bucket.BatchRanks(plan)
+            if place:
+                placed = valid | "PlaceRecords" >> bucket.PlaceRecords(
+                    chunk_light, plan, ranks, self._shards.num_shards,
+                    duplicates, self._files, self._policy,
+                )  # fmt: skip
+                formed, ranks = placed["placed"], None
+                errors = (errors, placed[validate.ERRORS]) | "AllInvalid" >> (
+                    beam.Flatten()
+                )
+            else:
+                formed = valid | "FormBatches" >> bucket.FormBatches(plan)
         out = {
             "errors": errors,
             "plan": plan,

@@ -65,24 +65,28 @@ class WriteShards(beam.PTransform):
       ranks: A singleton `{batch_key: rank}` of every batch, known before the
         batches are formed (`bucket.BatchRanks`, `static_shapes.
         FormStaticBatches`), so the formed batches go straight to their shard
-        (a runner need not hold them all once more to rank their keys).
+        (a runner need not hold them all once more to rank their keys); or
+        None: the input is already placed, `(shard, (batch_key, members))`,
+        a batch possibly in several pieces (`bucket.PlaceRecords`), joined
+        here in position order.
     """
 
     def __init__(
-        self, directory: str, num_shards: int, compression: str, features, ranks
+        self, directory: str, num_shards: int, compression: str, features, ranks=None
     ):
         super().__init__()
         self._directory, self._num_shards = directory, num_shards
         self._compression, self._features = compression, features
         self._ranks = ranks
 
-    def expand(self, formed):  # (batch_key, members)
+    def expand(self, formed):  # (batch_key, members), or placed: (shard, that)
         n = self._num_shards
-        ranks = self._ranks
-        assigned = formed | "ToShard" >> beam.Map(
-            lambda batch, ranks: (output.shard_of(ranks[batch[0]], n), batch),
-            ranks=beam.pvalue.AsSingleton(ranks),
-        )
+        assigned = formed
+        if self._ranks is not None:
+            assigned = formed | "ToShard" >> beam.Map(
+                lambda batch, ranks: (output.shard_of(ranks[batch[0]], n), batch),
+                ranks=beam.pvalue.AsSingleton(self._ranks),
+            )
         every_shard = (  # empty shards are files too
             formed.pipeline
             | "ShardIndices" >> beam.Create([(i, None) for i in range(n)])
@@ -155,6 +159,28 @@ def groups(batches: list, limit: int = GROUP_RECORDS) -> list[list]:
             out.append([batch])
             size = len(batch[1])
     return out
+
+
+def joined_pieces(pieces) -> list[tuple]:
+    """`(batch_key, members)` pieces -> one `(batch_key, members)` per batch,
+    in key order. A batch in one piece keeps its order (static remainder
+    batches are not in position order); one in several (`bucket.PlaceRecords`:
+    a piece per chunk holding its records) is in position order, as
+    `FormBatches` forms it."""
+    by_key = collections.defaultdict(list)
+    for key, members in pieces:
+        by_key[key].append(members)
+    batches = []
+    for key in sorted(by_key):
+        parts = by_key[key]
+        if len(parts) > 1:
+            parts = [sorted((m for part in parts for m in part), key=_position)]
+        batches.append((key, parts[0]))
+    return batches
+
+
+def _position(member) -> tuple:
+    return member[0]
 
 
 def ragged_slice(values, row_lengths: np.ndarray, start: int, stop: int):
@@ -239,8 +265,8 @@ class _WriteShardDoFn(beam.DoFn):
             at = stop
 
     def process(self, item):
-        index, batches = item
-        batches = sorted((b for b in batches if b is not None), key=lambda b: b[0])
+        index, pieces = item
+        batches = joined_pieces(p for p in pieces if p is not None)
         path = f"{self._directory}/{output.shard_file(index, self._n)}"
         tmp = output.temporary_path(path)
         gzip = self._compression == "gzip"

@@ -208,7 +208,7 @@ class DropDuplicateIds(beam.PTransform):
     ):
         super().__init__()
         self._duplicates, self._files = duplicates, tuple(files)
-        self._policy = policy or Policy()  # by-reference duplicates: re-applied
+        self._policy = policy  # by-reference duplicates: re-applied
 
     def expand(self, valid):  # Blocks -> valid | errors
         return valid | "Drop" >> beam.ParDo(
@@ -217,36 +217,54 @@ class DropDuplicateIds(beam.PTransform):
         ).with_outputs(ERRORS, main=VALID)
 
 
-class _DropDuplicatesDoFn(beam.DoFn):
-    def __init__(self, files, policy):
-        self._files, self._policy = files, policy
+class DuplicateDropper:
+    """Drops the records of a block at the positions of `FindDuplicateIds`'
+    output, as `duplicate_id` dead letters (by-reference members read back
+    first: dead letters keep their bytes; duplicates are few, so they are read
+    one by one). Used where the blocks are (`DropDuplicateIds`, and
+    `bucket.PlaceRecords`, which drops them where it places the records)."""
+
+    def __init__(self, files: Sequence[str] = (), policy: Policy | None = None):
+        self._files, self._policy = tuple(files), policy or Policy()
         self._fetcher = None
 
     def _with_bytes(self, member):
-        """A member of a by-reference block with its bytes (dead letters keep
-        them; duplicates are few, so they are read here, one by one)."""
         if not isinstance(member[2], tuple):
             return member
         if self._fetcher is None:
             self._fetcher = refs.RecordFetcher(self._files, self._policy)
         return self._fetcher.fill([member])[0]
 
-    def teardown(self):
-        if self._fetcher is not None:
-            self._fetcher.close()
-
-    def process(self, block, duplicates):
+    def split(self, block: Block, duplicates) -> tuple[Block | None, list]:
+        """`(block without the duplicates or None if none is left, their
+        dead letters)`."""
         found = duplicate_mask(block, duplicates)
         if not found.any():
-            yield block
-            return
+            return block, []
         counter = Metrics.counter(NAMESPACE, f"errors_{Reason.DUPLICATE_ID.value}")
+        errors = []
         for member in block.take(found).members():
             member = self._with_bytes(member)
             ident, first = duplicates[member[0]]
             counter.inc()
-            yield beam.pvalue.TaggedOutput(
-                ERRORS, duplicate_error(member, ident, first, self._files)
-            )
-        if not found.all():
-            yield block.take(~found)
+            errors.append(duplicate_error(member, ident, first, self._files))
+        return (None if found.all() else block.take(~found)), errors
+
+    def close(self) -> None:
+        if self._fetcher is not None:
+            self._fetcher.close()
+
+
+class _DropDuplicatesDoFn(beam.DoFn):
+    def __init__(self, files, policy):
+        self._dropper = DuplicateDropper(files, policy)
+
+    def teardown(self):
+        self._dropper.close()
+
+    def process(self, block, duplicates):
+        kept, errors = self._dropper.split(block, duplicates)
+        for error in errors:
+            yield beam.pvalue.TaggedOutput(ERRORS, error)
+        if kept is not None:
+            yield kept

@@ -237,3 +237,84 @@ def test_batch_keys_pool_remainders_per_bucket():
     keys = bucket.batch_keys({(0, 0): 9, (0, 1): 3, (1, 0): 4}, 4)
     assert keys == [(0, 0, 0, 0), (0, 0, 0, 1), (0, 1, 0, 0), (1, 0, 0, 0)]
     assert bucket.batch_keys({(0, 0): 3, (0, 1): 3}, 4) == [(0, 1, 0, 0), (0, 1, 0, 1)]
+
+
+def test_placed_records_form_the_same_batches():
+    """`PlaceRecords` (ranks from light blocks, records grouped by chunk, then
+    by shard) gives, once each batch's pieces are joined, exactly the batches
+    of `FormBatches` on the deduplicated blocks, each in the shard its rank
+    names; duplicate ids become dead letters on the way, by-reference too."""
+    import apache_beam as beam
+    from apache_beam.testing.test_pipeline import TestPipeline
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from pipeline.beam import runner, shards
+    from pipeline.beam import validate as beam_validate
+    from pipeline.stages import output
+
+    plan = bucket.BucketPlan(
+        boundaries=(3, 6), batch_size=4, subkeys=(2, 3, 1), estimated_efficiency=1.0
+    )
+    rng = np.random.default_rng(2)
+    members = [
+        ((f, i), int(rng.integers(1, 10)), b"%d-%d" % (f, i))
+        for f in range(3)
+        for i in range(70)
+    ]
+    # Chunks of unequal sizes, not in position order; two later duplicates.
+    cuts = [0, 5, 23, 24, 51, 90, 133, 170, 210]
+    chunks = [members[a:b] for a, b in zip(cuts, cuts[1:], strict=False)][::-1]
+    duplicates = {(1, 3): (b"x", (0, 2)), (2, 69): (b"y", (0, 7))}
+    kept = [m for m in members if m[0] not in duplicates]
+    num_shards = 3
+
+    def check_placed(got):
+        (placed, formed, ranks) = got
+        assert {k for k, _ in formed} == set(ranks)
+        by_shard = {}
+        for shard, piece in placed:
+            by_shard.setdefault(shard, []).append(piece)
+        pieces_of = collections.Counter(piece[0] for _, piece in placed)
+        assert max(pieces_of.values()) > 1  # batches across chunks were joined
+        joined = {}
+        for shard, pieces in by_shard.items():
+            for key, batch in shards.joined_pieces(pieces):
+                assert shard == output.shard_of(ranks[key], num_shards)
+                joined[key] = batch
+        assert joined == {key: list(batch) for key, batch in formed}
+
+    options = beam.options.pipeline_options.PipelineOptions()
+    with TestPipeline(runner=runner.make_runner(options)) as p:
+        plan_pc = p | "Plan" >> beam.Create([plan])
+        valid = p | "Blocks" >> beam.Create([Block.of(c) for c in chunks])
+        dups = p | "Duplicates" >> beam.Create(sorted(duplicates.items()))
+        light = valid | "Light" >> beam.Map(lambda b: Block(b.positions, b.lengths))
+        deduped_light = light | "LightDeduped" >> beam.Map(
+            beam_validate.without_duplicates, duplicates=beam.pvalue.AsDict(dups)
+        )
+        ranks = deduped_light | "Ranks" >> beam_bucket.BatchRanks(plan_pc)
+        placed = valid | "Place" >> beam_bucket.PlaceRecords(
+            light, plan_pc, ranks, num_shards, dups
+        )
+        formed = (
+            p
+            | "Kept"
+            >> beam.Create([Block.of(kept[i : i + 9]) for i in range(0, len(kept), 9)])
+            | "Form" >> beam_bucket.FormBatches(plan_pc)
+        )
+        got = (
+            p
+            | "Seed" >> beam.Create([None])
+            | "Gather"
+            >> beam.Map(
+                lambda _, a, b, r: (a, b, r),
+                a=beam.pvalue.AsList(placed["placed"]),
+                b=beam.pvalue.AsList(formed),
+                r=beam.pvalue.AsSingleton(ranks),
+            )
+        )
+        assert_that(got, lambda out: check_placed(out[0]))
+        errors = placed[beam_validate.ERRORS] | "ErrorPositions" >> beam.Map(
+            lambda e: tuple(e.position)
+        )
+        assert_that(errors, equal_to(sorted(duplicates)), label="Errors")
