@@ -243,7 +243,8 @@ def test_placed_records_form_the_same_batches():
     """`PlaceRecords` (ranks from light blocks, records grouped by chunk, then
     by shard) gives, once each batch's pieces are joined, exactly the batches
     of `FormBatches` on the deduplicated blocks, each in the shard its rank
-    names; duplicate ids become dead letters on the way, by-reference too."""
+    names; duplicate ids become dead letters on the way (records by reference:
+    the engines' catalog tests, tests/pipeline/test_driver_bad_inputs.py)."""
     import apache_beam as beam
     from apache_beam.testing.test_pipeline import TestPipeline
     from apache_beam.testing.util import assert_that, equal_to
