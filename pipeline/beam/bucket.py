@@ -10,6 +10,8 @@ Boundaries, plans and the length -> bucket map are `pipeline.stages.bucket`'s.
 
 from __future__ import annotations
 
+import collections
+
 import apache_beam as beam
 import numpy as np
 
@@ -126,13 +128,14 @@ class _ChunkDoFn(beam.DoFn):
 
 class PlaceRecords(beam.PTransform):
     """Valid blocks, one per validated chunk, duplicate ids not yet dropped ->
-    `(shard, (batch_key, members))` pieces of the batches `FormBatches` forms
-    (a batch may come in several pieces: `shards.WriteShards` joins them),
-    and `ERRORS` (`duplicate_id` dead letters).
+    `(shard, [(batch_key, members)])`: pieces of the batches `FormBatches`
+    forms (a batch may come in several pieces: `shards.WriteShards` joins
+    them), a chunk's for one shard in one element (Beam's cost is per
+    element); and `ERRORS` (`duplicate_id` dead letters).
 
     Each record's rank in its `(bucket, sub)` key, in position order, is
-    computed from the light blocks (positions only: `_key_positions`,
-    `_ranks_in_key`) and joined with its chunk's records by chunk (its
+    computed from the light blocks (keys and positions only: `_key_positions`,
+    `_ranks_in_group`) and joined with its chunk's records by chunk (its
     smallest position, `chunk_id`): a record of rank r < the key's full
     batches is in batch `(bucket, 0, sub, r // B)`, placed in that batch's
     shard at once; the key's last records (its remainder) are pooled per
@@ -168,7 +171,7 @@ class PlaceRecords(beam.PTransform):
             self._light
             | "KeyPositions" >> beam.FlatMap(_key_positions, plan=plan, **dups)
             | "GroupKeyPositions" >> beam.GroupByKey()
-            | "RanksInKey" >> beam.FlatMap(_ranks_in_key)
+            | "RanksInKey" >> beam.FlatMap(_ranks_in_group)
         )
         by_chunk = valid | "ByChunk" >> beam.Map(lambda block: (chunk_id(block), block))
         placed = (
@@ -185,7 +188,7 @@ class PlaceRecords(beam.PTransform):
             | "GroupRemainders" >> beam.GroupByKey()
             | "ChunkRemainders" >> beam.FlatMap(_chunk_remainder, plan=plan)
             | "RemaindersToShard"
-            >> beam.Map(lambda batch, ranks: (_shard(batch[0], ranks, n), batch),
+            >> beam.Map(lambda batch, ranks: (_shard(batch[0], ranks, n), [batch]),
                         ranks=ranks)
         )  # fmt: skip
         return {
@@ -206,31 +209,50 @@ def chunk_id(block) -> tuple[int, int]:
     return int(p[first, 0]), int(p[first, 1])
 
 
+# Groups the light blocks' keys are spread over to rank records in their key
+# (by key % RANK_GROUPS): a chunk sends one element per group, not one per key
+# (Beam's cost is per element), and a group holds 1/RANK_GROUPS of the
+# positions (24 bytes a record).
+RANK_GROUPS = 16
+
+
 def _key_positions(light, plan, duplicates=None):
-    """A chunk's light block -> `((bucket, sub), (chunk id, positions [k, 2]))`
-    per key present, duplicates dropped (as `_PlaceDoFn` drops them)."""
+    """A chunk's light block -> `(group, (chunk id, keys [k], positions [k,
+    2]))` per rank group present: each record's `_sub_bucket_keys` key and
+    position, in the block's order, duplicates dropped (as `_PlaceDoFn` drops
+    them)."""
     chunk_of = chunk_id(light)
     if duplicates:
         light = without_duplicates(light, duplicates)
-    keys, width = _sub_bucket_keys(light, plan)
-    for key, index in blocks.by_key(keys):
-        yield (key // width, key % width), (chunk_of, light.positions[index])
+    keys, _ = _sub_bucket_keys(light, plan)
+    for group, index in blocks.by_key(keys % RANK_GROUPS):
+        yield group, (chunk_of, keys[index], light.positions[index])
 
 
-def _ranks_in_key(item):
-    """`(key, [(chunk id, positions)])` -> `(chunk id, (key, ranks, n))` per
-    chunk: the rank of each of the chunk's records among the key's `n` records
-    in position order (positions are unique), in the chunk's order."""
-    key, parts = item
+def _ranks_in_group(item):
+    """`(group, [(chunk id, keys, positions)])` -> `(chunk id, (keys, ranks,
+    totals))` per chunk: each record's rank among its key's records in
+    position order (positions are unique) and its key's total, aligned with
+    the chunk's keys (in the chunk's order)."""
+    _, parts = item
     parts = list(parts)
-    positions = np.concatenate([p for _, p in parts]).reshape(-1, 2)
-    order = np.lexsort((positions[:, 1], positions[:, 0]))
+    keys = np.concatenate([k for _, k, _ in parts])
+    positions = np.concatenate([p for _, _, p in parts]).reshape(-1, 2)
+    order = np.lexsort((positions[:, 1], positions[:, 0], keys))
+    sorted_keys = keys[order]
+    present, first, totals = np.unique(
+        sorted_keys, return_index=True, return_counts=True
+    )
+    at = np.searchsorted(present, sorted_keys)
     ranks = np.empty(len(order), np.int64)
-    ranks[order] = np.arange(len(order))
-    at = 0
-    for chunk_of, p in parts:
-        yield chunk_of, (key, ranks[at : at + len(p)], len(order))
-        at += len(p)
+    ranks[order] = np.arange(len(order)) - first[at]
+    total = np.empty(len(order), np.int64)
+    total[order] = totals[at]
+    start = 0
+    for chunk_of, k, _ in parts:
+        stop = start + len(k)
+        yield chunk_of, (k, ranks[start:stop], total[start:stop])
+        start = stop
 
 
 def _shard(batch_key, ranks, n: int) -> int:
@@ -238,8 +260,8 @@ def _shard(batch_key, ranks, n: int) -> int:
 
 
 class _PlaceDoFn(beam.DoFn):
-    """`(chunk id, {records: [block], ranks: [(key, ranks, n)]})` -> pieces
-    (see `PlaceRecords`)."""
+    """`(chunk id, {records: [block], ranks: [(keys, ranks, totals)]})` ->
+    pieces (see `PlaceRecords`)."""
 
     def __init__(self, num_shards, files, policy):
         self._n = num_shards
@@ -257,17 +279,24 @@ class _PlaceDoFn(beam.DoFn):
                 yield beam.pvalue.TaggedOutput(ERRORS, error)
             if block is None:
                 return
-        in_key = {tuple(key): (r, n) for key, r, n in joined[_RANKS]}
+        # One part per rank group, each in the chunk's order.
+        parts = list(joined[_RANKS]) or [(np.zeros(0, np.int64),) * 3]
+        rank_keys, rank_of, total_of = (
+            np.concatenate(a) for a in zip(*parts, strict=True)
+        )
         keys, width = _sub_bucket_keys(block, plan)
         size = plan.batch_size
+        to_shard = collections.defaultdict(list)  # one element per shard
+        expected = dict(blocks.by_key(rank_keys))
         for key, index in blocks.by_key(keys):
             b, sub = key // width, key % width
-            rank, n = in_key[(b, sub)]
-            if len(rank) != len(index):  # both sides drop the same duplicates
+            at = expected.get(key, np.zeros(0, np.int64))
+            if len(at) != len(index):  # both sides drop the same duplicates
                 raise RuntimeError(
                     f"chunk {chunk_of}, key {(b, sub)}: {len(index)} records but "
-                    f"{len(rank)} ranks (a bug)"
+                    f"{len(at)} ranks (a bug)"
                 )
+            rank, n = rank_of[at], int(total_of[at[0]])
             full = n - n % size
             batch = np.where(rank < full, rank // size, -1)
             for i, part in blocks.by_key(batch):
@@ -276,7 +305,10 @@ class _PlaceDoFn(beam.DoFn):
                     yield beam.pvalue.TaggedOutput(REMAINDER, (b, members))
                     continue
                 batch_key = (b, 0, sub, i)
-                yield _shard(batch_key, ranks, self._n), (batch_key, members.members())
+                to_shard[_shard(batch_key, ranks, self._n)].append(
+                    (batch_key, members.members())
+                )
+        yield from to_shard.items()
 
 
 def _chunk_remainder(item, plan):

@@ -32,6 +32,7 @@ one record), made in memory (`ram://`).
 from __future__ import annotations
 
 import collections
+import itertools
 import uuid
 from collections.abc import Sequence
 
@@ -66,7 +67,7 @@ class WriteShards(beam.PTransform):
         batches are formed (`bucket.BatchRanks`, `static_shapes.
         FormStaticBatches`), so the formed batches go straight to their shard
         (a runner need not hold them all once more to rank their keys); or
-        None: the input is already placed, `(shard, (batch_key, members))`,
+        None: the input is already placed, `(shard, [(batch_key, members)])`,
         a batch possibly in several pieces (`bucket.PlaceRecords`), joined
         here in position order.
     """
@@ -84,7 +85,7 @@ class WriteShards(beam.PTransform):
         assigned = formed
         if self._ranks is not None:
             assigned = formed | "ToShard" >> beam.Map(
-                lambda batch, ranks: (output.shard_of(ranks[batch[0]], n), batch),
+                lambda batch, ranks: (output.shard_of(ranks[batch[0]], n), [batch]),
                 ranks=beam.pvalue.AsSingleton(self._ranks),
             )
         every_shard = (  # empty shards are files too
@@ -162,13 +163,13 @@ def groups(batches: list, limit: int = GROUP_RECORDS) -> list[list]:
 
 
 def joined_pieces(pieces) -> list[tuple]:
-    """`(batch_key, members)` pieces -> one `(batch_key, members)` per batch,
-    in key order. A batch in one piece keeps its order (static remainder
-    batches are not in position order); one in several (`bucket.PlaceRecords`:
-    a piece per chunk holding its records) is in position order, as
-    `FormBatches` forms it."""
+    """Lists of `(batch_key, members)` pieces -> one `(batch_key, members)`
+    per batch, in key order. A batch in one piece keeps its order (static
+    remainder batches are not in position order); one in several
+    (`bucket.PlaceRecords`: a piece per chunk holding its records) is in
+    position order, as `FormBatches` forms it."""
     by_key = collections.defaultdict(list)
-    for key, members in pieces:
+    for key, members in itertools.chain.from_iterable(pieces):
         by_key[key].append(members)
     batches = []
     for key in sorted(by_key):
@@ -215,7 +216,7 @@ def _abandon(writer, tmp: str) -> None:
 
 
 class _WriteShardDoFn(beam.DoFn):
-    """(shard index, [(batch_key, members) | None]) -> the shard file and its
+    """(shard index, [[(batch_key, members)] | None]) -> the shard file and its
     counts (see `WriteShards`)."""
 
     def __init__(self, directory, num_shards, compression, features: ShardFeatures):

@@ -60,10 +60,17 @@ def writer(directory, weights, compression="none", files=(), n=1, static=False):
     return do_fn
 
 
+def grouped(item):
+    """`(shard, [batch | None])` as the shard step gets it: each batch a list
+    of pieces (here one), None the empty shard's seed."""
+    index, batches = item
+    return index, [None if b is None else [b] for b in batches]
+
+
 def main_outputs(do_fn, item):
     """The shard's info and the examples of each batch written (after the
     WRITTEN 0 that starts the progress clock)."""
-    outs = list(do_fn.process(item))
+    outs = list(do_fn.process(grouped(item)))
     written = [o.value for o in outs if hasattr(o, "tag")]
     (info,) = [o for o in outs if not hasattr(o, "tag")]
     assert written[0] == 0
@@ -169,7 +176,7 @@ def test_a_failed_attempt_leaves_no_partial_shard(tmp_path, records, weights):
     lengths = lengths_of(records)
     batches = batches_of(records, lengths, records, [16, 16, 8])
     do_fn = writer(tmp_path, weights)
-    outputs = do_fn.process((0, batches))
+    outputs = do_fn.process(grouped((0, batches)))
     next(outputs)  # the shard started (WRITTEN 0, for the progress clock)
     next(outputs)  # the first batch written (its WRITTEN count)...
     with pytest.raises(RuntimeError, match="worker lost"):

@@ -273,9 +273,11 @@ def test_placed_records_form_the_same_batches():
         (placed, formed, ranks) = got
         assert {k for k, _ in formed} == set(ranks)
         by_shard = {}
-        for shard, piece in placed:
-            by_shard.setdefault(shard, []).append(piece)
-        pieces_of = collections.Counter(piece[0] for _, piece in placed)
+        for shard, pieces in placed:
+            by_shard.setdefault(shard, []).append(pieces)
+        pieces_of = collections.Counter(
+            key for _, pieces in placed for key, _ in pieces
+        )
         assert max(pieces_of.values()) > 1  # batches across chunks were joined
         joined = {}
         for shard, pieces in by_shard.items():
