@@ -82,7 +82,7 @@ class RecordMaker:
         }
         ids = None
         if self.id_feature is not None and example_id is not None:
-            ids = [bytes(v) for v in example_id.tolist()]
+            ids = list(map(bytes, example_id.tolist()))
         blocks = batch_format.padded_blocks(runs, t, self.depth)
         pieces = batch_format.record_pieces(
             (b, t, self.depth), lengths, ctx, ids, blocks
