@@ -18,6 +18,7 @@ Framing: uint64 length, uint32 masked_crc32c(length), data, uint32 masked_crc32c
 
 from __future__ import annotations
 
+import functools
 import glob as _glob
 import io
 import os
@@ -57,6 +58,13 @@ def masked_crc32c(data: bytes) -> int:
 
 def _mask(crc: int) -> int:
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _length_crc(length: int) -> int:
+    """The masked CRC of a length header's 8 bytes (they are `length`'s, so
+    a reader checks a header by its value: records share a few lengths)."""
+    return masked_crc32c(struct.pack("<Q", length))
 
 
 def frame(pieces: list, nbytes: int | None = None) -> tuple[bytes, bytes]:
@@ -269,6 +277,7 @@ def iter_located(f: BinaryIO) -> Iterator[tuple[int, int, bytes | ReadError]]:
     """
     buf = _Buffer(f)
     offset, index = 0, 0
+    unpack_crc = CRC.unpack_from
     while True:
         # Fast path: the healthy records already in the buffer, in one loop with
         # no reads (anything else, a read or damage, is the general path below).
@@ -281,9 +290,11 @@ def iter_located(f: BinaryIO) -> Iterator[tuple[int, int, bytes | ReadError]]:
             if end > held:
                 break
             record = data[pos + 12 : end - 4]
+            crc = _crc32c(record)
             if (
-                masked_crc32c(data[pos : pos + 8]) != length_crc
-                or masked_crc32c(record) != CRC.unpack_from(data, end - 4)[0]
+                _length_crc(length) != length_crc
+                or (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+                != unpack_crc(data, end - 4)[0]
             ):
                 short = False
                 break
