@@ -58,7 +58,10 @@ class OpenBatch:
         `rows`: sum(lengths), if the caller has it (`BatchAssigner`: one
         cumulative sum a chunk, not one a call)."""
         total = int(lengths.sum()) if rows is None else rows
-        if self._block is not None and total <= len(self._block) - self._used:
+        if self._block is None:  # a new batch: the block its first example takes
+            self._block, self._used = blocks.get(int(lengths[0])), 0
+            self._taken.append(self._block)
+        if total <= len(self._block) - self._used:
             # As a rule they fit in the block being filled: one run.
             fills = [(self._block, self._used, total)]
             self.parts.append((self._block, self._used, total, lengths))
