@@ -212,8 +212,8 @@ class BatchAssigner:
         order, spans = by_bucket(lengths, self._boundaries)
         lengths = lengths[order]
         taken = rows[order]
-        # Example i's steps: rows ends[i] - ends[i + 1] of the chunk's (sorted);
-        # its context values: v[at[i] : at[i + 1]] (Python ints: sliced often).
+        # Example i (sorted): ends[i + 1] - ends[i] steps; its context values
+        # v[at[i] : at[i + 1]] (Python ints: sliced once a batch a chunk).
         ends = [0, *np.cumsum(lengths).tolist()]
         context = []
         for name, (values, row_lengths) in decoded.context.items():

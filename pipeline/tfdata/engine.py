@@ -98,7 +98,8 @@ def _fewer_collections(run):
 
 class ShardWriter:
     """The shard files, written in the order batches are handed over by one
-    thread (file writes and CRCs release the GIL), here (`ShardFiles`) or, with
+    thread (file writes release the GIL; the CRC32C, over numpy views, holds
+    it: one pass a record, `RecordWriter`), here (`ShardFiles`) or, with
     `process`, through a writer process (`shard_files.WriterProcess`: the
     thread only sends each batch). Batch k goes to shard `output.shard_of(k)`.
     After `close`: what it wrote (`totals`, `entries`, `shapes`: {(B, T):
