@@ -130,18 +130,22 @@ def padded_blocks(
     row = 4 * depth
     zeros = _zeros(row * t)
     blocks = Pieces()
+    append = blocks.append
+    # A loop over Python ints: a batch's runs are short (a few examples
+    # each), where numpy's per-call cost (cumsum, flatnonzero) dominates.
     for rows, lengths in runs:
+        lengths = lengths.tolist()
         blocks.nbytes += row * t * len(lengths)
-        ends = np.cumsum(lengths)
-        start = 0
-        for k in np.flatnonzero(lengths < t).tolist():
-            end = int(ends[k])
-            if end > start:
-                blocks.append(rows[start:end])
-            blocks.append(zeros[: row * (t - int(lengths[k]))])
-            start = end
+        start = end = 0
+        for n in lengths:
+            end += n
+            if n < t:
+                if end > start:
+                    append(rows[start:end])
+                append(zeros[: row * (t - n)])
+                start = end
         if len(rows) > start:
-            blocks.append(rows[start:])
+            append(rows[start:])
     return blocks
 
 

@@ -10,6 +10,7 @@ is bisected to isolate the failing records, whose parser messages are returned.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping, Sequence
 
@@ -237,8 +238,14 @@ class Decoder:
         )
         return DecodedBatch(ok, errors, out, ids, ctx)
 
+    @functools.cached_property
+    def _parse_function(self):
+        """`parse`'s one trace, called directly (no per-call binding of the
+        argument to the signature in Python)."""
+        return self._parse.get_concrete_function()
+
     def _run(self, serialized):
-        out, ids, ctx = self._parse(tf.constant(list(serialized), tf.string))
+        out, ids, ctx = self._parse_function(tf.constant(list(serialized), tf.string))
         features = {
             key: (self._values(values), step_splits.numpy(), row_splits.numpy())
             for key, (values, step_splits, row_splits) in out.items()

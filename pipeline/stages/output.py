@@ -89,8 +89,8 @@ def shard_entry(index: int, num_shards: int, batches: int, examples: int) -> dic
 class RecordWriter:
     """A TFRecord file written record by record from pieces (`record_pieces`).
 
-    Local and uncompressed (POSIX): framed here (`tfrecord.frame`, CRC over the
-    pieces) and written with `os.writev`, so a record's bytes go from the
+    Local and uncompressed (POSIX): framed here (`tfrecord.frame_crc`, CRC over
+    the pieces, the file's CRC32C extended by it) and written with `os.writev`, so a record's bytes go from the
     batch's arrays to the file with no copy in between. Remote and
     uncompressed: framed here, written to a `fileio.open_write` object
     (uploaded by `close`). Gzip: `tf.io.TFRecordWriter` with the pieces joined
@@ -123,10 +123,14 @@ class RecordWriter:
             self._tf.write(record)
             return tfrecord.HEADER.size + len(record) + tfrecord.CRC.size
         pieces = pieces if isinstance(pieces, Pieces) else Pieces(pieces)
-        header, footer = tfrecord.frame(pieces, pieces.nbytes)
+        header, footer, crc = tfrecord.frame_crc(pieces, pieces.nbytes)
         nbytes = len(header) + pieces.nbytes + len(footer)
-        for piece in (header, *pieces, footer):
-            self._crc = google_crc32c.extend(self._crc, piece)
+        # The file's CRC32C from the record's (`frame_crc`): no second pass
+        # over the record's bytes.
+        self._crc = tfrecord.crc32c_combine(
+            google_crc32c.extend(self._crc, header), crc, pieces.nbytes
+        )
+        self._crc = google_crc32c.extend(self._crc, footer)
         self.nbytes += nbytes
         if self._stream is not None:
             for piece in (header, *pieces, footer):

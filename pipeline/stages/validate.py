@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import itertools
 from collections.abc import Hashable, Sequence
 from typing import NamedTuple
 
@@ -200,8 +201,12 @@ def check_batch(
                 )
         nonempty = np.flatnonzero(counts > 0)
         if len(nonempty):
-            pos = nonempty - row_splits[step_row[nonempty]]
-            np.maximum.at(eff[k], step_row[nonempty], pos + 1)
+            # A row's reference length: its last nonempty step + 1 (steps
+            # are in row order, positions increasing within a row; what
+            # np.maximum.at gave, without its per-element cost).
+            row = step_row[nonempty]
+            last = np.flatnonzero(np.append(row[1:] != row[:-1], True))
+            eff[k, row[last]] = nonempty[last] - row_splits[row[last]] + 1
 
     for weight_key, id_key in spec.weights.items():
         _check_weights(decoded, weight_key, id_key, m, mark)
@@ -389,11 +394,15 @@ def validate_decoded(
       InvalidRecordError: `policy.on_invalid == "fail"` and a record has NaN/Inf
         or an out-of-range id (the first such record of the chunk is named).
     """
+    # Per record, only C-level list building (zip, compress, map): the
+    # records of a chunk are, as a rule, all valid.
+    positions = [position for position, _ in chunk]
     originals = [data for _, data in chunk]
-    serialized = list(originals)
+    serialized = originals
     too_long: dict[int, str] = {}
     truncated: set[int] = set()
     if policy.max_length is not None:
+        serialized = list(originals)
         limit = policy.max_length
         for i, data in enumerate(originals):
             kept = apply_max_length(data, policy)
@@ -406,27 +415,42 @@ def validate_decoded(
                 serialized[i] = kept
                 truncated.add(i)
     keep = [i for i in range(len(chunk)) if i not in too_long]
-    decoded = decoder.decode([serialized[i] for i in keep])
-    lengths, problems = check_batch([serialized[i] for i in keep], decoded, spec)
+    if too_long:
+        serialized = [serialized[i] for i in keep]
+    decoded = decoder.decode(serialized)
+    lengths, problems = check_batch(serialized, decoded, spec)
     ids = [None] * len(keep)
     if decoded.ids is not None:
-        for row, ident in zip(
-            decoded.ok_rows.tolist(), decoded.ids.tolist(), strict=True
-        ):
-            ids[row] = bytes(ident)
-    valid, errors, valid_ids, valid_truncated = [], [], [], []
+        if len(decoded.ok_rows) == len(keep):  # every record parsed
+            ids = list(map(bytes, decoded.ids.tolist()))
+        else:
+            for row, ident in zip(
+                decoded.ok_rows.tolist(), decoded.ids.tolist(), strict=True
+            ):
+                ids[row] = bytes(ident)
     row_of = np.full(len(keep), -1, np.int64)
     row_of[decoded.ok_rows] = np.arange(len(decoded.ok_rows))
-    valid_rows = []
-    for k, i in enumerate(keep):
-        position = chunk[i][0]
-        if lengths[k] >= 0:
-            valid.append((position, int(lengths[k]), serialized[i]))
-            valid_ids.append(ids[k])
-            valid_rows.append(row_of[k])
-            if i in truncated:
-                valid_truncated.append(position)
-            continue
+    ok = lengths >= 0
+    kept_positions = positions if not too_long else [positions[i] for i in keep]
+    mask = ok.tolist()
+    valid = list(
+        zip(
+            itertools.compress(kept_positions, mask),
+            itertools.compress(lengths.tolist(), mask),
+            itertools.compress(serialized, mask),
+            strict=True,
+        )
+    )
+    valid_ids = list(itertools.compress(ids, mask))
+    valid_truncated = (
+        [positions[i] for k, i in enumerate(keep) if i in truncated and mask[k]]
+        if truncated
+        else []
+    )
+    errors = []
+    for k in np.flatnonzero(~ok).tolist():  # in input order
+        i = keep[k]
+        position = positions[i]
         reason, detail = problems[k]
         if policy.on_invalid == "fail" and reason in INVALID_VALUES:
             raise InvalidRecordError(
@@ -437,7 +461,7 @@ def validate_decoded(
             )
         errors.append(ErrorRecord(reason, detail, position, originals[i]))
     for i, detail in too_long.items():
-        errors.append(ErrorRecord(Reason.TOO_LONG, detail, chunk[i][0], originals[i]))
+        errors.append(ErrorRecord(Reason.TOO_LONG, detail, positions[i], originals[i]))
     errors.sort(key=lambda e: e.position)
     checked = Checked(valid, errors, valid_ids, valid_truncated)
-    return checked, decoded, np.asarray(valid_rows, np.int64)
+    return checked, decoded, row_of[ok]

@@ -128,6 +128,8 @@ def _truncate_wire(data: bytes, n: int) -> bytes:
 
 def encode_varint(value: int) -> bytes:
     """Protobuf's base-128 varint of a non-negative `value`."""
+    if value < 0x80:  # tags and short lengths: most calls
+        return _ONE_BYTE[value]
     out = bytearray()
     while True:
         b = value & 0x7F
@@ -137,6 +139,9 @@ def encode_varint(value: int) -> bytes:
         else:
             out.append(b)
             return bytes(out)
+
+
+_ONE_BYTE = tuple(bytes((b,)) for b in range(0x80))
 
 
 def _len_field(number: int, payload: bytes) -> bytes:

@@ -8,8 +8,6 @@ copied (`BatchAssigner`); a features thread copies a chunk's steps there
 
 from __future__ import annotations
 
-import collections
-
 import numpy as np
 
 from pipeline.stages import bucket, features
@@ -34,19 +32,56 @@ class OpenBatch:
     def __init__(self, size: int, length: int | None = None):
         self.size, self.n = size, 0
         self.length = length  # T under --static_shapes, else None (the longest)
-        self.parts: list[tuple[np.ndarray, int, np.ndarray]] = []  # block, row, lengths
+        # (block, first row, rows, lengths) of each run of examples
+        self.parts: list[tuple[np.ndarray, int, int, np.ndarray]] = []
         self._block: np.ndarray | None = None  # the block being filled
         self._used = 0  # its rows given out
-        self._context: dict[str, list] = collections.defaultdict(list)
+        self._taken: list[np.ndarray] = []  # the blocks it holds, each once
+        self._context: dict[str, tuple[list, list]] = {}  # values, row lengths
         self._ids: list = []
 
     def room(self) -> int:
         return self.size - self.n
 
-    def add(self, lengths: np.ndarray, context: dict, ids, blocks: Blocks) -> list:
+    def add(
+        self,
+        lengths: np.ndarray,
+        context: dict,
+        ids,
+        blocks: Blocks,
+        rows: int | None = None,
+    ) -> list:
         """Gives rows to examples with these lengths, context {name: (values,
         row_lengths)} and ids (or None), taking blocks as needed. Returns where
-        their steps go, in order: [(block, first row, rows)]."""
+        their steps go, in order: [(block, first row, rows)].
+
+        `rows`: sum(lengths), if the caller has it (`BatchAssigner`: one
+        cumulative sum a chunk, not one a call)."""
+        total = int(lengths.sum()) if rows is None else rows
+        if self._block is None:  # a new batch: the block its first example takes
+            self._block, self._used = blocks.get(int(lengths[0])), 0
+            self._taken.append(self._block)
+        if total <= len(self._block) - self._used:
+            # As a rule they fit in the block being filled: one run.
+            fills = [(self._block, self._used, total)]
+            self.parts.append((self._block, self._used, total, lengths))
+            self._used += total
+        else:
+            fills = self._spread(lengths, blocks)
+        for name, (values, row_lengths) in context.items():
+            columns = self._context.get(name)
+            if columns is None:
+                columns = self._context[name] = ([], [])
+            columns[0].append(values)
+            columns[1].append(row_lengths)
+        if ids is not None:
+            self._ids.append(ids)
+        self.n += len(lengths)
+        return fills
+
+    def _spread(self, lengths: np.ndarray, blocks: Blocks) -> list:
+        """`add`'s rows when the examples need more blocks: the rest of the
+        block being filled, then new ones, an example never split."""
         fills = []
         ends = np.cumsum(lengths)
         i = 0
@@ -56,35 +91,31 @@ class OpenBatch:
             j = int(np.searchsorted(ends, done + room, side="right"))
             if j == i:  # the next example needs a new block
                 self._block, self._used = blocks.get(int(lengths[i])), 0
+                self._taken.append(self._block)
                 continue
             rows = int(ends[j - 1]) - done
-            self.parts.append((self._block, self._used, lengths[i:j]))
+            self.parts.append((self._block, self._used, rows, lengths[i:j]))
             fills.append((self._block, self._used, rows))
             self._used += rows
             i = j
-        for name, values in context.items():
-            self._context[name].append(values)
-        if ids is not None:
-            self._ids.append(ids)
-        self.n += len(lengths)
         return fills
 
     def blocks(self) -> list[np.ndarray]:
         """The blocks holding the batch's steps (each once)."""
-        return list({id(block): block for block, _, _ in self.parts}.values())
+        return list(self._taken)
 
     def contents(self) -> tuple:
         """(runs [(rows, lengths)]: the examples' steps, one after the other,
         lengths [B], context {name: (values, row lengths)}, ids [B] or None),
         once every example is filled."""
         runs = [
-            (block[first : first + int(lengths.sum())], lengths)
-            for block, first, lengths in self.parts
+            (block[first : first + rows], lengths)
+            for block, first, rows, lengths in self.parts
         ]
-        lengths = np.concatenate([lengths for _, _, lengths in self.parts])
+        lengths = np.concatenate([part[3] for part in self.parts])
         context = {
-            name: tuple(np.concatenate(column) for column in zip(*parts, strict=True))
-            for name, parts in self._context.items()
+            name: (np.concatenate(values), np.concatenate(row_lengths))
+            for name, (values, row_lengths) in self._context.items()
         }
         ids = np.concatenate(self._ids) if self._ids else None
         return runs, lengths, context, ids
@@ -181,9 +212,13 @@ class BatchAssigner:
         order, spans = by_bucket(lengths, self._boundaries)
         lengths = lengths[order]
         taken = rows[order]
-        context = {n: take_rows(v, rl, taken) for n, (v, rl) in decoded.context.items()}
-        # Example i's context values: v[at[n][i] : at[n][i + 1]].
-        at = {n: np.concatenate([[0], np.cumsum(rl)]) for n, (_, rl) in context.items()}
+        # Example i (sorted): ends[i + 1] - ends[i] steps; its context values
+        # v[at[i] : at[i + 1]] (Python ints: sliced once a batch a chunk).
+        ends = [0, *np.cumsum(lengths).tolist()]
+        context = []
+        for name, (values, row_lengths) in decoded.context.items():
+            v, rl = take_rows(values, row_lengths, taken)
+            context.append((name, v, rl, [0, *np.cumsum(rl).tolist()]))
         ids = None if decoded.ids is None else decoded.ids[taken]
         fills, full = [], []
         for bid, start, stop in spans:
@@ -196,11 +231,12 @@ class BatchAssigner:
                 fills += batch.add(
                     lengths[start:end],
                     {
-                        n: (v[at[n][start] : at[n][end]], rl[start:end])
-                        for n, (v, rl) in context.items()
+                        n: (v[at[start] : at[end]], rl[start:end])
+                        for n, v, rl, at in context
                     },
                     None if ids is None else ids[start:end],
                     self._blocks,
+                    ends[end] - ends[start],
                 )
                 if not batch.room():
                     full.append((end - 1, batch))

@@ -76,6 +76,8 @@ def drop_duplicates(
         return valid, errors, checked.truncated, decoded, rows
     if repeated is None:
         suspects = range(len(valid))
+    elif len(repeated) == 0:  # no id met twice: no fingerprint to look up
+        suspects = []
     else:
         fps = (
             ids.fingerprints(decoded.ids[rows])

@@ -39,6 +39,7 @@ import concurrent.futures
 import contextlib
 import functools
 import gc
+import operator
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -63,6 +64,7 @@ from pipeline.tfdata.chunks import checked_chunks, drop_duplicates, read_all
 from pipeline.tfdata.threads import ahead, ordered_map
 
 FEATURE_THREADS = 2  # chunks whose features are computed at once
+_LENGTH = operator.itemgetter(1)  # of a valid record (position, length, bytes)
 IN_FLIGHT = 8  # full batches waiting for the writer thread
 
 
@@ -96,7 +98,8 @@ def _fewer_collections(run):
 
 class ShardWriter:
     """The shard files, written in the order batches are handed over by one
-    thread (file writes and CRCs release the GIL), here (`ShardFiles`) or, with
+    thread (file writes release the GIL; the CRC32C, over numpy views, holds
+    it: one pass a record, `RecordWriter`), here (`ShardFiles`) or, with
     `process`, through a writer process (`shard_files.WriterProcess`: the
     thread only sends each batch). Batch k goes to shard `output.shard_of(k)`.
     After `close`: what it wrote (`totals`, `entries`, `shapes`: {(B, T):
@@ -278,7 +281,7 @@ class Engine:
             valid, _, _, decoded, rows = checked
             work, full = None, []
             if valid:
-                lengths_ = np.asarray([v[1] for v in valid], np.int64)
+                lengths_ = np.fromiter(map(_LENGTH, valid), np.int64, len(valid))
                 order, fills, full = assigner.assign(lengths_, decoded, rows)
                 starts = None if starts is None else starts[rows]
                 work = (decoded, rows, lengths_, order, fills, ref, starts)

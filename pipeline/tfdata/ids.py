@@ -53,15 +53,19 @@ class IdBatch(NamedTuple):
 def summarize(ids: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """(fingerprints uint64 [N], sizes int32 [N], blob string []) of string ids
     [N], in TensorFlow: usable in a tf.data map (no Python per id)."""
-    fingerprints = tf.bitcast(tf.fingerprint(ids), tf.uint64)
-    return fingerprints, tf.strings.length(ids), tf.strings.reduce_join(ids)
+    return _fingerprints(ids), tf.strings.length(ids), tf.strings.reduce_join(ids)
+
+
+def _fingerprints(ids: tf.Tensor) -> tf.Tensor:
+    return tf.bitcast(tf.fingerprint(ids), tf.uint64)
 
 
 def fingerprints(ids: np.ndarray) -> np.ndarray:
-    """uint64 [N]: the fingerprints `summarize` gives, of numpy ids (bytes)."""
+    """uint64 [N]: the fingerprints `summarize` gives, of numpy ids (bytes);
+    its other two ops (sizes, a join of every id) are not run."""
     if len(ids) == 0:
         return np.zeros(0, np.uint64)
-    return summarize(tf.constant(ids, tf.string))[0].numpy()
+    return _fingerprints(tf.constant(ids, tf.string)).numpy()
 
 
 def id_batch(ids: np.ndarray) -> IdBatch:

@@ -4,6 +4,7 @@ import glob
 import json
 import os
 
+import google_crc32c
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -220,6 +221,10 @@ def test_record_writer_writes_records_given_as_pieces(tmp_path, compression):
     kind = "GZIP" if compression == "gzip" else ""
     got = list(tf.data.TFRecordDataset(path, kind).as_numpy_iterator())
     assert got == [b"".join(bytes(memoryview(p).cast("B")) for p in r) for r in records]
+    if compression == "none":  # the file's CRC32C, combined record by record
+        with open(path, "rb") as f:
+            data = f.read()
+        assert writer.checksum() == (len(data), f"{google_crc32c.value(data):08x}")
 
 
 def test_record_writer_survives_short_writes(tmp_path, monkeypatch):

@@ -3,6 +3,8 @@
 import io
 import struct
 
+import google_crc32c
+import numpy as np
 import pytest
 from pipeline_data import frame
 
@@ -82,6 +84,16 @@ def test_masked_crc_matches_known_value():
     header = struct.pack("<Q", 0)
     # The masked CRC TensorFlow writes for an empty record's length header.
     assert tfrecord.masked_crc32c(header) == struct.unpack("<I", frame(b"")[8:12])[0]
+
+
+def test_crc32c_combine_is_the_crc_of_the_concatenation():
+    rng = np.random.default_rng(0)
+    for size_a, size_b in [(0, 0), (5, 0), (0, 7), (1, 1), (100, 3000), (13, 1 << 20)]:
+        a, b = rng.bytes(size_a), rng.bytes(size_b)
+        got = tfrecord.crc32c_combine(
+            google_crc32c.value(a), google_crc32c.value(b), size_b
+        )
+        assert got == google_crc32c.value(a + b)
 
 
 @pytest.mark.parametrize("seed", range(4))
