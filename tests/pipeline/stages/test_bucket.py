@@ -197,6 +197,22 @@ def test_form_batches_spreads_buckets_over_subkeys():
         assert_that(batches, check)
 
 
+# Three buckets, spread over 2, 3 and 1 sub-keys, batches of 4.
+THREE_BUCKETS = bucket.BucketPlan(
+    boundaries=(3, 6), batch_size=4, subkeys=(2, 3, 1), estimated_efficiency=1.0
+)
+
+
+def _random_members(seed: int, per_file: int) -> list:
+    """`(position, length, bytes)` of 3 files' records, lengths 1-9."""
+    rng = np.random.default_rng(seed)
+    return [
+        ((f, i), int(rng.integers(1, 10)), b"%d-%d" % (f, i))
+        for f in range(3)
+        for i in range(per_file)
+    ]
+
+
 def test_batch_ranks_come_from_counts_alone():
     """`BatchRanks` (light blocks, before any grouping) names exactly the
     batches `FormBatches` forms, ranked in key order: shards can be chosen
@@ -207,15 +223,8 @@ def test_batch_ranks_come_from_counts_alone():
 
     from pipeline.beam import runner
 
-    plan = bucket.BucketPlan(
-        boundaries=(3, 6), batch_size=4, subkeys=(2, 3, 1), estimated_efficiency=1.0
-    )
-    rng = np.random.default_rng(1)
-    members = [
-        ((f, i), int(rng.integers(1, 10)), b"%d-%d" % (f, i))
-        for f in range(3)
-        for i in range(50)
-    ]
+    plan = THREE_BUCKETS
+    members = _random_members(seed=1, per_file=50)
     blocks = [Block.of(members[i : i + 9]) for i in range(0, len(members), 9)]
 
     options = beam.options.pipeline_options.PipelineOptions()
@@ -253,15 +262,8 @@ def test_placed_records_form_the_same_batches():
     from pipeline.beam import validate as beam_validate
     from pipeline.stages import output
 
-    plan = bucket.BucketPlan(
-        boundaries=(3, 6), batch_size=4, subkeys=(2, 3, 1), estimated_efficiency=1.0
-    )
-    rng = np.random.default_rng(2)
-    members = [
-        ((f, i), int(rng.integers(1, 10)), b"%d-%d" % (f, i))
-        for f in range(3)
-        for i in range(70)
-    ]
+    plan = THREE_BUCKETS
+    members = _random_members(seed=2, per_file=70)
     # Chunks of unequal sizes, not in position order; two later duplicates.
     cuts = [0, 5, 23, 24, 51, 90, 133, 170, 210]
     chunks = [members[a:b] for a, b in zip(cuts, cuts[1:], strict=False)][::-1]
