@@ -15,8 +15,9 @@ import collections
 import apache_beam as beam
 import numpy as np
 
+from pipeline.beam.shards import shard_of_batch
 from pipeline.beam.validate import ERRORS, DuplicateDropper, without_duplicates
-from pipeline.stages import blocks, output
+from pipeline.stages import blocks
 from pipeline.stages.blocks import Block
 from pipeline.stages.bucket import assign_buckets, batch_keys, chunk, subkeys
 
@@ -188,9 +189,11 @@ class PlaceRecords(beam.PTransform):
             | "GroupRemainders" >> beam.GroupByKey()
             | "ChunkRemainders" >> beam.FlatMap(_chunk_remainder, plan=plan)
             | "RemaindersToShard"
-            >> beam.Map(lambda batch, ranks: (_shard(batch[0], ranks, n), [batch]),
-                        ranks=ranks)
-        )  # fmt: skip
+            >> beam.Map(
+                lambda batch, ranks: (shard_of_batch(batch[0], ranks, n), [batch]),
+                ranks=ranks,
+            )
+        )
         return {
             "placed": (placed.placed, rest) | "AllPlaced" >> beam.Flatten(),
             ERRORS: placed[ERRORS],
@@ -255,10 +258,6 @@ def _ranks_in_group(item):
         start = stop
 
 
-def _shard(batch_key, ranks, n: int) -> int:
-    return output.shard_of(ranks[batch_key], n)
-
-
 class _PlaceDoFn(beam.DoFn):
     """`(chunk id, {records: [block], ranks: [(keys, ranks, totals)]})` ->
     pieces (see `PlaceRecords`)."""
@@ -305,7 +304,7 @@ class _PlaceDoFn(beam.DoFn):
                     yield beam.pvalue.TaggedOutput(REMAINDER, (b, members))
                     continue
                 batch_key = (b, 0, sub, i)
-                to_shard[_shard(batch_key, ranks, self._n)].append(
+                to_shard[shard_of_batch(batch_key, ranks, self._n)].append(
                     (batch_key, members.members())
                 )
         yield from to_shard.items()

@@ -80,12 +80,13 @@ class WriteShards(beam.PTransform):
         self._compression, self._features = compression, features
         self._ranks = ranks
 
-    def expand(self, formed):  # (batch_key, members), or placed: (shard, that)
+    # (batch_key, members), or placed: (shard, [(batch_key, members)])
+    def expand(self, formed):
         n = self._num_shards
         assigned = formed
         if self._ranks is not None:
             assigned = formed | "ToShard" >> beam.Map(
-                lambda batch, ranks: (output.shard_of(ranks[batch[0]], n), [batch]),
+                lambda batch, ranks: (shard_of_batch(batch[0], ranks, n), [batch]),
                 ranks=beam.pvalue.AsSingleton(self._ranks),
             )
         every_shard = (  # empty shards are files too
@@ -160,6 +161,12 @@ def groups(batches: list, limit: int = GROUP_RECORDS) -> list[list]:
             out.append([batch])
             size = len(batch[1])
     return out
+
+
+def shard_of_batch(batch_key, ranks, n: int) -> int:
+    """The shard of the batch `batch_key`: its rank in key order (`ranks`,
+    `{batch_key: rank}`) decides it (`output.shard_of`)."""
+    return output.shard_of(ranks[batch_key], n)
 
 
 def joined_pieces(pieces) -> list[tuple]:

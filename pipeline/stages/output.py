@@ -90,8 +90,9 @@ class RecordWriter:
     """A TFRecord file written record by record from pieces (`record_pieces`).
 
     Local and uncompressed (POSIX): framed here (`tfrecord.frame_crc`, CRC over
-    the pieces, the file's CRC32C extended by it) and written with `os.writev`, so a record's bytes go from the
-    batch's arrays to the file with no copy in between. Remote and
+    the pieces, the file's CRC32C extended by it) and written with `os.writev`,
+    so a record's bytes go from the batch's arrays to the file with no copy in
+    between. Remote and
     uncompressed: framed here, written to a `fileio.open_write` object
     (uploaded by `close`). Gzip: `tf.io.TFRecordWriter` with the pieces joined
     (remote: into a local temporary file, uploaded by `close`).

@@ -290,11 +290,9 @@ def iter_located(f: BinaryIO) -> Iterator[tuple[int, int, bytes | ReadError]]:
             if end > held:
                 break
             record = data[pos + 12 : end - 4]
-            crc = _crc32c(record)
             if (
                 _length_crc(length) != length_crc
-                or (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-                != unpack_crc(data, end - 4)[0]
+                or _mask(_crc32c(record)) != unpack_crc(data, end - 4)[0]
             ):
                 short = False
                 break

@@ -64,8 +64,8 @@ from pipeline.tfdata.chunks import checked_chunks, drop_duplicates, read_all
 from pipeline.tfdata.threads import ahead, ordered_map
 
 FEATURE_THREADS = 2  # chunks whose features are computed at once
-_LENGTH = operator.itemgetter(1)  # of a valid record (position, length, bytes)
 IN_FLIGHT = 8  # full batches waiting for the writer thread
+_LENGTH = operator.itemgetter(1)  # of a valid record (position, length, bytes)
 
 
 def trace(decoder: decode.Decoder, computer: features.FeatureComputer | None) -> None:
@@ -273,7 +273,7 @@ class Engine:
         for chunk, read_errors, nbytes, result, ref in self._checked():
             starts = fps = None
             if ref is not None:  # the worker's rows: every valid record's
-                every = np.fromiter((v[1] for v in result[0].valid), np.int64)
+                every = np.fromiter(map(_LENGTH, result[0].valid), np.int64)
                 starts, fps = np.cumsum(every) - every, result[1].fingerprints
             checked = drop_duplicates(
                 self.record_spec, result, self.files, first_ids, self.repeated, fps
