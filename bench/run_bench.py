@@ -19,8 +19,12 @@ Engines (`--engines` picks a subset by name):
   ceiling-beam-read-mp
   tfdata              python -m pipeline --engine tfdata
   tfdata-w2           the same with --tfdata_workers 2 (two worker processes)
-  beam                python -m pipeline --engine beam --runner DirectRunner (in_memory)
-  beam-bytes          the same with --shuffle_payload bytes (default here: reference)
+  beam                python -m pipeline --engine beam --runner DirectRunner: in one
+                      process Beam's BundleBasedDirectRunner (pipeline/beam/runner.py);
+                      --shuffle_payload auto carries bytes here
+  beam-reference      the same with --shuffle_payload reference
+  beam-fnapi          ... --runner FnApiRunner (in_memory; auto: reference)
+  beam-fnapi-bytes    ... --runner FnApiRunner --shuffle_payload bytes
   beam-mp             ... --direct_running_mode=multi_processing --direct_num_workers=2
   flink-1, flink-2    ... --runner FlinkRunner --parallelism 1 / 2: Apache Flink in
                       Beam's job server (`make runners`), SDK worker processes
@@ -67,7 +71,7 @@ import scaling  # noqa: E402
 SIZES = (20_000, 200_000)
 # --quick: no 2-worker rows (at 20k they mostly measure ~9 s of worker start-up).
 QUICK_ENGINES = ("reference", "ceiling-read", "ceiling-tf-parse", "ceiling-tfxbsl",
-                 "tfdata", "beam", "beam-bytes")  # fmt: skip
+                 "tfdata", "beam", "beam-reference")  # fmt: skip
 BEAM_MP = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
 
 
@@ -129,12 +133,17 @@ ENGINES = [
     Engine("tfdata-w2", "ours", "pipeline", "tensorflow",
            _ours("--engine", "tfdata", "--tfdata_workers", "2")),
     Engine("beam", "ours", "pipeline", "tensorflow,apache_beam",
-           _ours("--engine", "beam", "--runner=DirectRunner",
-                 "--direct_running_mode=in_memory"), runner="DirectRunner in_memory"),
-    Engine("beam-bytes", "ours", "pipeline", "tensorflow,apache_beam",
-           _ours("--engine", "beam", "--shuffle_payload", "bytes",
-                 "--runner=DirectRunner", "--direct_running_mode=in_memory"),
+           _ours("--engine", "beam", "--runner=DirectRunner"),
            runner="DirectRunner in_memory"),
+    Engine("beam-reference", "ours", "pipeline", "tensorflow,apache_beam",
+           _ours("--engine", "beam", "--shuffle_payload", "reference",
+                 "--runner=DirectRunner"),
+           runner="DirectRunner in_memory"),
+    Engine("beam-fnapi", "ours", "pipeline", "tensorflow,apache_beam",
+           _ours("--engine", "beam", "--runner=FnApiRunner"), runner="FnApiRunner"),
+    Engine("beam-fnapi-bytes", "ours", "pipeline", "tensorflow,apache_beam",
+           _ours("--engine", "beam", "--shuffle_payload", "bytes", "--runner=FnApiRunner"),
+           runner="FnApiRunner"),
     Engine("beam-mp", "ours", "pipeline", "tensorflow,apache_beam",
            _ours("--engine", "beam", "--runner=DirectRunner", *BEAM_MP),
            runner="DirectRunner multi_processing x2"),

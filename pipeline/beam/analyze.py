@@ -181,7 +181,7 @@ def run(
 ) -> None:
     """Runs the pass as its own Beam pipeline (same runner and options as the job)."""
     options = PipelineOptions(list(beam_argv))
-    p = beam.Pipeline(runner=make_runner(options), options=options)
+    p = beam.Pipeline(runner=make_runner(options, files), options=options)
     build_analysis(
         p,
         config=config,

@@ -5,7 +5,8 @@ metadata, each step the Beam wrapper of its stage. The driver
 (`pipeline.driver`) prepares the run and hands over a staging directory; the
 last step writes metadata.json there (it depends on every shard and
 dead-letter file through side inputs), and the driver renames it into place.
-The runner is chosen by `runner.make_runner`.
+The runner is chosen by `runner.make_runner`, the shuffle payload by
+`JobConfig.shuffle_payload_for`.
 """
 
 from __future__ import annotations
@@ -25,12 +26,12 @@ from pipeline.beam import (
     features,
     progress,
     read,
+    runner,
     shards,
     validate,
     write,
 )
 from pipeline.beam import static_shapes as static_batches
-from pipeline.beam.runner import make_runner
 from pipeline.stages import blocks, decode, metadata, static_shapes, tfrecord
 from pipeline.stages import progress as progress_lines
 from pipeline.stages.config import ColumnsSpec, JobConfig, columns_spec
@@ -287,7 +288,9 @@ def build(
     info: metadata.StaticInfo,
 ) -> None:
     """Adds the whole job to `p`, writing into `directory` (the staging dir)."""
-    payload = config.shuffle_payload_for(files)
+    payload = config.shuffle_payload_for(
+        files, in_process=runner.groups_objects(p.runner)
+    )
     read_out = (
         p
         | "ListFiles" >> beam.Create(list(enumerate(files)))
@@ -421,7 +424,9 @@ def run(stages: Mapping, beam_argv: Sequence[str] = ()):
       RuntimeError: the pipeline ended in another state than DONE.
     """
     options = PipelineOptions(list(beam_argv))
-    p = beam.Pipeline(runner=make_runner(options), options=options)
+    p = beam.Pipeline(
+        runner=runner.make_runner(options, stages["files"]), options=options
+    )
     info = dataclasses.replace(stages["info"], runner=engines.runner_name(beam_argv))
     build(p, **{**stages, "info": info})  # metadata.json names the runner
     result = p.run()

@@ -218,6 +218,12 @@ def test_batch_record_layout_is_framework_neutral(runs):
     assert len(f["label"].int64_list.value) == b and x.shape == (b, t, d)
 
 
+def test_both_shuffle_payloads_give_identical_bytes(runs, dataset, tmp_path):
+    # runs["beam"]: "auto" in-process on a small local input carries bytes.
+    run(dataset, tmp_path / "ref", shuffle_payload="reference")
+    assert dir_bytes(tmp_path / "ref") == dir_bytes(runs["base"] / "beam")
+
+
 def test_two_runs_give_identical_bytes(runs, dataset, tmp_path):
     again = run(dataset, tmp_path / "beam2")
     assert dir_bytes(tmp_path / "beam2") == dir_bytes(runs["base"] / "beam")

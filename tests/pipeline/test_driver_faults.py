@@ -4,10 +4,11 @@
   directory exists, metadata.json does not); DIR does not exist, or is still the
   previous complete run with --overwrite; a rerun gives the same bytes as an
   uninterrupted run.
-* Retries: Beam's in-process FnApiRunner (our default "DirectRunner") does NOT
-  retry a failed bundle: the job fails and leaves no DIR. Beam's
-  BundleBasedDirectRunner retries a failed bundle (up to 4 attempts, discarding
-  the failed attempt's outputs, like Dataflow/Flink/Spark). Failures are injected
+* Retries: Beam's BundleBasedDirectRunner (the default "DirectRunner" in one
+  process: runner.make_runner) retries a failed bundle (up to 4 attempts,
+  discarding the failed attempt's outputs, like Dataflow/Flink/Spark). Beam's
+  FnApiRunner (`--runner FnApiRunner`, or worker processes) does NOT: the job
+  fails and leaves no DIR. Failures are injected
   by monkeypatching (no hook in the library): the validate DoFn and the shard
   writer (features and file) each fail on their first attempt per element, after
   emitting their outputs / writing their file. The output must be byte-identical
@@ -95,7 +96,7 @@ def run(dataset, out, runner=None, **kw):
 @pytest.fixture(scope="module")
 def clean_run(dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("clean") / "out"
-    run(dataset, out)
+    run(dataset, out, runner="FnApiRunner")
     return out
 
 
@@ -103,7 +104,7 @@ def test_retried_bundles_yield_each_example_exactly_once(
     dataset, clean_run, flaky, tmp_path
 ):
     out = tmp_path / "out"
-    result = run(dataset, out, runner="BundleBasedDirectRunner")
+    result = run(dataset, out)  # the default runner in one process
     injected = os.listdir(flaky)
     kinds = {name.split("-")[0] for name in injected if not name.endswith(".retried")}
     assert kinds == {"validate", "shard"}  # every kind failed once...
@@ -116,15 +117,15 @@ def test_retried_bundles_yield_each_example_exactly_once(
     # Same bytes as the clean FnApiRunner run: no duplicate, no missing example,
     # no stray temporary file, the same deterministic shard names; metadata.json
     # differs only in the runner it names.
-    same_output(out, clean_run, ("BundleBasedDirectRunner", "DirectRunner"))
+    same_output(out, clean_run, ("DirectRunner", "FnApiRunner"))
 
 
-def test_the_default_runner_does_not_retry_and_leaves_no_output(
+def test_the_fn_api_runner_does_not_retry_and_leaves_no_output(
     dataset, flaky, tmp_path
 ):
     out = tmp_path / "out"
     with pytest.raises(RuntimeError, match="injected"):
-        run(dataset, out)  # FnApiRunner: the first failure ends the job
+        run(dataset, out, runner="FnApiRunner")  # the first failure ends the job
     assert not any(n.endswith(".retried") for n in os.listdir(flaky))
     assert not out.exists() and not glob.glob(f"{out}.staging-*")
 

@@ -32,7 +32,8 @@ def leftovers(out):
 
 @pytest.fixture
 def failing_features(monkeypatch):
-    """Makes the features stage raise on its 3rd batch (midway through a run)."""
+    """Makes the features stage raise from its 3rd batch on (midway through a
+    run; a runner that retries bundles fails too)."""
     calls = {"n": 0}
     original = features.FeatureComputer.batch_record
 
@@ -40,7 +41,7 @@ def failing_features(monkeypatch):
 
     def fail_third():
         calls["n"] += 1
-        if calls["n"] == 3:
+        if calls["n"] >= 3:  # and after: a retried bundle fails again
             raise RuntimeError("injected failure")
 
     def batch_record(self, members):
