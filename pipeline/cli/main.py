@@ -38,8 +38,9 @@ def make_parser() -> argparse.ArgumentParser:
             "float32 [B, T, D] shards (DIR/shards), with dead letters (DIR/errors), "
             "the embedding tables (DIR/embeddings) and DIR/metadata.json. Any other "
             "flag is passed to Beam's PipelineOptions (e.g. --runner, "
-            "--direct_running_mode, --direct_num_workers); the default runner is the "
-            "in-process DirectRunner (FnApiRunner)."
+            "--direct_running_mode, --direct_num_workers); the default runner is "
+            "Beam's DirectRunner in one process: its bundle-based runner while the "
+            "input is at most 1/8 of memory, else its FnApiRunner."
         ),
         epilog="Other commands: `seqshards stats --help` (lengths, feature presence "
         "and bucket choices of an input), `seqshards inspect DIR` (what a run wrote).",
@@ -118,8 +119,8 @@ def make_parser() -> argparse.ArgumentParser:
         help="Beam engine: what its grouping steps carry per valid record: its "
         "bytes (the input read once) or a reference (file, offset, size: read "
         "again where its batch is computed; less to shuffle and hold). auto "
-        "(default): reference for local input, bytes for gs:// and s3://. "
-        "See README.",
+        "(default): bytes in one process on the bundle-based runner and for "
+        "gs:// and s3:// input, else reference. See README.",
     )
     parser.add_argument(
         "--tfdata_workers",
