@@ -16,8 +16,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineState
 
-from pipeline.beam import read, validate
-from pipeline.beam.runner import make_runner
+from pipeline.beam import read, runner, validate
 from pipeline.stages import decode
 from pipeline.stages.analysis import (
     Moments,
@@ -181,7 +180,7 @@ def run(
 ) -> None:
     """Runs the pass as its own Beam pipeline (same runner and options as the job)."""
     options = PipelineOptions(list(beam_argv))
-    p = beam.Pipeline(runner=make_runner(options, files), options=options)
+    p = beam.Pipeline(runner=runner.make_runner(options, files), options=options)
     build_analysis(
         p,
         config=config,
@@ -190,6 +189,6 @@ def run(
         directory=directory,
         requests=requests,
     )
-    state = p.run().wait_until_finish()
+    state = runner.run(p).wait_until_finish()
     if state != PipelineState.DONE:
         raise RuntimeError(f"The analyze pipeline ended in state {state}")

@@ -429,7 +429,7 @@ def run(stages: Mapping, beam_argv: Sequence[str] = ()):
     )
     info = dataclasses.replace(stages["info"], runner=engines.runner_name(beam_argv))
     build(p, **{**stages, "info": info})  # metadata.json names the runner
-    result = p.run()
+    result = runner.run(p)
     state = result.wait_until_finish()
     if state != PipelineState.DONE:
         raise RuntimeError(f"The Beam pipeline ended in state {state}")

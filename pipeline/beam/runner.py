@@ -96,6 +96,16 @@ def in_process(options: PipelineOptions, files: Sequence[str] = ()) -> bool:
     return sum(map(fileio.size, files)) <= IN_PROCESS_BYTES_SHARE * physical_memory()
 
 
+def run(p) -> object:
+    """`p.run()` without Beam's runner-API round trip: for a runner that is
+    not FnApi-compatible (the bundle-based one) Beam's default
+    (`test_runner_api="AUTO"`) first serializes the pipeline to its proto and
+    builds it again, a check for Beam's own tests that costs ~0.5 s of CPU a
+    job (py-spy, the sample). The other runners skip it anyway. Returns
+    Beam's `PipelineResult`."""
+    return p.run(test_runner_api=False)
+
+
 def groups_objects(runner) -> bool:
     """Whether `runner` (a Pipeline's) groups Python objects without copying
     them: the bundle-based direct runner that `in_process` picks."""
