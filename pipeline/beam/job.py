@@ -12,6 +12,7 @@ The runner is chosen by `runner.make_runner`, the shuffle payload by
 from __future__ import annotations
 
 import dataclasses
+import time
 import zlib
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
@@ -330,11 +331,12 @@ def build(
             if progress.one_worker(p.options)
             else None
         )
+        started = time.monotonic() if total is not None else None
         _ = read_out.records | "ProgressRead" >> progress.LogProgress(
-            "read", progress_lines.chunk_size, total_bytes=total
+            "read", progress_lines.chunk_size, total_bytes=total, started=started
         )
         _ = out["shards"][shards.WRITTEN] | "ProgressFeatures" >> progress.LogProgress(
-            "features", shards.examples_measure, unit="examples"
+            "features", shards.examples_measure, unit="examples", started=started
         )
     errors = (read_out[read.READ_ERRORS], out["errors"]) | "AllErrors" >> beam.Flatten()
     error_infos = errors | "WriteErrors" >> write.WriteErrors(directory, files)

@@ -20,9 +20,13 @@ def one_worker(options) -> bool:
     """
     runner = options.view_as(StandardOptions).runner
     direct = options.view_as(DirectOptions)
-    return runner in (None, "DirectRunner", "direct", "FnApiRunner") and (
-        direct.direct_num_workers == 1
-    )
+    return runner in (
+        None,
+        "DirectRunner",
+        "direct",
+        "FnApiRunner",
+        "BundleBasedDirectRunner",
+    ) and (direct.direct_num_workers == 1)
 
 
 class LogProgress(beam.PTransform):
@@ -34,20 +38,29 @@ class LogProgress(beam.PTransform):
       total_bytes: Input size for the share and the ETA; pass it only when one
         worker sees the whole input (the in-process runner), else None.
       unit: What is counted.
+      started: `time.monotonic()` when the job started, to time the stage
+        from there; only when the job runs in this process (`one_worker`).
+        Else the clock starts with the stage's first element, which is right
+        where the side branch is fused with the stage, not on the in-process
+        bundle-based runner: it hands the branch a step's whole output once
+        the step is done (the read: 0.0 s and millions of records/s).
     """
 
-    def __init__(self, label, measure, *, total_bytes=None, unit="records"):
+    def __init__(
+        self, label, measure, *, total_bytes=None, unit="records", started=None
+    ):
         super().__init__()
-        self._args = (label, measure, total_bytes, unit)
+        self._args = (label, measure, total_bytes, unit, started)
 
     def expand(self, pcoll):
         return pcoll | "Log" >> beam.ParDo(_LogProgressDoFn(*self._args))
 
 
 class _LogProgressDoFn(beam.DoFn):
-    def __init__(self, label, measure, total_bytes, unit):
+    def __init__(self, label, measure, total_bytes, unit, started):
         self._label, self._measure = label, measure
         self._total_bytes, self._unit = total_bytes, unit
+        self._started = started
         self._progress = None
 
     def process(self, element):
@@ -55,6 +68,8 @@ class _LogProgressDoFn(beam.DoFn):
             self._progress = Progress(
                 self._label, total_bytes=self._total_bytes, unit=self._unit
             )
+            if self._started is not None:  # ...or with the job, in this process
+                self._progress.start = self._progress.last = self._started
         self._progress.add(*self._measure(element))
         return ()
 
