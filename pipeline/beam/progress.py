@@ -9,6 +9,7 @@ from __future__ import annotations
 import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
 
+from pipeline.beam.runner import DIRECT_NAMES
 from pipeline.stages.progress import Progress
 
 
@@ -18,15 +19,10 @@ def one_worker(options) -> bool:
     Args:
       options: The job's Beam `PipelineOptions`.
     """
-    runner = options.view_as(StandardOptions).runner
+    name = options.view_as(StandardOptions).runner
     direct = options.view_as(DirectOptions)
-    return runner in (
-        None,
-        "DirectRunner",
-        "direct",
-        "FnApiRunner",
-        "BundleBasedDirectRunner",
-    ) and (direct.direct_num_workers == 1)
+    local = (*DIRECT_NAMES, "FnApiRunner", "BundleBasedDirectRunner")
+    return name in local and direct.direct_num_workers == 1
 
 
 class LogProgress(beam.PTransform):

@@ -9,12 +9,12 @@ memory: it hands elements from step to step, grouping steps included, as the
 Python objects they are, where the FnApiRunner (what Beam's DirectRunner uses
 for batch jobs) encodes every element into its data plane, copies it into
 grouping buffers, decodes and encodes it again (on the 200k bench data the
-job's CPU per example: 1.16x the tfdata engine's, against 1.55x by reference
-and 2.43x with bytes on the FnApiRunner; README, "The Beam job's I/O, CPU and
+job's CPU per example: 1.16x the tfdata engine's, against 1.40x by reference
+and 2.11x with bytes on the FnApiRunner; README, "The Beam job's I/O, CPU and
 memory"). But it does not fuse steps: a step's whole output is held before
 the next runs, so the input read is held in memory (peak RSS ~1.2 GB plus
 ~1.3x the input; 7.2 GB at 2M bench examples, where the FnApiRunner, by
-reference, streams through fused stages in 2.6 GB). Larger inputs, worker
+reference, streams through fused stages in 2.0 GB). Larger inputs, worker
 processes or threads (`--direct_running_mode multi_processing|
 multi_threading`) and `--runner FnApiRunner` run on the FnApiRunner.
 """

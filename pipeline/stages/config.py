@@ -199,7 +199,7 @@ class JobConfig:
         - on an object store (`gs://`, `s3://`): bytes, since a reference
           would cost a ranged read per record, with every worker reading
           nearly every file;
-        - `in_process` (the bundle-based direct runner, `runner.in_process`):
+        - `in_process` (the bundle-based direct runner: `runner.groups_objects`):
           bytes. That runner groups Python objects, without copies, and holds
           the input read either way (peak RSS ~1.2 GB plus ~1.3x the input
           with either payload, measured at 200k and 2M examples);
